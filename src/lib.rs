@@ -1,0 +1,1 @@
+//! keygate: proxy-wasm glue. Placeholder until the filter lands.
