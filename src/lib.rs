@@ -1,1 +1,30 @@
-//! keygate: proxy-wasm glue. Placeholder until the filter lands.
+//! keygate: a proxy-wasm filter that checks API keys at the edge.
+//!
+//! This crate is glue only: every decision lives in `keygate-core`, which has no proxy-wasm
+//! dependency and is tested natively. Each callback here reads what the host has, asks the core,
+//! and carries out the answer.
+//!
+//! # Layout
+//! - `lib.rs`: the entry point and the panic hook.
+//! - [`root`]: `FilterRoot` — configure, tick (orphaned lookups, usage reports).
+//! - [`http`]: `RequestFilter` — one request: plan, cache, lookup, verdict.
+//! - [`worker`]: state a worker's VM shares between its contexts; the shared-data cache access.
+//! - [`metrics`]: Envoy counters.
+//! - [`host`]: the only module that calls `proxy_wasm::hostcalls`; every call is fallible.
+
+pub mod host;
+pub mod http;
+pub mod metrics;
+pub mod root;
+pub mod worker;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    // Replaces the SDK's hook (which unwraps the log call) with one that cannot itself fail.
+    std::panic::set_hook(Box::new(|info| {
+        host::log_critical(&format!("panic, the VM is now unusable: {info}"));
+    }));
+    proxy_wasm::set_root_context(|context_id| Box::new(root::FilterRoot::new(context_id)));
+}}

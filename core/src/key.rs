@@ -212,7 +212,10 @@ mod tests {
     fn malformed_keys_are_told_apart() {
         assert_eq!(ApiKey::parse("sk_abc"), Err(KeyFormatError::Prefix));
         assert_eq!(ApiKey::parse("kg_abc"), Err(KeyFormatError::Length));
-        let upper = ApiKey::from_random(RANDOM).expose_secret().to_uppercase().replace("KG_", "kg_");
+        let upper = ApiKey::from_random(RANDOM)
+            .expose_secret()
+            .to_uppercase()
+            .replace("KG_", "kg_");
         assert_eq!(ApiKey::parse(&upper), Err(KeyFormatError::Charset));
         assert_eq!(ApiKey::parse(""), Err(KeyFormatError::Prefix));
         // Multi-byte input of the right byte length must not split a char boundary.

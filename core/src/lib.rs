@@ -4,8 +4,20 @@
 //! key format and the wire protocol are defined once.
 //!
 //! # Layout
+//! - [`config`]: the filter configuration, raw JSON to compiled [`config::FilterConfig`].
+//! - [`credential`]: finding the credential in a request, and what to strip before forwarding.
+//! - [`decision`]: [`decision::plan`] and [`decision::judge`], the filter's decisions.
+//! - [`cache`]: the lookup cache's policy and byte format in Envoy shared data.
+//! - [`usage`]: per-key request counts between usage reports.
 //! - [`key`]: the API key format and [`key::KeyHash`].
 //! - [`wire`]: lookup and usage messages between filter and key service.
+//! - [`route`]: the `routes` rule table, and the path normalization it matches against.
 
+pub mod cache;
+pub mod config;
+pub mod credential;
+pub mod decision;
 pub mod key;
+pub mod route;
+pub mod usage;
 pub mod wire;

@@ -97,7 +97,10 @@ mod tests {
                 .unwrap_or(valid);
         assert_eq!(
             invalid,
-            LookupResponse::Invalid { reason: InvalidReason::Revoked, cache_ttl_secs: 5 }
+            LookupResponse::Invalid {
+                reason: InvalidReason::Revoked,
+                cache_ttl_secs: 5
+            }
         );
     }
 }

@@ -1,0 +1,568 @@
+//! The filter configuration, in two stages: [`RawConfig`] is exactly the JSON an operator writes
+//! (unknown fields rejected, defaults explicit), and [`FilterConfig`] is what the filter runs on,
+//! compiled once at configure time. Every error names the field it is about, so a broken config
+//! makes Envoy refuse it with a log line an operator can act on.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::route::{RawRoute, RouteTable};
+use crate::wire;
+
+/// A configuration error. `Display` reads `field.path: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The configuration as written. See the README's configuration reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub key_service: RawKeyService,
+    #[serde(default)]
+    pub api_keys: RawApiKeys,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
+    pub usage: RawUsage,
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    #[serde(default)]
+    pub case_sensitive_paths: bool,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyService {
+    pub cluster: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    pub token: String,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_lookup_path")]
+    pub lookup_path: String,
+    #[serde(default = "default_usage_path")]
+    pub usage_path: String,
+    #[serde(default = "default_max_pending_lookups")]
+    pub max_pending_lookups: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_lookup_path() -> String {
+    wire::LOOKUP_PATH.to_owned()
+}
+fn default_usage_path() -> String {
+    wire::USAGE_PATH.to_owned()
+}
+fn default_max_pending_lookups() -> usize {
+    1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    #[serde(default = "default_key_headers")]
+    pub headers: Vec<String>,
+    #[serde(default = "default_key_query_params")]
+    pub query_params: Vec<String>,
+    #[serde(default = "default_true")]
+    pub bearer: bool,
+}
+
+impl Default for RawApiKeys {
+    fn default() -> Self {
+        Self {
+            headers: default_key_headers(),
+            query_params: default_key_query_params(),
+            bearer: true,
+        }
+    }
+}
+
+fn default_key_headers() -> Vec<String> {
+    vec!["x-api-key".to_owned()]
+}
+fn default_key_query_params() -> Vec<String> {
+    vec!["api_key".to_owned()]
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    #[serde(default = "default_max_entries")]
+    pub max_entries: u64,
+    #[serde(default = "default_ttl_secs")]
+    pub ttl_secs: u64,
+    #[serde(default = "default_negative_ttl_secs")]
+    pub negative_ttl_secs: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_entries: default_max_entries(),
+            ttl_secs: default_ttl_secs(),
+            negative_ttl_secs: default_negative_ttl_secs(),
+        }
+    }
+}
+
+fn default_max_entries() -> u64 {
+    10_000
+}
+fn default_ttl_secs() -> u64 {
+    60
+}
+fn default_negative_ttl_secs() -> u64 {
+    10
+}
+
+/// What to do when the key service cannot answer a lookup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Answer 503. Keys already in the cache keep working until their entry ends.
+    #[default]
+    Closed,
+    /// Let the request through, without identity headers.
+    Open,
+}
+
+/// What to do with a request that no route rule matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    #[default]
+    Deny,
+    /// Treat it as public.
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    #[serde(default = "default_header_prefix")]
+    pub header_prefix: String,
+    #[serde(default = "default_true")]
+    pub strip_credentials: bool,
+}
+
+impl Default for RawForwarding {
+    fn default() -> Self {
+        Self {
+            header_prefix: default_header_prefix(),
+            strip_credentials: true,
+        }
+    }
+}
+
+fn default_header_prefix() -> String {
+    "x-keygate-".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    /// 0 turns usage reporting off.
+    #[serde(default = "default_report_interval_secs")]
+    pub report_interval_secs: u64,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        Self {
+            report_interval_secs: default_report_interval_secs(),
+        }
+    }
+}
+
+fn default_report_interval_secs() -> u64 {
+    10
+}
+
+/// The compiled configuration the filter runs on.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    pub key_service: KeyServiceConfig,
+    pub api_keys: ApiKeySources,
+    pub cache: CachePolicy,
+    pub failure_mode: FailureMode,
+    pub forwarding: Forwarding,
+    /// `None` when usage reporting is off.
+    pub usage_interval: Option<Duration>,
+    pub unmatched: Unmatched,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyServiceConfig {
+    pub cluster: String,
+    pub authority: String,
+    /// `Authorization` header value for lookups and usage reports: `Bearer <token>`.
+    pub authorization: String,
+    pub timeout: Duration,
+    pub lookup_path: String,
+    pub usage_path: String,
+    /// Per worker: lookups in flight at once. Past it, new misses answer 503 instead of piling up.
+    pub max_pending_lookups: usize,
+}
+
+/// Where API keys are looked for. Header names are lowercase, as Envoy presents them.
+#[derive(Debug, Clone)]
+pub struct ApiKeySources {
+    pub headers: Vec<String>,
+    pub query_params: Vec<String>,
+    pub bearer: bool,
+}
+
+/// Cache bounds and lifetimes, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub max_entries: u64,
+    pub ttl_secs: u64,
+    pub negative_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// Lowercase. Client headers starting with it are always removed.
+    pub header_prefix: String,
+    pub strip_credentials: bool,
+}
+
+impl FilterConfig {
+    /// Parses and compiles the JSON configuration. Errors name the field, e.g.
+    /// `routes[2].path: must start with '/'` or `cache.max_entries: unknown field`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "configuration".to_owned()
+            } else {
+                path
+            };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        Self::try_from(raw)
+    }
+}
+
+impl TryFrom<RawConfig> for FilterConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let ks = raw.key_service;
+        non_empty("key_service.cluster", &ks.cluster)?;
+        non_empty("key_service.token", &ks.token)?;
+        if !ks.token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                "key_service.token",
+                "must be printable ASCII",
+            ));
+        }
+        if !(1..=60_000).contains(&ks.timeout_ms) {
+            return Err(ConfigError::new(
+                "key_service.timeout_ms",
+                "must be 1 to 60000",
+            ));
+        }
+        for (field, path) in [
+            ("key_service.lookup_path", &ks.lookup_path),
+            ("key_service.usage_path", &ks.usage_path),
+        ] {
+            if !path.starts_with('/') || path.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(ConfigError::new(field, "must be an absolute path"));
+            }
+        }
+        if ks.max_pending_lookups == 0 {
+            return Err(ConfigError::new(
+                "key_service.max_pending_lookups",
+                "must be at least 1",
+            ));
+        }
+        let authority = ks.authority.unwrap_or_else(|| ks.cluster.clone());
+        non_empty("key_service.authority", &authority)?;
+
+        let forwarding = compile_forwarding(raw.forwarding)?;
+        let api_keys = compile_api_keys(raw.api_keys, &forwarding.header_prefix)?;
+        let cache = compile_cache(raw.cache)?;
+        let routes = RouteTable::compile(&raw.routes, raw.case_sensitive_paths)
+            .map_err(|e| ConfigError::new(e.field(), e.message()))?;
+
+        Ok(Self {
+            key_service: KeyServiceConfig {
+                cluster: ks.cluster,
+                authority,
+                authorization: format!("Bearer {}", ks.token),
+                timeout: Duration::from_millis(ks.timeout_ms),
+                lookup_path: ks.lookup_path,
+                usage_path: ks.usage_path,
+                max_pending_lookups: ks.max_pending_lookups,
+            },
+            api_keys,
+            cache,
+            failure_mode: raw.failure_mode,
+            forwarding,
+            usage_interval: match raw.usage.report_interval_secs {
+                0 => None,
+                secs if secs <= 3600 => Some(Duration::from_secs(secs)),
+                _ => {
+                    return Err(ConfigError::new(
+                        "usage.report_interval_secs",
+                        "must be 0 (off) to 3600",
+                    ))
+                }
+            },
+            unmatched: raw.unmatched,
+            routes,
+        })
+    }
+}
+
+fn non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// An HTTP header name token (RFC 9110), lowercase as Envoy presents names.
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\''
+                )
+                || matches!(b, b'*' | b'+' | b'^' | b'`' | b'|' | b'~')
+        })
+}
+
+fn compile_forwarding(raw: RawForwarding) -> Result<Forwarding, ConfigError> {
+    let prefix = raw.header_prefix.to_ascii_lowercase();
+    if prefix.len() < 3 || !is_header_name(&prefix) {
+        return Err(ConfigError::new(
+            "forwarding.header_prefix",
+            "must be a header-name prefix of at least 3 characters, such as x-keygate-",
+        ));
+    }
+    Ok(Forwarding {
+        header_prefix: prefix,
+        strip_credentials: raw.strip_credentials,
+    })
+}
+
+fn compile_api_keys(raw: RawApiKeys, prefix: &str) -> Result<ApiKeySources, ConfigError> {
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (i, name) in raw.headers.iter().enumerate() {
+        let field = format!("api_keys.headers[{i}]");
+        let lower = name.to_ascii_lowercase();
+        if !is_header_name(&lower) {
+            return Err(ConfigError::new(field, "must be a header name"));
+        }
+        if lower == "authorization" {
+            return Err(ConfigError::new(
+                field,
+                "use api_keys.bearer for the Authorization header",
+            ));
+        }
+        if lower.starts_with(prefix) {
+            return Err(ConfigError::new(
+                field,
+                "must not start with forwarding.header_prefix",
+            ));
+        }
+        headers.push(lower);
+    }
+    for (i, name) in raw.query_params.iter().enumerate() {
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| !b.is_ascii_graphic() || b"&=#?%+".contains(&b))
+        {
+            return Err(ConfigError::new(
+                format!("api_keys.query_params[{i}]"),
+                "must be a plain query parameter name",
+            ));
+        }
+    }
+    if headers.is_empty() && raw.query_params.is_empty() && !raw.bearer {
+        return Err(ConfigError::new(
+            "api_keys",
+            "needs at least one of headers, query_params or bearer",
+        ));
+    }
+    Ok(ApiKeySources {
+        headers,
+        query_params: raw.query_params,
+        bearer: raw.bearer,
+    })
+}
+
+fn compile_cache(raw: RawCache) -> Result<CachePolicy, ConfigError> {
+    if !(1..=10_000_000).contains(&raw.max_entries) {
+        return Err(ConfigError::new(
+            "cache.max_entries",
+            "must be 1 to 10000000",
+        ));
+    }
+    if !(1..=86_400).contains(&raw.ttl_secs) {
+        return Err(ConfigError::new("cache.ttl_secs", "must be 1 to 86400"));
+    }
+    if raw.negative_ttl_secs > 3600 {
+        return Err(ConfigError::new(
+            "cache.negative_ttl_secs",
+            "must be 0 (off) to 3600",
+        ));
+    }
+    Ok(CachePolicy {
+        max_entries: raw.max_entries,
+        ttl_secs: raw.ttl_secs,
+        negative_ttl_secs: raw.negative_ttl_secs,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{"key_service":{"cluster":"ks","token":"t0ken"}}"#;
+
+    fn err(json: &str) -> ConfigError {
+        FilterConfig::from_json(json.as_bytes()).expect_err("config should be refused")
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = FilterConfig::from_json(MINIMAL.as_bytes()).unwrap();
+        assert_eq!(c.key_service.authority, "ks");
+        assert_eq!(c.key_service.authorization, "Bearer t0ken");
+        assert_eq!(c.key_service.timeout, Duration::from_millis(1000));
+        assert_eq!(c.key_service.lookup_path, "/v1/lookup");
+        assert_eq!(c.api_keys.headers, ["x-api-key"]);
+        assert_eq!(c.api_keys.query_params, ["api_key"]);
+        assert!(c.api_keys.bearer);
+        assert_eq!(
+            c.cache,
+            CachePolicy {
+                max_entries: 10_000,
+                ttl_secs: 60,
+                negative_ttl_secs: 10
+            }
+        );
+        assert_eq!(c.failure_mode, FailureMode::Closed);
+        assert_eq!(c.forwarding.header_prefix, "x-keygate-");
+        assert!(c.forwarding.strip_credentials);
+        assert_eq!(c.usage_interval, Some(Duration::from_secs(10)));
+        assert_eq!(c.unmatched, Unmatched::Deny);
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_path() {
+        let e = err(r#"{"key_service":{"cluster":"ks","token":"t","timeout":5}}"#);
+        assert_eq!(e.field, "key_service.timeout");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = err(r#"{"key_service":{"cluster":"ks","token":"t"},"cahce":{}}"#);
+        assert!(e.to_string().contains("cahce"), "{e}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let e = err(r#"{"key_service":{"cluster":"ks"}}"#);
+        assert!(e.to_string().contains("token"), "{e}");
+        let e = err("{}");
+        assert!(e.to_string().contains("key_service"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let e = err(r#"{"key_service":{"cluster":"ks","token":"t"},"cache":{"ttl_secs":"60"}}"#);
+        assert_eq!(e.field, "cache.ttl_secs");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_by_field() {
+        let cases = [
+            (r#""cache":{"max_entries":0}"#, "cache.max_entries"),
+            (r#""cache":{"ttl_secs":0}"#, "cache.ttl_secs"),
+            (
+                r#""api_keys":{"headers":["bad header"]}"#,
+                "api_keys.headers[0]",
+            ),
+            (
+                r#""api_keys":{"headers":["authorization"]}"#,
+                "api_keys.headers[0]",
+            ),
+            (
+                r#""api_keys":{"headers":["x-keygate-key"]}"#,
+                "api_keys.headers[0]",
+            ),
+            (
+                r#""api_keys":{"query_params":["a&b"]}"#,
+                "api_keys.query_params[0]",
+            ),
+            (
+                r#""api_keys":{"headers":[],"query_params":[],"bearer":false}"#,
+                "api_keys",
+            ),
+            (
+                r#""forwarding":{"header_prefix":"x"}"#,
+                "forwarding.header_prefix",
+            ),
+            (r#""failure_mode":"maybe""#, "failure_mode"),
+            (
+                r#""usage":{"report_interval_secs":99999}"#,
+                "usage.report_interval_secs",
+            ),
+        ];
+        for (extra, field) in cases {
+            let json = format!(r#"{{"key_service":{{"cluster":"ks","token":"t"}},{extra}}}"#);
+            assert_eq!(err(&json).field, field, "{json}");
+        }
+        let e = err(r#"{"key_service":{"cluster":"ks","token":"t","timeout_ms":0}}"#);
+        assert_eq!(e.field, "key_service.timeout_ms");
+    }
+
+    #[test]
+    fn route_errors_name_the_rule() {
+        let e = err(
+            r#"{"key_service":{"cluster":"ks","token":"t"},"routes":[{"path":"/ok","public":true},{"path":"nope","public":true}]}"#,
+        );
+        assert!(e.field.starts_with("routes[1]"), "{e}");
+    }
+
+    #[test]
+    fn not_json_is_refused() {
+        assert!(!err("not json").to_string().is_empty());
+        assert!(!err("").to_string().is_empty());
+    }
+}

@@ -1,0 +1,337 @@
+//! Finding the credential in a request, and what to cut out before forwarding it.
+//!
+//! Policy:
+//! - API keys are read from the configured headers, the configured query parameters
+//!   (percent-decoded, names too, so `api%5Fkey=` is still `api_key`), and `Authorization: Bearer`
+//!   when the value carries the key prefix (`kg_`). The scheme is case-insensitive.
+//! - The same key sent twice (say header and query) is one credential. Two different values, in any
+//!   places, are ambiguous: the request is refused rather than guessed at.
+//! - An `Authorization` header that is not a bearer key is not ours: it is left alone.
+//! - Every place that carried the credential is listed in [`Strip`], so the upstream never sees it.
+
+use std::borrow::Cow;
+
+use crate::config::ApiKeySources;
+use crate::key::{self, ApiKey, KeyFormatError};
+
+/// A request header as the host gives it: lowercase name, value.
+pub type Header = (String, String);
+
+/// The credential a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey(ApiKey),
+}
+
+/// Why the request's credential cannot be used. Carries nothing of the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("more than one credential in the request")]
+    Ambiguous,
+    #[error("malformed API key: {0}")]
+    MalformedKey(KeyFormatError),
+}
+
+/// What to remove from the request before it goes upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Strip {
+    /// Header names to remove (all values).
+    pub headers: Vec<String>,
+    /// The new `:path`, when query parameters were cut out of it.
+    pub path: Option<String>,
+}
+
+/// The outcome of looking for a credential: what was found (if anything) and where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub credential: Result<Option<Credential>, CredentialError>,
+    pub strip: Strip,
+}
+
+/// Looks for an API key in `headers` and the query of `path`.
+pub fn extract(sources: &ApiKeySources, headers: &[Header], path: &str) -> Extracted {
+    let mut found: Vec<Cow<'_, str>> = Vec::new();
+    let mut strip = Strip::default();
+
+    for (name, value) in headers {
+        if sources.headers.iter().any(|h| h == name) {
+            found.push(Cow::Borrowed(value.trim()));
+            push_unique(&mut strip.headers, name);
+        } else if sources.bearer && name == "authorization" {
+            if let Some(token) = bearer_token(value) {
+                if key::looks_like_api_key(token) {
+                    found.push(Cow::Borrowed(token));
+                    push_unique(&mut strip.headers, name);
+                }
+            }
+        }
+    }
+
+    if let Some((before, query)) = path.split_once('?') {
+        if !sources.query_params.is_empty() {
+            let (kept, removed) = split_query(query, &sources.query_params);
+            if !removed.is_empty() {
+                found.extend(removed.into_iter().map(Cow::Owned));
+                strip.path = Some(if kept.is_empty() {
+                    before.to_owned()
+                } else {
+                    format!("{before}?{kept}")
+                });
+            }
+        }
+    }
+
+    let credential = match found.split_first() {
+        None => Ok(None),
+        Some((first, rest)) if rest.iter().any(|v| v != first) => Err(CredentialError::Ambiguous),
+        Some((first, _)) => ApiKey::parse(first)
+            .map(|k| Some(Credential::ApiKey(k)))
+            .map_err(CredentialError::MalformedKey),
+    };
+    Extracted { credential, strip }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn push_unique(list: &mut Vec<String>, name: &str) {
+    if !list.iter().any(|n| n == name) {
+        list.push(name.to_owned());
+    }
+}
+
+/// Splits a raw query into the text to keep (other parameters, byte for byte, in order) and the
+/// decoded values of the parameters named in `names`.
+fn split_query(query: &str, names: &[String]) -> (String, Vec<String>) {
+    let mut kept = String::with_capacity(query.len());
+    let mut removed = Vec::new();
+    for pair in query.split('&') {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(raw_name);
+        if names.contains(&name) {
+            removed.push(percent_decode(raw_value));
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push('&');
+        }
+        kept.push_str(pair);
+    }
+    (kept, removed)
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. Invalid escapes
+/// stay as they are; invalid UTF-8 is replaced, so a mangled key fails its checksum, not this.
+fn percent_decode(s: &str) -> String {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return s.to_owned();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) => hex_digit(hi).zip(hex_digit(lo)),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some((hi, lo)), _) => {
+                out.push((hi << 4) | lo);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::key::KEY_RANDOM_BYTES;
+
+    fn sources() -> ApiKeySources {
+        ApiKeySources {
+            headers: vec!["x-api-key".into()],
+            query_params: vec!["api_key".into()],
+            bearer: true,
+        }
+    }
+
+    fn key(n: u8) -> ApiKey {
+        ApiKey::from_random([n; KEY_RANDOM_BYTES])
+    }
+
+    fn h(name: &str, value: &str) -> Header {
+        (name.to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn no_credential_is_none_and_strips_nothing() {
+        let x = extract(&sources(), &[h("accept", "*/*")], "/orders?x=1");
+        assert_eq!(x.credential, Ok(None));
+        assert_eq!(x.strip, Strip::default());
+    }
+
+    #[test]
+    fn key_in_header_is_found_and_the_header_stripped() {
+        let k = key(1);
+        let x = extract(&sources(), &[h("x-api-key", k.expose_secret())], "/o");
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+        assert_eq!(x.strip.headers, ["x-api-key"]);
+        assert_eq!(x.strip.path, None);
+    }
+
+    #[test]
+    fn key_in_query_is_cut_out_and_the_rest_kept_byte_for_byte() {
+        let k = key(2);
+        let path = format!("/o?a=1&api_key={}&b=%20x+y&c", k.expose_secret());
+        let x = extract(&sources(), &[], &path);
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+        assert_eq!(x.strip.path.as_deref(), Some("/o?a=1&b=%20x+y&c"));
+    }
+
+    #[test]
+    fn only_query_param_leaves_no_question_mark() {
+        let k = key(2);
+        let x = extract(
+            &sources(),
+            &[],
+            &format!("/o?api_key={}", k.expose_secret()),
+        );
+        assert_eq!(x.strip.path.as_deref(), Some("/o"));
+    }
+
+    #[test]
+    fn encoded_param_name_and_value_are_decoded() {
+        let k = key(3);
+        let encoded: String = k.expose_secret().replace('_', "%5F");
+        let x = extract(&sources(), &[], &format!("/o?api%5Fkey={encoded}"));
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+        assert_eq!(x.strip.path.as_deref(), Some("/o"));
+    }
+
+    #[test]
+    fn bearer_key_is_accepted_with_any_scheme_case() {
+        let k = key(4);
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let v = format!("{scheme} {}", k.expose_secret());
+            let x = extract(&sources(), &[h("authorization", &v)], "/");
+            assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.clone()))));
+            assert_eq!(x.strip.headers, ["authorization"]);
+        }
+    }
+
+    #[test]
+    fn other_authorization_is_left_alone() {
+        for v in ["Basic dXNlcjpwYXNz", "Bearer eyJhbGciOi.x.y", "Bearer"] {
+            let x = extract(&sources(), &[h("authorization", v)], "/");
+            assert_eq!(x.credential, Ok(None), "{v}");
+            assert!(x.strip.headers.is_empty());
+        }
+    }
+
+    #[test]
+    fn bearer_off_ignores_authorization() {
+        let mut s = sources();
+        s.bearer = false;
+        let v = format!("Bearer {}", key(5).expose_secret());
+        assert_eq!(
+            extract(&s, &[h("authorization", &v)], "/").credential,
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn two_different_credentials_are_ambiguous() {
+        let (a, b) = (key(6), key(7));
+        let x = extract(
+            &sources(),
+            &[h("x-api-key", a.expose_secret())],
+            &format!("/o?api_key={}", b.expose_secret()),
+        );
+        assert_eq!(x.credential, Err(CredentialError::Ambiguous));
+        // Everything that carried a credential is still stripped.
+        assert_eq!(x.strip.headers, ["x-api-key"]);
+        assert_eq!(x.strip.path.as_deref(), Some("/o"));
+    }
+
+    #[test]
+    fn repeated_query_param_with_two_values_is_ambiguous() {
+        let path = format!(
+            "/o?api_key={}&api_key={}",
+            key(6).expose_secret(),
+            key(7).expose_secret()
+        );
+        assert_eq!(
+            extract(&sources(), &[], &path).credential,
+            Err(CredentialError::Ambiguous)
+        );
+    }
+
+    #[test]
+    fn repeated_header_with_two_values_is_ambiguous() {
+        let headers = [
+            h("x-api-key", key(6).expose_secret()),
+            h("x-api-key", key(7).expose_secret()),
+        ];
+        assert_eq!(
+            extract(&sources(), &headers, "/").credential,
+            Err(CredentialError::Ambiguous)
+        );
+    }
+
+    #[test]
+    fn the_same_key_twice_is_one_credential() {
+        let k = key(8);
+        let x = extract(
+            &sources(),
+            &[h("x-api-key", k.expose_secret())],
+            &format!("/o?api_key={}", k.expose_secret()),
+        );
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+    }
+
+    #[test]
+    fn malformed_key_is_reported_without_the_key() {
+        let x = extract(&sources(), &[h("x-api-key", "kg_nothex")], "/");
+        assert_eq!(
+            x.credential,
+            Err(CredentialError::MalformedKey(KeyFormatError::Length))
+        );
+        let x = extract(&sources(), &[h("x-api-key", "")], "/");
+        assert!(matches!(
+            x.credential,
+            Err(CredentialError::MalformedKey(_))
+        ));
+    }
+
+    #[test]
+    fn percent_decoding_handles_edge_cases() {
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("a+b%2Bc"), "a b+c");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+}

@@ -1,0 +1,574 @@
+//! What to do with a request. The filter's glue reads what the host has, calls [`plan`], and
+//! carries out the result; after a cache hit or a lookup it calls [`judge`]. Nothing here does I/O.
+
+use crate::cache::{Answer, Identity};
+use crate::config::{FailureMode, FilterConfig, Unmatched};
+use crate::credential::{self, Credential, CredentialError, Header, Strip};
+use crate::key::KeyHash;
+use crate::route::{normalize_path, Access, Permission};
+use crate::wire::InvalidReason;
+
+/// What the host tells us about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    /// `:path`, query included.
+    pub path: &'a str,
+    pub headers: &'a [Header],
+    /// Envoy's route name, when the config matches on it.
+    pub route_name: Option<&'a str>,
+}
+
+/// The first step for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan<'c> {
+    /// Answer now; nothing goes upstream.
+    Deny(Denial),
+    /// Public route: forward with credentials stripped and no identity.
+    Forward(Strip),
+    /// Protected route with a well-formed key: find the answer for `hash` (cache, then key
+    /// service), then [`judge`] it against `required`.
+    CheckKey {
+        hash: KeyHash,
+        required: &'c [Permission],
+        strip: Strip,
+    },
+}
+
+/// The final step for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward, adding these identity headers. `key_id` is the key to count usage against
+    /// (`None` when let through by `failure_mode: open`).
+    Allow {
+        identity_headers: Vec<(String, String)>,
+        key_id: Option<String>,
+    },
+    Deny(Denial),
+}
+
+/// Why a request is turned away. Each reason has its own status, body and metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// 400: a path the filter will not interpret (encoded slash and the like).
+    BadPath,
+    /// 401
+    MissingCredential,
+    /// 401: format or checksum wrong; no callout was made.
+    MalformedKey,
+    /// 401: two different credentials.
+    AmbiguousCredential,
+    /// 401
+    UnknownKey,
+    /// 401
+    RevokedKey,
+    /// 401
+    ExpiredKey,
+    /// 403: the key lacks a permission the route requires.
+    Forbidden,
+    /// 403: no route rule matches and `unmatched` is `deny`.
+    NoRouteRule,
+    /// 503: the key service cannot answer, or too many lookups are already in flight.
+    Unavailable,
+}
+
+impl DenyReason {
+    pub fn status(self) -> u32 {
+        match self {
+            Self::BadPath => 400,
+            Self::MissingCredential
+            | Self::MalformedKey
+            | Self::AmbiguousCredential
+            | Self::UnknownKey
+            | Self::RevokedKey
+            | Self::ExpiredKey => 401,
+            Self::Forbidden | Self::NoRouteRule => 403,
+            Self::Unavailable => 503,
+        }
+    }
+
+    /// Stable snake_case name, used in bodies and metric names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadPath => "bad_path",
+            Self::MissingCredential => "missing_credential",
+            Self::MalformedKey => "malformed_key",
+            Self::AmbiguousCredential => "ambiguous_credential",
+            Self::UnknownKey => "unknown_key",
+            Self::RevokedKey => "revoked_key",
+            Self::ExpiredKey => "expired_key",
+            Self::Forbidden => "insufficient_permissions",
+            Self::NoRouteRule => "no_route_rule",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub const ALL: [Self; 10] = [
+        Self::BadPath,
+        Self::MissingCredential,
+        Self::MalformedKey,
+        Self::AmbiguousCredential,
+        Self::UnknownKey,
+        Self::RevokedKey,
+        Self::ExpiredKey,
+        Self::Forbidden,
+        Self::NoRouteRule,
+        Self::Unavailable,
+    ];
+}
+
+/// A refusal, ready to send. The body never carries the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: DenyReason,
+    /// For 403: the permissions the route required and the key lacks.
+    pub missing: Vec<String>,
+}
+
+impl Denial {
+    fn new(reason: DenyReason) -> Self {
+        Self {
+            reason,
+            missing: Vec::new(),
+        }
+    }
+
+    pub fn status(&self) -> u32 {
+        self.reason.status()
+    }
+
+    /// Response headers (RFC 6750 `WWW-Authenticate` on 401 and on a permission 403).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![("content-type", "application/json".to_owned())];
+        let challenge = match self.reason {
+            DenyReason::MissingCredential => Some(r#"Bearer realm="keygate""#),
+            DenyReason::Forbidden => Some(r#"Bearer realm="keygate", error="insufficient_scope""#),
+            r if r.status() == 401 => Some(r#"Bearer realm="keygate", error="invalid_token""#),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            h.push(("www-authenticate", c.to_owned()));
+        }
+        if self.reason == DenyReason::Unavailable {
+            h.push(("retry-after", "1".to_owned()));
+        }
+        h
+    }
+
+    pub fn body(&self) -> String {
+        let error = match self.status() {
+            400 => "bad_request",
+            401 => "unauthorized",
+            403 => "forbidden",
+            _ => "unavailable",
+        };
+        let mut body = serde_json::json!({ "error": error, "reason": self.reason.as_str() });
+        if !self.missing.is_empty() {
+            body["missing_permissions"] = serde_json::json!(self.missing);
+        }
+        body.to_string()
+    }
+}
+
+/// Decides the first step for a request.
+pub fn plan<'c>(cfg: &'c FilterConfig, req: &RequestView<'_>) -> Plan<'c> {
+    let Ok(path) = normalize_path(req.path) else {
+        return Plan::Deny(Denial::new(DenyReason::BadPath));
+    };
+    let access = match cfg.routes.lookup(req.method, &path, req.route_name) {
+        Some(route) => route.access(),
+        None if cfg.unmatched == Unmatched::Allow => &Access::Public,
+        None => return Plan::Deny(Denial::new(DenyReason::NoRouteRule)),
+    };
+    let extracted = credential::extract(&cfg.api_keys, req.headers, req.path);
+    let strip = if cfg.forwarding.strip_credentials {
+        extracted.strip
+    } else {
+        Strip::default()
+    };
+    let required = match access {
+        Access::Public => return Plan::Forward(strip),
+        Access::Requires(required) => required.as_slice(),
+    };
+    match extracted.credential {
+        Ok(Some(Credential::ApiKey(key))) => Plan::CheckKey {
+            hash: key.hash(),
+            required,
+            strip,
+        },
+        Ok(None) => Plan::Deny(Denial::new(DenyReason::MissingCredential)),
+        Err(CredentialError::Ambiguous) => Plan::Deny(Denial::new(DenyReason::AmbiguousCredential)),
+        Err(CredentialError::MalformedKey(_)) => Plan::Deny(Denial::new(DenyReason::MalformedKey)),
+    }
+}
+
+/// Decides the final step once the key's answer is known.
+pub fn judge(cfg: &FilterConfig, answer: &Answer, required: &[Permission]) -> Verdict {
+    let identity = match answer {
+        Answer::Valid(identity) => identity,
+        Answer::Invalid(reason) => {
+            return Verdict::Deny(Denial::new(match reason {
+                InvalidReason::Unknown => DenyReason::UnknownKey,
+                InvalidReason::Revoked => DenyReason::RevokedKey,
+                InvalidReason::Expired => DenyReason::ExpiredKey,
+            }))
+        }
+    };
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|p| !identity.permissions.iter().any(|held| held == p.as_str()))
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::Deny(Denial {
+            reason: DenyReason::Forbidden,
+            missing,
+        });
+    }
+    Verdict::Allow {
+        identity_headers: identity_headers(&cfg.forwarding.header_prefix, identity),
+        key_id: Some(identity.key_id.clone()),
+    }
+}
+
+/// The final step when the key service cannot answer: 503, or through without identity when the
+/// operator chose `failure_mode: open`.
+pub fn unavailable(cfg: &FilterConfig) -> Verdict {
+    match cfg.failure_mode {
+        FailureMode::Closed => Verdict::Deny(Denial::new(DenyReason::Unavailable)),
+        FailureMode::Open => Verdict::Allow {
+            identity_headers: Vec::new(),
+            key_id: None,
+        },
+    }
+}
+
+/// Names of client-sent headers under the identity prefix: they are removed from every request,
+/// so an upstream can trust any identity header it sees.
+pub fn spoofed_headers<'a>(
+    cfg: &'a FilterConfig,
+    headers: &'a [Header],
+) -> impl Iterator<Item = &'a str> + 'a {
+    let prefix = cfg.forwarding.header_prefix.as_str();
+    headers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(move |n| n.starts_with(prefix))
+}
+
+fn identity_headers(prefix: &str, id: &Identity) -> Vec<(String, String)> {
+    vec![
+        (format!("{prefix}auth"), "api_key".to_owned()),
+        (format!("{prefix}key-id"), header_safe(&id.key_id)),
+        (format!("{prefix}tenant"), header_safe(&id.tenant)),
+        (
+            format!("{prefix}permissions"),
+            header_safe(&id.permissions.join(",")),
+        ),
+    ]
+}
+
+/// Header values must be visible ASCII or space; anything else is replaced, never passed raw.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::key::{ApiKey, KEY_RANDOM_BYTES};
+
+    const CONFIG: &str = r#"{
+        "key_service": {"cluster": "ks", "token": "t"},
+        "routes": [
+            {"path": "/healthz", "public": true},
+            {"prefix": "/public/", "public": true},
+            {"methods": ["GET"], "path": "/orders/*", "permissions": ["orders:read"]},
+            {"methods": ["POST"], "path": "/orders", "permissions": ["orders:write"]},
+            {"prefix": "/admin/", "permissions": ["admin", "audit"]},
+            {"prefix": "/me", "permissions": []}
+        ]
+    }"#;
+
+    fn config() -> FilterConfig {
+        FilterConfig::from_json(CONFIG.as_bytes()).unwrap()
+    }
+
+    fn key() -> ApiKey {
+        ApiKey::from_random([9; KEY_RANDOM_BYTES])
+    }
+
+    fn h(name: &str, value: &str) -> Header {
+        (name.to_owned(), value.to_owned())
+    }
+
+    fn plan_for<'c>(
+        cfg: &'c FilterConfig,
+        method: &str,
+        path: &str,
+        headers: &[Header],
+    ) -> Plan<'c> {
+        plan(
+            cfg,
+            &RequestView {
+                method,
+                path,
+                headers,
+                route_name: None,
+            },
+        )
+    }
+
+    fn denied(p: &Plan<'_>) -> Option<DenyReason> {
+        match p {
+            Plan::Deny(d) => Some(d.reason),
+            _ => None,
+        }
+    }
+
+    fn identity(permissions: &[&str]) -> Answer {
+        Answer::Valid(Identity {
+            key_id: "key_1".into(),
+            tenant: "acme".into(),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            expires_at: None,
+        })
+    }
+
+    fn perms(list: &[&str]) -> Vec<Permission> {
+        list.iter().map(|p| Permission::parse(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn public_route_forwards_without_a_credential() {
+        let cfg = config();
+        assert_eq!(
+            plan_for(&cfg, "GET", "/healthz", &[]),
+            Plan::Forward(Strip::default())
+        );
+    }
+
+    #[test]
+    fn public_route_still_strips_a_credential() {
+        let cfg = config();
+        let k = key();
+        let p = plan_for(
+            &cfg,
+            "GET",
+            "/public/x",
+            &[h("x-api-key", k.expose_secret())],
+        );
+        assert_eq!(
+            p,
+            Plan::Forward(Strip {
+                headers: vec!["x-api-key".into()],
+                path: None
+            })
+        );
+    }
+
+    #[test]
+    fn protected_route_without_credential_is_401() {
+        let cfg = config();
+        assert_eq!(
+            denied(&plan_for(&cfg, "GET", "/orders/1", &[])),
+            Some(DenyReason::MissingCredential)
+        );
+    }
+
+    #[test]
+    fn protected_route_with_key_asks_for_its_hash_and_permissions() {
+        let cfg = config();
+        let k = key();
+        let p = plan_for(
+            &cfg,
+            "GET",
+            "/orders/1",
+            &[h("x-api-key", k.expose_secret())],
+        );
+        let Plan::CheckKey {
+            hash,
+            required,
+            strip,
+        } = p
+        else {
+            panic!("{p:?}")
+        };
+        assert_eq!(hash, k.hash());
+        assert_eq!(required, perms(&["orders:read"]).as_slice());
+        assert_eq!(strip.headers, ["x-api-key"]);
+    }
+
+    #[test]
+    fn malformed_and_ambiguous_credentials_are_401_before_any_lookup() {
+        let cfg = config();
+        let p = plan_for(&cfg, "GET", "/orders/1", &[h("x-api-key", "kg_0000")]);
+        assert_eq!(denied(&p), Some(DenyReason::MalformedKey));
+        let k = key();
+        let other = ApiKey::from_random([1; KEY_RANDOM_BYTES]);
+        let path = format!("/orders/1?api_key={}", other.expose_secret());
+        let p = plan_for(&cfg, "GET", &path, &[h("x-api-key", k.expose_secret())]);
+        assert_eq!(denied(&p), Some(DenyReason::AmbiguousCredential));
+    }
+
+    #[test]
+    fn unmatched_request_is_denied_unless_configured_otherwise() {
+        let cfg = config();
+        assert_eq!(
+            denied(&plan_for(&cfg, "GET", "/nowhere", &[])),
+            Some(DenyReason::NoRouteRule)
+        );
+        assert_eq!(
+            denied(&plan_for(&cfg, "DELETE", "/orders", &[])),
+            Some(DenyReason::NoRouteRule)
+        );
+        let open = CONFIG.replacen('{', r#"{"unmatched": "allow","#, 1);
+        let cfg = FilterConfig::from_json(open.as_bytes()).unwrap();
+        assert_eq!(
+            plan_for(&cfg, "GET", "/nowhere", &[]),
+            Plan::Forward(Strip::default())
+        );
+    }
+
+    #[test]
+    fn path_tricks_never_land_on_a_public_rule() {
+        let cfg = config();
+        for path in [
+            "/public/../admin/x",
+            "/public/%2e%2e/admin/x",
+            "/public/%2E%2E/admin/x",
+            "//admin/x",
+            "/admin;x=1/y",
+            "/ADMIN/x",
+            "/public/..;/admin/x",
+            "/./admin/x",
+        ] {
+            let p = plan_for(&cfg, "GET", path, &[]);
+            assert_eq!(denied(&p), Some(DenyReason::MissingCredential), "{path}");
+        }
+        for path in ["/public/..%2fadmin/x", "/admin%2Fx", "/public\\..\\admin"] {
+            assert_eq!(
+                denied(&plan_for(&cfg, "GET", path, &[])),
+                Some(DenyReason::BadPath),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn valid_key_with_all_permissions_is_allowed_with_identity_headers() {
+        let cfg = config();
+        let v = judge(
+            &cfg,
+            &identity(&["orders:read", "x"]),
+            &perms(&["orders:read"]),
+        );
+        let Verdict::Allow {
+            identity_headers,
+            key_id,
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(key_id.as_deref(), Some("key_1"));
+        assert_eq!(
+            identity_headers,
+            [
+                ("x-keygate-auth".to_owned(), "api_key".to_owned()),
+                ("x-keygate-key-id".to_owned(), "key_1".to_owned()),
+                ("x-keygate-tenant".to_owned(), "acme".to_owned()),
+                (
+                    "x-keygate-permissions".to_owned(),
+                    "orders:read,x".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_permission_is_403_naming_what_is_missing() {
+        let cfg = config();
+        let v = judge(&cfg, &identity(&["admin"]), &perms(&["admin", "audit"]));
+        let Verdict::Deny(d) = v else { panic!("{v:?}") };
+        assert_eq!(d.status(), 403);
+        assert_eq!(d.missing, ["audit"]);
+        assert!(d.body().contains("audit"));
+        assert!(d
+            .headers()
+            .iter()
+            .any(|(n, v)| *n == "www-authenticate" && v.contains("insufficient_scope")));
+    }
+
+    #[test]
+    fn invalid_keys_are_401_with_their_reason() {
+        let cfg = config();
+        for (reason, expected) in [
+            (InvalidReason::Unknown, DenyReason::UnknownKey),
+            (InvalidReason::Revoked, DenyReason::RevokedKey),
+            (InvalidReason::Expired, DenyReason::ExpiredKey),
+        ] {
+            let v = judge(&cfg, &Answer::Invalid(reason), &[]);
+            let Verdict::Deny(d) = v else { panic!("{v:?}") };
+            assert_eq!((d.reason, d.status()), (expected, 401));
+            assert!(d.headers().iter().any(|(_, v)| v.contains("invalid_token")));
+        }
+    }
+
+    #[test]
+    fn key_service_down_is_503_or_open_by_config() {
+        let cfg = config();
+        let Verdict::Deny(d) = unavailable(&cfg) else {
+            panic!()
+        };
+        assert_eq!(d.status(), 503);
+        let open = CONFIG.replacen('{', r#"{"failure_mode": "open","#, 1);
+        let cfg = FilterConfig::from_json(open.as_bytes()).unwrap();
+        assert_eq!(
+            unavailable(&cfg),
+            Verdict::Allow {
+                identity_headers: vec![],
+                key_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_found_by_prefix() {
+        let cfg = config();
+        let headers = [
+            h("x-keygate-tenant", "evil"),
+            h("accept", "*/*"),
+            h("x-keygate-key-id", "k"),
+        ];
+        let found: Vec<&str> = spoofed_headers(&cfg, &headers).collect();
+        assert_eq!(found, ["x-keygate-tenant", "x-keygate-key-id"]);
+    }
+
+    #[test]
+    fn bodies_never_echo_the_key() {
+        let cfg = config();
+        let k = key();
+        let p = plan_for(
+            &cfg,
+            "GET",
+            "/orders/1",
+            &[h("x-api-key", &k.expose_secret()[..20])],
+        );
+        let Plan::Deny(d) = p else { panic!() };
+        assert!(!d.body().contains(&k.expose_secret()[3..20]));
+    }
+
+    #[test]
+    fn header_values_are_made_safe() {
+        assert_eq!(header_safe("a\r\nb c"), "a??b c");
+    }
+}

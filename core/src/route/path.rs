@@ -1,0 +1,394 @@
+//! Turns a request's `:path` into the [`NormalizedPath`] that route patterns are matched against.
+//! The policy, and why it is safe, is in the [`route`](super) module docs.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a request path is refused. The filter answers `400 {"error":"bad_request"}`. Carries
+/// nothing of the input, so it is safe to log and to use as a stats suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path does not start with '/'")]
+    NotAbsolute,
+    #[error("path contains a fragment ('#')")]
+    Fragment,
+    #[error("path contains an encoded slash (%2F)")]
+    EncodedSlash,
+    #[error("path contains a backslash")]
+    Backslash,
+    #[error("path contains an encoded backslash (%5C)")]
+    EncodedBackslash,
+    #[error("path contains an encoded semicolon (%3B)")]
+    EncodedSemicolon,
+    #[error("path contains a control character, raw or encoded")]
+    ControlCharacter,
+    #[error("path contains a malformed percent-encoding")]
+    InvalidPercentEncoding,
+    #[error("path contains a double percent-encoding (%25 followed by two hex digits)")]
+    DoubleEncoding,
+    #[error("path decodes to bytes that are not UTF-8")]
+    InvalidUtf8,
+    #[error("path has '..' after an empty segment, which servers resolve differently")]
+    AmbiguousDotSegment,
+}
+
+impl PathError {
+    /// A short `snake_case` name, for stats and structured logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAbsolute => "not_absolute",
+            Self::Fragment => "fragment",
+            Self::EncodedSlash => "encoded_slash",
+            Self::Backslash => "backslash",
+            Self::EncodedBackslash => "encoded_backslash",
+            Self::EncodedSemicolon => "encoded_semicolon",
+            Self::ControlCharacter => "control_character",
+            Self::InvalidPercentEncoding => "invalid_percent_encoding",
+            Self::DoubleEncoding => "double_encoding",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::AmbiguousDotSegment => "ambiguous_dot_segment",
+        }
+    }
+}
+
+/// A request path as route matching sees it: no query, percent-decoded, no `;` parameters, no
+/// empty, `.` or `..` segments. It starts with `/` and may end with `/`; case is left as sent.
+///
+/// It is a matching key, not a URL: decoding may leave characters such as `?`, `%` or a space in
+/// a segment, so never forward it upstream. Borrows the raw path when that is already canonical.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath<'a>(Cow<'a, str>);
+
+impl NormalizedPath<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The non-empty segments, in order; `/` has none.
+    pub fn segments(&self) -> impl Iterator<Item = &str> + Clone + '_ {
+        self.0.split('/').filter(|segment| !segment.is_empty())
+    }
+
+    /// True when no allocation was needed because the raw path was already canonical.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+
+    pub fn into_owned(self) -> NormalizedPath<'static> {
+        NormalizedPath(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl fmt::Display for NormalizedPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Normalizes the `:path` of a request (query allowed) for matching, or refuses it. See the
+/// [`route`](super) module docs for the policy.
+pub fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
+    let path = raw.split_once('?').map_or(raw, |(path, _query)| path);
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_canonical(path) {
+        return Ok(NormalizedPath(Cow::Borrowed(path)));
+    }
+    let decoded = percent_decode(path)?;
+    resolve_segments(&decoded).map(|resolved| NormalizedPath(Cow::Owned(resolved)))
+}
+
+/// The common case: nothing to decode, strip, merge or resolve, and nothing to refuse.
+fn is_canonical(path: &str) -> bool {
+    if path
+        .bytes()
+        .any(|b| matches!(b, b'%' | b';' | b'\\' | b'#') || b.is_ascii_control())
+    {
+        return false;
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let is_last = segments.peek().is_none();
+        match segment {
+            "" if !is_last => return false,
+            "." | ".." => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Decodes every `%XX` once and refuses what must not reach matching. After this, `/` and `;` in
+/// the result can only come from the raw path, so splitting on them means what the client wrote.
+fn percent_decode(path: &str) -> Result<String, PathError> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut bytes = path.bytes();
+    while let Some(byte) = bytes.next() {
+        let decoded = match byte {
+            b'%' => {
+                let hi = bytes.next().and_then(hex_value);
+                let lo = bytes.next().and_then(hex_value);
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::InvalidPercentEncoding);
+                };
+                let decoded = (hi << 4) | lo;
+                match decoded {
+                    b'/' => return Err(PathError::EncodedSlash),
+                    b'\\' => return Err(PathError::EncodedBackslash),
+                    b';' => return Err(PathError::EncodedSemicolon),
+                    _ => {}
+                }
+                decoded
+            }
+            b'\\' => return Err(PathError::Backslash),
+            b'#' => return Err(PathError::Fragment),
+            _ => byte,
+        };
+        if decoded.is_ascii_control() {
+            return Err(PathError::ControlCharacter);
+        }
+        out.push(decoded);
+    }
+    // A raw '%' always starts an escape, so any '%' here came from "%25". Followed by two hex
+    // digits it is an escape for whoever decodes a second time: "%252F" would become '/'.
+    if out
+        .windows(3)
+        .any(|w| matches!(w, [b'%', hi, lo] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit()))
+    {
+        return Err(PathError::DoubleEncoding);
+    }
+    // Overlong forms such as "%C0%AE" ('.' to some old decoders) are not UTF-8 and end here.
+    String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Strips `;params`, then resolves `.` and `..` as RFC 3986 does (never above the root), then
+/// drops empty segments. A `..` that would remove an empty segment is refused: RFC order gives
+/// `/public//../admin` -> `/public/admin`, merge-first servers give `/admin`, and the two orders
+/// must not disagree about which rule applies.
+fn resolve_segments(decoded: &str) -> Result<String, PathError> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded.split('/').skip(1) {
+        let segment = segment
+            .split_once(';')
+            .map_or(segment, |(name, _params)| name);
+        trailing_slash = matches!(segment, "" | "." | "..");
+        match segment {
+            "." => {}
+            ".." => {
+                if stack.pop() == Some("") {
+                    return Err(PathError::AmbiguousDotSegment);
+                }
+            }
+            _ => stack.push(segment),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for segment in stack.into_iter().filter(|segment| !segment.is_empty()) {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn normalized(raw: &str) -> String {
+        normalize_path(raw)
+            .map(|path| path.as_str().to_owned())
+            .unwrap_or_else(|error| format!("error: {error:?}"))
+    }
+
+    #[test]
+    fn canonical_paths_are_borrowed_unchanged() {
+        for raw in [
+            "/",
+            "/healthz",
+            "/orders/42/items",
+            "/admin/",
+            "/a.b/c..d/...",
+            "/ünï",
+        ] {
+            let path = normalize_path(raw).unwrap();
+            assert_eq!(path.as_str(), raw);
+            assert!(path.is_borrowed(), "{raw} should not allocate");
+        }
+    }
+
+    #[test]
+    fn query_is_cut_off_without_allocating() {
+        let path = normalize_path("/orders/42?x=/../admin&y=%2F#z").unwrap();
+        assert_eq!(path.as_str(), "/orders/42");
+        assert!(path.is_borrowed());
+    }
+
+    #[test]
+    fn paths_that_do_not_start_with_a_slash_are_refused() {
+        for raw in ["", "*", "admin", "?x=1", "http://host/admin"] {
+            assert_eq!(normalize_path(raw), Err(PathError::NotAbsolute), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_fragment_in_the_path_is_refused() {
+        assert_eq!(
+            normalize_path("/public/x#/../../admin"),
+            Err(PathError::Fragment)
+        );
+        assert_eq!(normalized("/public?q=#frag"), "/public");
+    }
+
+    #[test]
+    fn unreserved_characters_are_decoded_in_any_case() {
+        assert_eq!(normalized("/%61dmin/%7Euser/%2d%2E%5f"), "/admin/~user/-._");
+        assert_eq!(normalized("/%41DMIN"), "/ADMIN");
+    }
+
+    #[test]
+    fn other_octets_are_decoded_too() {
+        assert_eq!(normalized("/a%40b/c%20d/%3F/%23/%25"), "/a@b/c d/?/#/%");
+        assert_eq!(normalized("/caf%C3%A9"), "/café");
+    }
+
+    #[test]
+    fn encoded_dots_are_dot_segments() {
+        assert_eq!(normalized("/public/%2e%2e/admin/x"), "/admin/x");
+        assert_eq!(normalized("/public/%2E%2E/admin"), "/admin");
+        assert_eq!(normalized("/public/.%2e/admin"), "/admin");
+        assert_eq!(normalized("/%2e/admin"), "/admin");
+    }
+
+    #[test]
+    fn dot_segments_are_resolved_but_never_above_the_root() {
+        assert_eq!(normalized("/public/../admin/x"), "/admin/x");
+        assert_eq!(normalized("/./admin"), "/admin");
+        assert_eq!(normalized("/public/./../admin"), "/admin");
+        assert_eq!(normalized("/../../admin"), "/admin");
+        assert_eq!(normalized("/public/../../.."), "/");
+        assert_eq!(normalized("/.."), "/");
+        assert_eq!(normalized("/admin/x/.."), "/admin/");
+        assert_eq!(normalized("/admin/x/."), "/admin/x/");
+    }
+
+    #[test]
+    fn doubled_slashes_are_merged() {
+        assert_eq!(normalized("//admin/x"), "/admin/x");
+        assert_eq!(normalized("/admin///x//"), "/admin/x/");
+        assert_eq!(normalized("//"), "/");
+    }
+
+    #[test]
+    fn dot_dot_after_an_empty_segment_is_refused() {
+        for raw in ["/public//../admin", "/admin//..", "//..", "/admin/;x/.."] {
+            assert_eq!(
+                normalize_path(raw),
+                Err(PathError::AmbiguousDotSegment),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_parameters_are_stripped_from_every_segment() {
+        assert_eq!(normalized("/admin;jsessionid=1/x"), "/admin/x");
+        assert_eq!(normalized("/admin/users;v=2"), "/admin/users");
+        assert_eq!(normalized("/public/..;/admin"), "/admin");
+        assert_eq!(normalized("/public;x/../admin"), "/admin");
+        assert_eq!(normalized("/;x/admin"), "/admin");
+    }
+
+    #[test]
+    fn encoded_slashes_and_backslashes_are_refused() {
+        assert_eq!(normalize_path("/admin%2Fx"), Err(PathError::EncodedSlash));
+        assert_eq!(
+            normalize_path("/public/..%2fadmin"),
+            Err(PathError::EncodedSlash)
+        );
+        assert_eq!(
+            normalize_path("/public;a=%2F/x"),
+            Err(PathError::EncodedSlash)
+        );
+        assert_eq!(
+            normalize_path("/admin%5cx"),
+            Err(PathError::EncodedBackslash)
+        );
+        assert_eq!(
+            normalize_path("/public\\..\\admin"),
+            Err(PathError::Backslash)
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_raw_or_encoded() {
+        for raw in ["/admin%00", "/a%0Ab", "/a%7f", "/a\tb", "/a\u{0}b"] {
+            assert_eq!(
+                normalize_path(raw),
+                Err(PathError::ControlCharacter),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_percent_encodings_are_refused() {
+        for raw in ["/a%", "/a%2", "/a%zz", "/a%2g", "/%%41"] {
+            assert_eq!(
+                normalize_path(raw),
+                Err(PathError::InvalidPercentEncoding),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn double_encodings_and_encoded_semicolons_are_refused() {
+        assert_eq!(
+            normalize_path("/public/..%252Fadmin"),
+            Err(PathError::DoubleEncoding)
+        );
+        assert_eq!(
+            normalize_path("/%252e%252e/admin"),
+            Err(PathError::DoubleEncoding)
+        );
+        assert_eq!(normalize_path("/%25%32%46"), Err(PathError::DoubleEncoding));
+        assert_eq!(
+            normalize_path("/admin%3Bx/y"),
+            Err(PathError::EncodedSemicolon)
+        );
+    }
+
+    #[test]
+    fn octets_that_are_not_utf8_are_refused() {
+        assert_eq!(
+            normalize_path("/%C0%AE%C0%AE/admin"),
+            Err(PathError::InvalidUtf8)
+        );
+        assert_eq!(normalize_path("/%FF"), Err(PathError::InvalidUtf8));
+    }
+
+    #[test]
+    fn segments_skip_the_empty_ends() {
+        let path = normalize_path("/orders/42/items/").unwrap();
+        assert_eq!(
+            path.segments().collect::<Vec<_>>(),
+            ["orders", "42", "items"]
+        );
+        assert_eq!(normalize_path("/").unwrap().segments().count(), 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! Per-key request counts between two usage reports. The filter records each allowed request
+//! here and sends a batch from `on_tick`; it never calls out per request for accounting.
+
+use std::collections::HashMap;
+
+use crate::wire::{UsageEntry, UsageReport};
+
+/// Counts per key id, bounded so a failing key service cannot make it grow without end.
+#[derive(Debug, Default)]
+pub struct UsageBook {
+    counts: HashMap<String, (u64, u64)>,
+    dropped: u64,
+}
+
+/// Distinct keys held between reports; requests of further keys are counted in `dropped`.
+pub const MAX_KEYS: usize = 100_000;
+
+impl UsageBook {
+    /// Counts one request by `key_id` at `now` (unix seconds).
+    pub fn record(&mut self, key_id: &str, now: u64) {
+        self.add(key_id, 1, now);
+    }
+
+    fn add(&mut self, key_id: &str, count: u64, last_used: u64) {
+        if let Some((c, last)) = self.counts.get_mut(key_id) {
+            *c = c.saturating_add(count);
+            *last = (*last).max(last_used);
+        } else if self.counts.len() < MAX_KEYS {
+            self.counts.insert(key_id.to_owned(), (count, last_used));
+        } else {
+            self.dropped = self.dropped.saturating_add(count);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Requests not counted because the book was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Takes everything counted so far as a report, leaving the book empty.
+    pub fn drain(&mut self) -> UsageReport {
+        let mut entries: Vec<UsageEntry> = self
+            .counts
+            .drain()
+            .map(|(key_id, (count, last_used))| UsageEntry {
+                key_id,
+                count,
+                last_used,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        UsageReport { entries }
+    }
+
+    /// Puts back a report that could not be delivered, so its counts go out with the next one.
+    pub fn restore(&mut self, report: UsageReport) {
+        for e in report.entries {
+            self.add(&e.key_id, e.count, e.last_used);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_accumulate_per_key_with_latest_use() {
+        let mut book = UsageBook::default();
+        book.record("a", 10);
+        book.record("a", 12);
+        book.record("b", 11);
+        let report = book.drain();
+        assert_eq!(
+            report.entries,
+            [
+                UsageEntry {
+                    key_id: "a".into(),
+                    count: 2,
+                    last_used: 12
+                },
+                UsageEntry {
+                    key_id: "b".into(),
+                    count: 1,
+                    last_used: 11
+                },
+            ]
+        );
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn undelivered_report_is_merged_into_the_next() {
+        let mut book = UsageBook::default();
+        book.record("a", 10);
+        let failed = book.drain();
+        book.record("a", 20);
+        book.restore(failed);
+        assert_eq!(
+            book.drain().entries,
+            [UsageEntry {
+                key_id: "a".into(),
+                count: 2,
+                last_used: 20
+            }]
+        );
+    }
+
+    #[test]
+    fn book_is_bounded() {
+        let mut book = UsageBook::default();
+        for i in 0..MAX_KEYS + 10 {
+            book.record(&i.to_string(), 1);
+        }
+        assert_eq!(book.dropped(), 10);
+        assert_eq!(book.drain().entries.len(), MAX_KEYS);
+    }
+}

@@ -1,0 +1,325 @@
+//! The per-request context. Each callback reads what the host has, asks the core what to do, and
+//! carries out the answer; it decides nothing itself.
+
+use std::rc::Rc;
+
+use keygate_core::cache::{self, Answer, Entry};
+use keygate_core::credential::Strip;
+use keygate_core::decision::{self, Denial, DenyReason, Plan, RequestView, Verdict};
+use keygate_core::key::KeyHash;
+use keygate_core::route::Permission;
+use keygate_core::wire::{LookupRequest, LookupResponse};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::host::{self, HostResult};
+use crate::worker::{Pending, Waiter, Worker};
+
+/// Largest lookup answer read; anything bigger is treated as a failed lookup.
+const MAX_LOOKUP_BODY: usize = 64 * 1024;
+
+/// One request through the filter.
+pub struct RequestFilter {
+    worker: Rc<Worker>,
+    context_id: u32,
+    /// Set while this request owns a lookup in flight.
+    lookup: Option<OwnLookup>,
+}
+
+struct OwnLookup {
+    token: u32,
+    hash: KeyHash,
+    required: Vec<Permission>,
+    strip: Strip,
+}
+
+impl RequestFilter {
+    pub fn new(worker: Rc<Worker>, context_id: u32) -> Self {
+        Self {
+            worker,
+            context_id,
+            lookup: None,
+        }
+    }
+
+    fn on_request(&mut self) -> HostResult<Action> {
+        let headers = host::request_headers()?;
+        let cfg = &self.worker.config;
+        for name in decision::spoofed_headers(cfg, &headers) {
+            host::remove_request_header(name)?;
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let route_name = if cfg.routes.uses_route_names() {
+            host::route_name()?
+        } else {
+            None
+        };
+        let view = RequestView {
+            method: header(":method").unwrap_or(""),
+            path: header(":path").unwrap_or(""),
+            headers: &headers,
+            route_name: route_name.as_deref(),
+        };
+        match decision::plan(cfg, &view) {
+            Plan::Deny(denial) => deny(&self.worker, &denial),
+            Plan::Forward(strip) => {
+                apply_strip(&strip)?;
+                self.worker.metrics.public();
+                Ok(Action::Continue)
+            }
+            Plan::CheckKey {
+                hash,
+                required,
+                strip,
+            } => {
+                let required = required.to_vec();
+                self.check_key(hash, required, strip)
+            }
+        }
+    }
+
+    fn check_key(
+        &mut self,
+        hash: KeyHash,
+        required: Vec<Permission>,
+        strip: Strip,
+    ) -> HostResult<Action> {
+        let worker = Rc::clone(&self.worker);
+        let now = host::now_secs()?;
+        if let Some(answer) = worker.cache_get(&hash, now) {
+            worker.metrics.inc(worker.metrics.cache_hit);
+            let verdict = decision::judge(&worker.config, &answer, &required);
+            return carry_out(&worker, verdict, &strip, now);
+        }
+        worker.metrics.inc(worker.metrics.cache_miss);
+
+        // Borrows of `pending` stay short: no host call runs while one is held, so a callback
+        // the host might deliver inline can never find it borrowed.
+        let in_flight = {
+            let mut pending = worker.pending.borrow_mut();
+            match pending.get_mut(&hash) {
+                Some(p) => {
+                    p.waiters.push(Waiter {
+                        context_id: self.context_id,
+                        required,
+                        strip,
+                    });
+                    drop(pending);
+                    worker.metrics.inc(worker.metrics.coalesced);
+                    return Ok(Action::Pause);
+                }
+                None => pending.len(),
+            }
+        };
+        if in_flight >= worker.config.key_service.max_pending_lookups {
+            log::warn!("too many lookups in flight; answering 503");
+            return carry_out(&worker, decision::unavailable(&worker.config), &strip, now);
+        }
+        match dispatch_lookup(&worker, &hash) {
+            Ok(token) => {
+                worker.metrics.inc(worker.metrics.callout);
+                worker.pending.borrow_mut().insert(
+                    hash,
+                    Pending {
+                        started: now,
+                        waiters: Vec::new(),
+                    },
+                );
+                self.lookup = Some(OwnLookup {
+                    token,
+                    hash,
+                    required,
+                    strip,
+                });
+                Ok(Action::Pause)
+            }
+            Err(e) => {
+                log::warn!("lookup for key {} not sent: {e}", hash.short());
+                worker.metrics.inc(worker.metrics.callout_failure);
+                carry_out(&worker, decision::unavailable(&worker.config), &strip, now)
+            }
+        }
+    }
+
+    /// Reads the key service's answer; `None` when the lookup failed in any way.
+    fn read_lookup(&self, hash: &KeyHash, body_size: usize, now: u64) -> Option<Answer> {
+        let worker = &self.worker;
+        let status = host::call_response_status().ok().flatten();
+        if status != Some(200) {
+            log::warn!("lookup for key {} failed: status {status:?}", hash.short());
+            return None;
+        }
+        if body_size > MAX_LOOKUP_BODY {
+            log::warn!("lookup answer too large ({body_size} bytes)");
+            return None;
+        }
+        let body = host::call_response_body(body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let response: LookupResponse = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("lookup answer unreadable: {e}");
+                return None;
+            }
+        };
+        if let Some(entry) = Entry::from_lookup(*hash, &response, &worker.config.cache, now) {
+            worker.cache_put(&entry, now);
+        }
+        Some(cache::answer_of(&response, now))
+    }
+}
+
+fn dispatch_lookup(worker: &Worker, hash: &KeyHash) -> HostResult<u32> {
+    let ks = &worker.config.key_service;
+    let body = serde_json::to_vec(&LookupRequest { key_hash: *hash }).unwrap_or_default();
+    host::dispatch_http_call(
+        &ks.cluster,
+        vec![
+            (":method", "POST"),
+            (":path", &ks.lookup_path),
+            (":authority", &ks.authority),
+            ("content-type", "application/json"),
+            ("authorization", &ks.authorization),
+        ],
+        &body,
+        ks.timeout,
+    )
+}
+
+impl Context for RequestFilter {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(own) = self.lookup.take_if(|l| l.token == token) else {
+            return;
+        };
+        let worker = Rc::clone(&self.worker);
+        let now = host::now_secs().ok();
+        let answer = now.and_then(|now| self.read_lookup(&own.hash, body_size, now));
+        if answer.is_none() {
+            worker.metrics.inc(worker.metrics.callout_failure);
+        }
+        let now = now.unwrap_or(0);
+        let verdict_for = |required: &[Permission]| match &answer {
+            Some(a) => decision::judge(&worker.config, a, required),
+            None => decision::unavailable(&worker.config),
+        };
+
+        let waiters = worker
+            .pending
+            .borrow_mut()
+            .remove(&own.hash)
+            .map(|p| p.waiters);
+        for w in waiters.unwrap_or_default() {
+            if host::set_effective_context(w.context_id).is_ok() {
+                finish_paused(&worker, verdict_for(&w.required), &w.strip, now);
+            }
+        }
+        if let Err(e) = host::set_effective_context(self.context_id) {
+            log::warn!("{e}");
+            return;
+        }
+        finish_paused(&worker, verdict_for(&own.required), &own.strip, now);
+    }
+}
+
+impl HttpContext for RequestFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.on_request() {
+            Ok(action) => action,
+            Err(e) => {
+                log::error!("{e}; answering 503");
+                fail_closed()
+            }
+        }
+    }
+}
+
+/// Finishes a request that was paused: carry out the verdict, then resume it if it goes upstream.
+pub fn finish_paused(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64) {
+    let result = carry_out(worker, verdict, strip, now).and_then(|action| match action {
+        Action::Continue => host::resume_request(),
+        _ => Ok(()),
+    });
+    if let Err(e) = result {
+        log::error!("{e}; answering 503");
+        fail_closed();
+    }
+}
+
+/// Carries out a verdict on the current stream. `Continue` means: let it go upstream.
+fn carry_out(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64) -> HostResult<Action> {
+    match verdict {
+        Verdict::Allow {
+            identity_headers,
+            key_id,
+        } => {
+            apply_strip(strip)?;
+            for (name, value) in &identity_headers {
+                host::set_request_header(name, value)?;
+            }
+            match key_id {
+                Some(id) => {
+                    worker.metrics.allowed();
+                    if worker.config.usage_interval.is_some() {
+                        worker.usage.borrow_mut().record(&id, now);
+                    }
+                }
+                None => worker.metrics.inc(worker.metrics.failure_open),
+            }
+            Ok(Action::Continue)
+        }
+        Verdict::Deny(denial) => deny(worker, &denial),
+    }
+}
+
+fn deny(worker: &Worker, denial: &Denial) -> HostResult<Action> {
+    worker.metrics.denied(denial.reason);
+    host::send_response(denial.status(), &denial.headers(), &denial.body())?;
+    Ok(Action::Pause)
+}
+
+fn apply_strip(strip: &Strip) -> HostResult<()> {
+    for name in &strip.headers {
+        host::remove_request_header(name)?;
+    }
+    if let Some(path) = &strip.path {
+        host::set_request_header(":path", path)?;
+    }
+    Ok(())
+}
+
+/// Last resort when the host refuses a call mid-request: answer 503 and never forward. If even
+/// that fails, the request stays paused until Envoy's stream timeout; it is never let through.
+pub fn fail_closed() -> Action {
+    let denial = Denial {
+        reason: DenyReason::Unavailable,
+        missing: Vec::new(),
+    };
+    if let Err(e) = host::send_response(denial.status(), &denial.headers(), &denial.body()) {
+        log::error!("{e}");
+    }
+    Action::Pause
+}
+
+/// The request context handed out when the filter has no valid configuration: fails closed.
+pub struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        fail_closed()
+    }
+}

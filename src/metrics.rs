@@ -1,0 +1,65 @@
+//! The filter's Envoy stats (proxy-wasm counters). Envoy shows them under `wasmcustom.keygate.*`.
+
+use keygate_core::decision::DenyReason;
+
+use crate::host::{self, HostResult};
+
+/// Counter ids, defined once per VM at configure time.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    allowed: u32,
+    public: u32,
+    denied: Vec<(DenyReason, u32)>,
+    pub cache_hit: u32,
+    pub cache_miss: u32,
+    pub callout: u32,
+    pub callout_failure: u32,
+    pub coalesced: u32,
+    pub failure_open: u32,
+    pub usage_report_failure: u32,
+}
+
+impl Metrics {
+    pub fn define() -> HostResult<Self> {
+        let mut denied = Vec::with_capacity(DenyReason::ALL.len());
+        for reason in DenyReason::ALL {
+            denied.push((
+                reason,
+                host::define_counter(&format!("keygate.denied.{}", reason.as_str()))?,
+            ));
+        }
+        Ok(Self {
+            allowed: host::define_counter("keygate.allowed")?,
+            public: host::define_counter("keygate.public")?,
+            denied,
+            cache_hit: host::define_counter("keygate.cache_hit")?,
+            cache_miss: host::define_counter("keygate.cache_miss")?,
+            callout: host::define_counter("keygate.callout")?,
+            callout_failure: host::define_counter("keygate.callout_failure")?,
+            coalesced: host::define_counter("keygate.coalesced")?,
+            failure_open: host::define_counter("keygate.failure_open")?,
+            usage_report_failure: host::define_counter("keygate.usage_report_failure")?,
+        })
+    }
+
+    /// Counting must never fail a request: a failed increment is logged and dropped.
+    pub fn inc(&self, id: u32) {
+        if let Err(e) = host::increment_counter(id) {
+            log::debug!("{e}");
+        }
+    }
+
+    pub fn allowed(&self) {
+        self.inc(self.allowed);
+    }
+
+    pub fn public(&self) {
+        self.inc(self.public);
+    }
+
+    pub fn denied(&self, reason: DenyReason) {
+        if let Some((_, id)) = self.denied.iter().find(|(r, _)| *r == reason) {
+            self.inc(*id);
+        }
+    }
+}

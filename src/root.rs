@@ -1,0 +1,193 @@
+//! The root context: compiles the configuration once per VM, and on each tick finishes requests
+//! whose lookup owner went away and sends the batched usage counts.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use keygate_core::config::FilterConfig;
+use keygate_core::decision;
+use keygate_core::wire::UsageReport;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use crate::host;
+use crate::http::{self, RequestFilter, Unconfigured};
+use crate::metrics::Metrics;
+use crate::worker::Worker;
+
+const TICK: Duration = Duration::from_secs(1);
+/// Grace past the lookup timeout before waiters of a lookup that never answered are failed.
+const ORPHAN_GRACE_SECS: u64 = 1;
+
+pub struct FilterRoot {
+    context_id: u32,
+    worker: Option<Rc<Worker>>,
+    /// Unix seconds of the last usage report sent.
+    last_report: u64,
+    /// The report in flight and its callout token, kept to put back if it fails.
+    report_in_flight: Option<(u32, UsageReport)>,
+}
+
+impl FilterRoot {
+    pub fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            worker: None,
+            last_report: 0,
+            report_in_flight: None,
+        }
+    }
+
+    /// Fails the waiters of lookups that have outlived their timeout: their owner's stream ended
+    /// before the answer came, so nobody else will finish them.
+    fn sweep_orphans(&self, worker: &Worker, now: u64) {
+        let limit = worker.config.key_service.timeout.as_secs() + ORPHAN_GRACE_SECS;
+        let orphans: Vec<_> = {
+            let mut pending = worker.pending.borrow_mut();
+            let stale: Vec<_> = pending
+                .iter()
+                .filter(|(_, p)| p.started + limit < now)
+                .map(|(h, _)| *h)
+                .collect();
+            stale
+                .into_iter()
+                .filter_map(|h| pending.remove(&h))
+                .collect()
+        };
+        if orphans.is_empty() {
+            return;
+        }
+        for w in orphans.into_iter().flat_map(|p| p.waiters) {
+            if host::set_effective_context(w.context_id).is_ok() {
+                http::finish_paused(worker, decision::unavailable(&worker.config), &w.strip, now);
+            }
+        }
+        if let Err(e) = host::set_effective_context(self.context_id) {
+            log::warn!("{e}");
+        }
+    }
+
+    fn report_usage(&mut self, worker: &Worker, interval: Duration, now: u64) {
+        if self.report_in_flight.is_some() || now < self.last_report + interval.as_secs() {
+            return;
+        }
+        let report = {
+            let mut usage = worker.usage.borrow_mut();
+            if usage.is_empty() {
+                return;
+            }
+            usage.drain()
+        };
+        self.last_report = now;
+        let ks = &worker.config.key_service;
+        let body = serde_json::to_vec(&report).unwrap_or_default();
+        let sent = host::dispatch_http_call(
+            &ks.cluster,
+            vec![
+                (":method", "POST"),
+                (":path", &ks.usage_path),
+                (":authority", &ks.authority),
+                ("content-type", "application/json"),
+                ("authorization", &ks.authorization),
+            ],
+            &body,
+            ks.timeout,
+        );
+        match sent {
+            Ok(token) => self.report_in_flight = Some((token, report)),
+            Err(e) => {
+                log::warn!("usage report not sent: {e}");
+                worker.metrics.inc(worker.metrics.usage_report_failure);
+                worker.usage.borrow_mut().restore(report);
+            }
+        }
+    }
+}
+
+impl Context for FilterRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let Some((_, report)) = self.report_in_flight.take_if(|(t, _)| *t == token) else {
+            return;
+        };
+        let status = host::call_response_status().ok().flatten();
+        if !matches!(status, Some(200..=299)) {
+            log::warn!("usage report failed: status {status:?}; will retry");
+            if let Some(worker) = &self.worker {
+                worker.metrics.inc(worker.metrics.usage_report_failure);
+                worker.usage.borrow_mut().restore(report);
+            }
+        }
+    }
+}
+
+impl RootContext for FilterRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match host::plugin_configuration() {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => {
+                log::error!("cannot read configuration: {e}");
+                return false;
+            }
+        };
+        let config = match FilterConfig::from_json(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("invalid configuration: {e}");
+                return false;
+            }
+        };
+        let metrics = match Metrics::define() {
+            Ok(m) => m,
+            Err(e) => {
+                log::error!("cannot define metrics: {e}");
+                return false;
+            }
+        };
+        if let Err(e) = host::set_tick_period(TICK) {
+            log::error!("cannot set tick period: {e}");
+            return false;
+        }
+        log::info!(
+            "configured: {} route rules, cache {} entries, key service cluster {}",
+            config.routes.len(),
+            config.cache.max_entries,
+            config.key_service.cluster
+        );
+        self.worker = Some(Rc::new(Worker::new(config, metrics)));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        let now = match host::now_secs() {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("{e}");
+                return;
+            }
+        };
+        self.sweep_orphans(&worker, now);
+        if let Some(interval) = worker.config.usage_interval {
+            self.report_usage(&worker, interval, now);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(match &self.worker {
+            Some(worker) => Box::new(RequestFilter::new(Rc::clone(worker), context_id)),
+            None => Box::new(Unconfigured),
+        })
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

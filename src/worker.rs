@@ -1,0 +1,95 @@
+//! State one worker's VM shares between its root context and its request contexts: the compiled
+//! config, metric ids, lookups in flight (to coalesce misses), and usage counts.
+//!
+//! Envoy runs one VM per worker thread, so this is per worker; the key cache itself lives in
+//! shared data, common to all workers.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use keygate_core::cache::{self, Answer, CacheLayout, Entry};
+use keygate_core::config::FilterConfig;
+use keygate_core::credential::Strip;
+use keygate_core::key::KeyHash;
+use keygate_core::route::Permission;
+use keygate_core::usage::UsageBook;
+use proxy_wasm::types::Status;
+
+use crate::host;
+use crate::metrics::Metrics;
+
+/// How often a CAS write to a cache bucket is retried when another worker wrote in between.
+const CAS_ATTEMPTS: usize = 3;
+
+pub struct Worker {
+    pub config: FilterConfig,
+    pub layout: CacheLayout,
+    pub metrics: Metrics,
+    /// Lookups in flight from this worker, by key hash.
+    pub pending: RefCell<HashMap<KeyHash, Pending>>,
+    pub usage: RefCell<UsageBook>,
+}
+
+/// A lookup in flight. The request that dispatched it finishes the `waiters` when it answers.
+pub struct Pending {
+    /// Unix seconds when the callout was sent.
+    pub started: u64,
+    pub waiters: Vec<Waiter>,
+}
+
+/// A paused request waiting on another request's lookup of the same key.
+pub struct Waiter {
+    pub context_id: u32,
+    pub required: Vec<Permission>,
+    pub strip: Strip,
+}
+
+impl Worker {
+    pub fn new(config: FilterConfig, metrics: Metrics) -> Self {
+        Self {
+            layout: CacheLayout::new(&config.cache),
+            config,
+            metrics,
+            pending: RefCell::new(HashMap::new()),
+            usage: RefCell::new(UsageBook::default()),
+        }
+    }
+
+    /// The cached answer for `hash`, if one is fresh. A host failure is a miss.
+    pub fn cache_get(&self, hash: &KeyHash, now: u64) -> Option<Answer> {
+        match host::shared_get(&self.layout.bucket_key(hash)) {
+            Ok((Some(bytes), _)) => cache::find(&bytes, hash, now),
+            Ok((None, _)) => None,
+            Err(e) => {
+                log::warn!("cache read: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stores an entry, retrying when another worker wrote the bucket in between. Best effort: a
+    /// lost write costs one more lookup later, nothing else.
+    pub fn cache_put(&self, entry: &Entry, now: u64) {
+        let key = self.layout.bucket_key(&entry.hash);
+        for _ in 0..CAS_ATTEMPTS {
+            let (current, cas) = match host::shared_get(&key) {
+                Ok(v) => v,
+                Err(e) => {
+                    log::warn!("cache read: {e}");
+                    return;
+                }
+            };
+            let Some(bytes) = cache::insert(current.as_deref(), entry, now) else {
+                return;
+            };
+            match host::shared_set(&key, &bytes, cas) {
+                Ok(()) => return,
+                Err(e) if e.status == Status::CasMismatch => continue,
+                Err(e) => {
+                    log::warn!("cache write: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
