@@ -4,6 +4,7 @@
 //! key format and the wire protocol are defined once.
 //!
 //! # Layout
+//! - [`jwt`]: JWT verification against a JWKS and a provider policy; time is an argument.
 //! - [`config`]: the filter configuration, raw JSON to compiled [`config::FilterConfig`].
 //! - [`credential`]: finding the credential in a request, and what to strip before forwarding.
 //! - [`decision`]: [`decision::plan`] and [`decision::judge`], the filter's decisions.
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod credential;
 pub mod decision;
+pub mod jwt;
 pub mod key;
 pub mod route;
 pub mod usage;
