@@ -269,15 +269,15 @@ fn carry_out(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64) -> Host
             for (name, value) in &identity_headers {
                 host::set_request_header(name, value)?;
             }
-            match key_id {
-                Some(id) => {
-                    worker.metrics.allowed();
-                    if worker.config.usage_interval.is_some() {
-                        worker.usage.borrow_mut().record(&id, now);
-                    }
-                }
-                None => worker.metrics.inc(worker.metrics.failure_open),
+            worker.metrics.allowed();
+            if let Some(id) = key_id.filter(|_| worker.config.usage_interval.is_some()) {
+                worker.usage.borrow_mut().record(&id, now);
             }
+            Ok(Action::Continue)
+        }
+        Verdict::AllowUnverified => {
+            apply_strip(strip)?;
+            worker.metrics.inc(worker.metrics.failure_open);
             Ok(Action::Continue)
         }
         Verdict::Deny(denial) => deny(worker, &denial),

@@ -26,14 +26,32 @@ const MAX_FIELD: usize = 256;
 const MAX_PERMISSIONS: usize = 128;
 const NEVER: u64 = u64::MAX;
 
-/// Who a valid key belongs to.
+/// Who a valid credential belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub key_id: String,
-    pub tenant: String,
+    pub principal: Principal,
+    pub tenant: Option<String>,
     pub permissions: Vec<String>,
     /// Unix seconds; `None` never expires.
     pub expires_at: Option<u64>,
+}
+
+/// The caller behind a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An API key issued by the key service.
+    ApiKey { key_id: String },
+    /// A JWT, verified against `provider`'s keys.
+    Jwt { subject: String, provider: String },
+}
+
+impl Principal {
+    fn fields(&self) -> [&str; 2] {
+        match self {
+            Self::ApiKey { key_id } => [key_id, ""],
+            Self::Jwt { subject, provider } => [subject, provider],
+        }
+    }
 }
 
 /// A lookup answer, as cached.
@@ -87,6 +105,19 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// A verified token's identity, cached under the token's hash until the token expires.
+    /// `None` when it has no expiry, is already expired, or is too large to cache.
+    pub fn verified(hash: KeyHash, identity: Identity, now: u64) -> Option<Self> {
+        let fresh_until = identity.expires_at?;
+        (fresh_until > now && fits(&identity)).then_some(Self {
+            hash,
+            fresh_until,
+            answer: Answer::Valid(identity),
+        })
+    }
+}
+
 /// The answer to act on now. A "valid" answer whose expiry has already passed is expired.
 pub fn answer_of(response: &LookupResponse, now: u64) -> Answer {
     match response {
@@ -101,8 +132,10 @@ pub fn answer_of(response: &LookupResponse, now: u64) -> Answer {
             expires_at,
             ..
         } => Answer::Valid(Identity {
-            key_id: key_id.clone(),
-            tenant: tenant.clone(),
+            principal: Principal::ApiKey {
+                key_id: key_id.clone(),
+            },
+            tenant: Some(tenant.clone()),
             permissions: permissions.clone(),
             expires_at: *expires_at,
         }),
@@ -111,8 +144,15 @@ pub fn answer_of(response: &LookupResponse, now: u64) -> Answer {
 }
 
 fn fits(identity: &Identity) -> bool {
-    identity.key_id.len() <= MAX_FIELD
-        && identity.tenant.len() <= MAX_FIELD
+    identity
+        .principal
+        .fields()
+        .iter()
+        .all(|f| f.len() <= MAX_FIELD)
+        && identity
+            .tenant
+            .as_ref()
+            .is_none_or(|t| t.len() <= MAX_FIELD)
         && identity.permissions.len() <= MAX_PERMISSIONS
         && identity.permissions.iter().all(|p| p.len() <= MAX_FIELD)
 }
@@ -201,14 +241,32 @@ pub fn insert(bucket: Option<&[u8]>, entry: &Entry, now: u64) -> Option<Vec<u8>>
 
 const TAG_VALID: u8 = 1;
 const TAG_INVALID: u8 = 2;
+const PRINCIPAL_KEY: u8 = 1;
+const PRINCIPAL_JWT: u8 = 2;
 
 fn encode_entry(entry: &Entry) -> Vec<u8> {
     let mut body = Vec::with_capacity(64);
     let tag = match &entry.answer {
         Answer::Valid(id) => {
             body.extend_from_slice(&id.expires_at.unwrap_or(NEVER).to_le_bytes());
-            put_str(&mut body, &id.key_id);
-            put_str(&mut body, &id.tenant);
+            match &id.principal {
+                Principal::ApiKey { key_id } => {
+                    body.push(PRINCIPAL_KEY);
+                    put_str(&mut body, key_id);
+                }
+                Principal::Jwt { subject, provider } => {
+                    body.push(PRINCIPAL_JWT);
+                    put_str(&mut body, subject);
+                    put_str(&mut body, provider);
+                }
+            }
+            match &id.tenant {
+                Some(t) => {
+                    body.push(1);
+                    put_str(&mut body, t);
+                }
+                None => body.push(0),
+            }
             put_u16(&mut body, id.permissions.len());
             for p in &id.permissions {
                 put_str(&mut body, p);
@@ -263,12 +321,24 @@ impl RawEntry<'_> {
         match self.tag {
             TAG_VALID => {
                 let expires_at = r.u64()?;
-                let key_id = r.string()?;
-                let tenant = r.string()?;
+                let principal = match *r.take(1)?.first()? {
+                    PRINCIPAL_KEY => Principal::ApiKey {
+                        key_id: r.string()?,
+                    },
+                    PRINCIPAL_JWT => Principal::Jwt {
+                        subject: r.string()?,
+                        provider: r.string()?,
+                    },
+                    _ => return None,
+                };
+                let tenant = match *r.take(1)?.first()? {
+                    0 => None,
+                    _ => Some(r.string()?),
+                };
                 let n = usize::from(r.u16()?);
                 let permissions = (0..n).map(|_| r.string()).collect::<Option<Vec<_>>>()?;
                 Some(Answer::Valid(Identity {
-                    key_id,
+                    principal,
                     tenant,
                     permissions,
                     expires_at: (expires_at != NEVER).then_some(expires_at),
@@ -515,6 +585,31 @@ mod tests {
         };
         assert_eq!(Entry::from_lookup(hash(1), &r, &POLICY, NOW), None);
         assert!(matches!(answer_of(&r, NOW), Answer::Valid(_)));
+    }
+
+    #[test]
+    fn jwt_identity_round_trips_and_lives_until_the_token_expires() {
+        let identity = Identity {
+            principal: Principal::Jwt {
+                subject: "svc-a".into(),
+                provider: "idp".into(),
+            },
+            tenant: None,
+            permissions: vec!["orders:read".into()],
+            expires_at: Some(NOW + 300),
+        };
+        let e = Entry::verified(hash(7), identity.clone(), NOW).unwrap();
+        let b = insert(None, &e, NOW).unwrap();
+        assert_eq!(
+            find(&b, &hash(7), NOW + 299),
+            Some(Answer::Valid(identity.clone()))
+        );
+        assert_eq!(find(&b, &hash(7), NOW + 300), None);
+        let expired = Identity {
+            expires_at: Some(NOW),
+            ..identity
+        };
+        assert_eq!(Entry::verified(hash(7), expired, NOW), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What to do with a request. The filter's glue reads what the host has, calls [`plan`], and
 //! carries out the result; after a cache hit or a lookup it calls [`judge`]. Nothing here does I/O.
 
-use crate::cache::{Answer, Identity};
+use crate::cache::{Answer, Identity, Principal};
 use crate::config::{FailureMode, FilterConfig, Unmatched};
 use crate::credential::{self, Credential, CredentialError, Header, Strip};
 use crate::key::KeyHash;
@@ -38,12 +38,13 @@ pub enum Plan<'c> {
 /// The final step for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Forward, adding these identity headers. `key_id` is the key to count usage against
-    /// (`None` when let through by `failure_mode: open`).
+    /// Forward, adding these identity headers. `key_id` is the API key to count usage against.
     Allow {
         identity_headers: Vec<(String, String)>,
         key_id: Option<String>,
     },
+    /// Forward with no identity: the key service could not answer and `failure_mode` is `open`.
+    AllowUnverified,
     Deny(Denial),
 }
 
@@ -227,7 +228,10 @@ pub fn judge(cfg: &FilterConfig, answer: &Answer, required: &[Permission]) -> Ve
     }
     Verdict::Allow {
         identity_headers: identity_headers(&cfg.forwarding.header_prefix, identity),
-        key_id: Some(identity.key_id.clone()),
+        key_id: match &identity.principal {
+            Principal::ApiKey { key_id } => Some(key_id.clone()),
+            Principal::Jwt { .. } => None,
+        },
     }
 }
 
@@ -236,10 +240,7 @@ pub fn judge(cfg: &FilterConfig, answer: &Answer, required: &[Permission]) -> Ve
 pub fn unavailable(cfg: &FilterConfig) -> Verdict {
     match cfg.failure_mode {
         FailureMode::Closed => Verdict::Deny(Denial::new(DenyReason::Unavailable)),
-        FailureMode::Open => Verdict::Allow {
-            identity_headers: Vec::new(),
-            key_id: None,
-        },
+        FailureMode::Open => Verdict::AllowUnverified,
     }
 }
 
@@ -257,15 +258,26 @@ pub fn spoofed_headers<'a>(
 }
 
 fn identity_headers(prefix: &str, id: &Identity) -> Vec<(String, String)> {
-    vec![
-        (format!("{prefix}auth"), "api_key".to_owned()),
-        (format!("{prefix}key-id"), header_safe(&id.key_id)),
-        (format!("{prefix}tenant"), header_safe(&id.tenant)),
-        (
-            format!("{prefix}permissions"),
-            header_safe(&id.permissions.join(",")),
-        ),
-    ]
+    let mut h = Vec::with_capacity(5);
+    match &id.principal {
+        Principal::ApiKey { key_id } => {
+            h.push((format!("{prefix}auth"), "api_key".to_owned()));
+            h.push((format!("{prefix}key-id"), header_safe(key_id)));
+        }
+        Principal::Jwt { subject, provider } => {
+            h.push((format!("{prefix}auth"), "jwt".to_owned()));
+            h.push((format!("{prefix}subject"), header_safe(subject)));
+            h.push((format!("{prefix}provider"), header_safe(provider)));
+        }
+    }
+    if let Some(tenant) = &id.tenant {
+        h.push((format!("{prefix}tenant"), header_safe(tenant)));
+    }
+    h.push((
+        format!("{prefix}permissions"),
+        header_safe(&id.permissions.join(",")),
+    ));
+    h
 }
 
 /// Header values must be visible ASCII or space; anything else is replaced, never passed raw.
@@ -337,8 +349,10 @@ mod tests {
 
     fn identity(permissions: &[&str]) -> Answer {
         Answer::Valid(Identity {
-            key_id: "key_1".into(),
-            tenant: "acme".into(),
+            principal: Principal::ApiKey {
+                key_id: "key_1".into(),
+            },
+            tenant: Some("acme".into()),
             permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
             expires_at: None,
         })
@@ -532,13 +546,7 @@ mod tests {
         assert_eq!(d.status(), 503);
         let open = CONFIG.replacen('{', r#"{"failure_mode": "open","#, 1);
         let cfg = FilterConfig::from_json(open.as_bytes()).unwrap();
-        assert_eq!(
-            unavailable(&cfg),
-            Verdict::Allow {
-                identity_headers: vec![],
-                key_id: None
-            }
-        );
+        assert_eq!(unavailable(&cfg), Verdict::AllowUnverified);
     }
 
     #[test]

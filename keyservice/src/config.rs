@@ -1,0 +1,337 @@
+//! Start-up configuration in two stages: [`Cli`] is what clap reads from flags and environment
+//! variables; [`Cli::into_config`] checks it into the [`Config`] the service runs with, failing
+//! with a message that names the flag.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use keygate_core::key::KeyHash;
+
+use crate::keys::{CachePolicy, Lifetime, MAX_CACHE_TTL_SECS, MAX_KEY_LIFETIME_SECS};
+
+/// The admin secret is read from the environment only, never from a flag, so it does not show up
+/// in process listings.
+pub const ADMIN_SECRET_ENV: &str = "KEYGATE_ADMIN_SECRET";
+
+const MAX_SECRET_LEN: usize = 1024;
+
+const AFTER_HELP: &str = "\
+Environment only:
+  KEYGATE_ADMIN_SECRET
+          Bearer secret for the admin API (/v1/keys...). When set (or --admin-secret-file is
+          given) it is used as is and nothing about it is stored. When neither is set, a secret
+          is generated on first start, printed once on stdout, and only its SHA-256 is kept in
+          the database; later starts reuse it. Setting the variable overrides a stored secret.
+
+Every flag can also be set with the environment variable shown next to it.";
+
+/// keygate key service: issues API keys and answers the keygate filter's lookups.
+#[derive(Debug, Parser)]
+#[command(name = "keygate-server", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Address and port to listen on.
+    #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// SQLite database file. Missing parent folders are created.
+    #[arg(long, env = "KEYGATE_DB_PATH", default_value = "./data/keygate.db")]
+    pub db_path: PathBuf,
+
+    /// File holding the admin secret (surrounding whitespace is ignored). An alternative to
+    /// KEYGATE_ADMIN_SECRET; setting both is an error.
+    #[arg(long, env = "KEYGATE_ADMIN_SECRET_FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+
+    /// Token the filter sends to /v1/lookup and /v1/usage as `Authorization: Bearer <token>`.
+    /// Required; must differ from the admin secret. Prefer the environment variable: flags show
+    /// up in process listings.
+    #[arg(long, env = "KEYGATE_FILTER_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
+    pub filter_token: Secret,
+
+    /// Lifetime of a new or renewed key when the request names none, in seconds (default: 15
+    /// days).
+    #[arg(
+        long = "default-ttl-secs",
+        env = "KEYGATE_DEFAULT_KEY_TTL_SECS",
+        default_value_t = 1_296_000
+    )]
+    pub default_key_ttl_secs: u64,
+
+    /// Longest the filter may cache a valid lookup answer, in seconds. Never past the key's
+    /// expiry.
+    #[arg(long, env = "KEYGATE_LOOKUP_CACHE_TTL_SECS", default_value_t = 30)]
+    pub lookup_cache_ttl_secs: u64,
+
+    /// How long the filter may cache an invalid lookup answer (unknown, revoked, expired), in
+    /// seconds.
+    #[arg(long, env = "KEYGATE_NEGATIVE_CACHE_TTL_SECS", default_value_t = 10)]
+    pub negative_cache_ttl_secs: u64,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Which logs to write, in tracing's EnvFilter syntax (e.g. `info`,
+    /// `keygate_keyservice=debug`).
+    #[arg(long, env = "KEYGATE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Pretty,
+    /// One JSON object per event.
+    Json,
+}
+
+/// The checked configuration the service starts from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db_path: PathBuf,
+    /// From `KEYGATE_ADMIN_SECRET` or `--admin-secret-file`. `None`: use the hash stored in the
+    /// database, generating a secret on first start.
+    pub admin_secret: Option<Secret>,
+    pub filter_token: Secret,
+    pub default_key_lifetime: Lifetime,
+    pub cache: CachePolicy,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("set either {ADMIN_SECRET_ENV} or --admin-secret-file, not both")]
+    AdminSecretTwice,
+    #[error("cannot read --admin-secret-file {path}")]
+    AdminSecretFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{ADMIN_SECRET_ENV} / --admin-secret-file: {0}")]
+    AdminSecret(#[source] SecretError),
+    #[error("--default-ttl-secs must be between 1 and {MAX_KEY_LIFETIME_SECS}")]
+    DefaultLifetime,
+    #[error("{flag} must be at most {MAX_CACHE_TTL_SECS}")]
+    CacheTtl { flag: &'static str },
+}
+
+impl Cli {
+    /// Checks the parsed flags. `admin_secret_env` is the value of [`ADMIN_SECRET_ENV`], passed in
+    /// so tests need not touch the process environment.
+    pub fn into_config(self, admin_secret_env: Option<OsString>) -> Result<Config, ConfigError> {
+        let admin_secret = match (admin_secret_env, &self.admin_secret_file) {
+            (Some(_), Some(_)) => return Err(ConfigError::AdminSecretTwice),
+            (Some(value), None) => {
+                let value = value
+                    .into_string()
+                    .map_err(|_| ConfigError::AdminSecret(SecretError))?;
+                Some(Secret::parse(&value).map_err(ConfigError::AdminSecret)?)
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    ConfigError::AdminSecretFile {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Some(Secret::parse(text.trim()).map_err(ConfigError::AdminSecret)?)
+            }
+            (None, None) => None,
+        };
+        let default_key_lifetime = Lifetime::from_secs(self.default_key_ttl_secs)
+            .map_err(|_| ConfigError::DefaultLifetime)?;
+        let cache_ttl = |secs: u64, flag| {
+            if secs > MAX_CACHE_TTL_SECS {
+                Err(ConfigError::CacheTtl { flag })
+            } else {
+                Ok(secs)
+            }
+        };
+        Ok(Config {
+            listen: self.listen,
+            db_path: self.db_path,
+            admin_secret,
+            filter_token: self.filter_token,
+            default_key_lifetime,
+            cache: CachePolicy {
+                valid_ttl_secs: cache_ttl(self.lookup_cache_ttl_secs, "--lookup-cache-ttl-secs")?,
+                invalid_ttl_secs: cache_ttl(
+                    self.negative_cache_ttl_secs,
+                    "--negative-cache-ttl-secs",
+                )?,
+            },
+            log_format: self.log_format,
+            log_filter: self.log,
+        })
+    }
+}
+
+/// A bearer secret (admin secret or filter token). `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be 1 to {MAX_SECRET_LEN} printable ASCII characters without spaces")]
+pub struct SecretError;
+
+impl Secret {
+    /// Accepts what can travel in `Authorization: Bearer <secret>`: printable ASCII, no spaces.
+    pub fn parse(s: &str) -> Result<Self, SecretError> {
+        let ok =
+            !s.is_empty() && s.len() <= MAX_SECRET_LEN && s.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(SecretError)
+        }
+    }
+
+    pub(crate) fn from_generated(s: String) -> Self {
+        Self(s)
+    }
+
+    /// The secret itself. Handle with care.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 the service compares presented tokens against.
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    const FILTER_TOKEN: &str = "filter-token-for-tests";
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("keygate-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let config = parse(&["--filter-token", FILTER_TOKEN])
+            .unwrap()
+            .into_config(None)
+            .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.db_path, PathBuf::from("./data/keygate.db"));
+        assert_eq!(
+            config.default_key_lifetime,
+            Lifetime::from_secs(15 * 24 * 3600).unwrap()
+        );
+        assert_eq!(
+            config.cache,
+            CachePolicy {
+                valid_ttl_secs: 30,
+                invalid_ttl_secs: 10
+            }
+        );
+        assert!(config.admin_secret.is_none());
+        assert_eq!(config.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn help_documents_every_environment_variable() {
+        let help = Cli::command().render_long_help().to_string();
+        for var in [
+            "KEYGATE_LISTEN",
+            "KEYGATE_DB_PATH",
+            "KEYGATE_ADMIN_SECRET",
+            "KEYGATE_ADMIN_SECRET_FILE",
+            "KEYGATE_FILTER_TOKEN",
+            "KEYGATE_DEFAULT_KEY_TTL_SECS",
+            "KEYGATE_LOOKUP_CACHE_TTL_SECS",
+            "KEYGATE_NEGATIVE_CACHE_TTL_SECS",
+            "KEYGATE_LOG_FORMAT",
+            "KEYGATE_LOG",
+        ] {
+            assert!(help.contains(var), "--help does not mention {var}");
+        }
+    }
+
+    #[test]
+    fn filter_token_is_required_and_checked() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--filter-token", ""]).is_err());
+        assert!(parse(&["--filter-token", "has space"]).is_err());
+    }
+
+    #[test]
+    fn admin_secret_comes_from_env_or_file_but_not_both() {
+        let cli = || parse(&["--filter-token", FILTER_TOKEN]).unwrap();
+        let config = cli().into_config(Some("admin-secret".into())).unwrap();
+        assert_eq!(
+            config.admin_secret,
+            Some(Secret::parse("admin-secret").unwrap())
+        );
+        assert!(matches!(
+            cli().into_config(Some("".into())),
+            Err(ConfigError::AdminSecret(_))
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let file = file.to_str().unwrap();
+        let with_file =
+            || parse(&["--filter-token", FILTER_TOKEN, "--admin-secret-file", file]).unwrap();
+        let config = with_file().into_config(None).unwrap();
+        assert_eq!(
+            config.admin_secret,
+            Some(Secret::parse("from-file").unwrap())
+        );
+        assert!(matches!(
+            with_file().into_config(Some("x".into())),
+            Err(ConfigError::AdminSecretTwice)
+        ));
+    }
+
+    #[test]
+    fn out_of_range_durations_are_refused_naming_the_flag() {
+        let err = parse(&["--filter-token", FILTER_TOKEN, "--default-ttl-secs", "0"])
+            .unwrap()
+            .into_config(None)
+            .unwrap_err();
+        assert!(err.to_string().contains("--default-ttl-secs"));
+        let err = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--negative-cache-ttl-secs",
+            "999999",
+        ])
+        .unwrap()
+        .into_config(None)
+        .unwrap_err();
+        assert!(err.to_string().contains("--negative-cache-ttl-secs"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let cli = parse(&["--filter-token", FILTER_TOKEN]).unwrap();
+        assert!(!format!("{cli:?}").contains(FILTER_TOKEN));
+    }
+}

@@ -1,0 +1,66 @@
+//! The filter's endpoints: key lookup (`POST /v1/lookup`) and usage reports (`POST /v1/usage`).
+//! Both take [`FilterAuth`]: the filter token, and never the admin secret.
+//!
+//! Only key hashes arrive here. Logs name key ids, or the first 8 hex characters of an unknown
+//! hash.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use keygate_core::wire::{LookupRequest, LookupResponse, UsageReport, LOOKUP_PATH, USAGE_PATH};
+use tracing::debug;
+
+use super::auth::FilterAuth;
+use super::error::ApiError;
+use super::extract::Json;
+use crate::keys::{self, UsageBooking};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(LOOKUP_PATH, post(lookup))
+        .route(USAGE_PATH, post(record_usage))
+}
+
+/// Valid and invalid answers are both 200; only a failure to answer is an error status.
+async fn lookup(
+    _: FilterAuth,
+    State(state): State<AppState>,
+    Json(request): Json<LookupRequest>,
+) -> Result<axum::Json<LookupResponse>, ApiError> {
+    let now = state.clock.now();
+    let found = state.store.find_secret(&request.key_hash).await?;
+    let answer = keys::lookup_answer(found.as_ref(), now, state.cache);
+    match (&answer, &found) {
+        (LookupResponse::Valid { key_id, .. }, _) => debug!(key_id, "lookup: valid"),
+        (LookupResponse::Invalid { reason, .. }, Some(found)) => {
+            debug!(key_id = %found.key.id, reason = reason.as_str(), "lookup: invalid");
+        }
+        (LookupResponse::Invalid { reason, .. }, None) => {
+            debug!(
+                hash_prefix = request.key_hash.short(),
+                reason = reason.as_str(),
+                "lookup: invalid"
+            );
+        }
+    }
+    Ok(axum::Json(answer))
+}
+
+/// Books the report in one transaction. Entries for keys deleted since (or that never existed)
+/// are dropped: the filter cannot do anything better with them.
+async fn record_usage(
+    _: FilterAuth,
+    State(state): State<AppState>,
+    Json(report): Json<UsageReport>,
+) -> Result<StatusCode, ApiError> {
+    let bookings: Vec<UsageBooking> = report
+        .entries
+        .iter()
+        .filter_map(UsageBooking::from_entry)
+        .collect();
+    let booked = state.store.record_usage(&bookings).await?;
+    debug!(entries = report.entries.len(), booked, "usage recorded");
+    Ok(StatusCode::NO_CONTENT)
+}

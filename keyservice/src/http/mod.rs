@@ -1,0 +1,61 @@
+//! The HTTP edge: one module per area, each owning its routes, plus what they share.
+//!
+//! - [`admin`] serves the keys API (admin secret).
+//! - [`filter`] serves lookup and usage (filter token).
+//! - [`health`] serves `/healthz`.
+//! - [`auth`] has the [`auth::AdminAuth`] and [`auth::FilterAuth`] extractors.
+//! - [`error`] has [`error::ApiError`], the one error response type.
+//! - [`extract`] has JSON, query and path extractors that reject with [`error::ApiError`].
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod filter;
+pub mod health;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+
+use self::error::ApiError;
+use crate::AppState;
+
+/// Largest request body accepted. Key requests and usage batches are far smaller.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// All routes, with JSON 404/405 answers, the body size limit and a log line per request.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(admin::router())
+        .merge(filter::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("route") })
+        // Must come after every route: it applies to the routes registered so far.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+}
+
+/// Logs method, route template, status and latency. The route template (`/v1/keys/{id}`), not the
+/// raw path: a client could put anything in a path, a key included.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        route,
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response
+}

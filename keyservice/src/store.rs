@@ -1,0 +1,481 @@
+//! [`KeyStore`]: the SQLite database, and the only module with SQL in it.
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a write is on disk before it is
+//! acknowledged and a crash loses none. Writes that read first run in `BEGIN IMMEDIATE`
+//! transactions, taking the write lock up front instead of failing on an upgrade.
+//!
+//! Secrets are stored only as their SHA-256 ([`KeyHash`], 32-byte BLOBs). Times are Unix seconds.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keygate_core::key::KeyHash;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use time::OffsetDateTime;
+
+use crate::keys::{
+    parse_permissions, DailyCount, Key, KeyId, KeyName, KeyUsage, SecretMatch, Tenant, UsageBooking,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a statement waits for another connection's write lock before giving up (503).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a free connection before giving up (503).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: u32 = 4;
+const ADMIN_SECRET_SETTING: &str = "admin_secret_sha256";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the database folder {}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open the database {}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database schema")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Busy, locked, full, read-only or unreachable: worth retrying later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+    #[error("cannot encode permissions")]
+    Encode(#[source] serde_json::Error),
+    #[error("a stored row is invalid: {0}")]
+    Corrupt(&'static str),
+}
+
+impl StoreError {
+    /// True when the failure is operational (busy, full disk, I/O) rather than a bug or corrupt
+    /// data: the HTTP layer answers 503 instead of 500.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        let transient = match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(is_transient_sqlite_code),
+            _ => false,
+        };
+        if transient {
+            Self::Unavailable(e)
+        } else {
+            Self::Query(e)
+        }
+    }
+}
+
+/// SQLite primary result codes (the low byte of an extended code) that describe the machine, not
+/// the query: NOMEM, BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
+fn is_transient_sqlite_code(extended: i32) -> bool {
+    matches!(extended & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
+}
+
+/// What happened to a change requested for one key.
+#[derive(Debug)]
+pub enum Change {
+    Done(Key),
+    NotFound,
+    /// The key is revoked; revocation is final, so the change was not made.
+    Revoked(Key),
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    name: String,
+    tenant: String,
+    permissions: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SecretRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    retires_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for Key {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        let permissions: Vec<String> = serde_json::from_str(&row.permissions)
+            .map_err(|_| StoreError::Corrupt("permissions"))?;
+        Ok(Key {
+            id: KeyId::parse(&row.id).ok_or(StoreError::Corrupt("key id"))?,
+            name: KeyName::parse(row.name).map_err(|_| StoreError::Corrupt("name"))?,
+            tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
+            permissions: parse_permissions(permissions)
+                .map_err(|_| StoreError::Corrupt("permissions"))?,
+            created_at: from_unix(row.created_at)?,
+            expires_at: row.expires_at.map(from_unix).transpose()?,
+            revoked_at: row.revoked_at.map(from_unix).transpose()?,
+        })
+    }
+}
+
+fn from_unix(secs: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|_| StoreError::Corrupt("timestamp"))
+}
+
+fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn hash_blob(hash: &KeyHash) -> Vec<u8> {
+    hash.as_bytes().to_vec()
+}
+
+/// The key database. Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    pool: SqlitePool,
+}
+
+impl KeyStore {
+    /// Opens (creating if needed) the database at `path`, creating missing parent folders, and
+    /// brings the schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    /// Waits for in-flight queries and closes every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The stored SHA-256 of the generated admin secret, if one was generated.
+    pub async fn admin_secret_hash(&self) -> Result<Option<KeyHash>, StoreError> {
+        let value: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(ADMIN_SECRET_SETTING)
+            .fetch_optional(&self.pool)
+            .await?;
+        value
+            .map(|hex| KeyHash::from_hex(&hex).ok_or(StoreError::Corrupt("admin secret hash")))
+            .transpose()
+    }
+
+    /// Stores `hash` as the admin secret hash unless one is already stored, and returns the one
+    /// that is stored afterwards: `hash` itself, or the earlier one if another process won a race.
+    pub async fn init_admin_secret_hash(&self, hash: &KeyHash) -> Result<KeyHash, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(ADMIN_SECRET_SETTING)
+        .bind(hash.to_hex())
+        .execute(&self.pool)
+        .await?;
+        self.admin_secret_hash()
+            .await?
+            .ok_or(StoreError::Corrupt("admin secret hash"))
+    }
+
+    /// Stores a new key with its first secret.
+    pub async fn insert_key(&self, key: &Key, secret: &KeyHash) -> Result<(), StoreError> {
+        let permissions: Vec<&str> = key.permissions.iter().map(|p| p.as_str()).collect();
+        let permissions = serde_json::to_string(&permissions).map_err(StoreError::Encode)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO keys (id, name, tenant, permissions, created_at, expires_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.name.as_str())
+        .bind(key.tenant.as_str())
+        .bind(permissions)
+        .bind(unix(key.created_at))
+        .bind(key.expires_at.map(unix))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO key_secrets (hash, key_id, created_at, retires_at) VALUES (?, ?, ?, NULL)",
+        )
+        .bind(hash_blob(secret))
+        .bind(key.id.as_str())
+        .bind(unix(key.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All keys, or those of one tenant, oldest first.
+    pub async fn list_keys(&self, tenant: Option<&Tenant>) -> Result<Vec<Key>, StoreError> {
+        let tenant = tenant.map(Tenant::as_str);
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys \
+             WHERE ? IS NULL OR tenant = ? ORDER BY created_at, id",
+        )
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Key::try_from).collect()
+    }
+
+    pub async fn get_key(&self, id: &KeyId) -> Result<Option<Key>, StoreError> {
+        let row: Option<KeyRow> = sqlx::query_as(
+            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys \
+             WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Key::try_from).transpose()
+    }
+
+    /// Revokes a key; a second revocation keeps the first `revoked_at`. `None` if there is no
+    /// such key.
+    pub async fn revoke_key(
+        &self,
+        id: &KeyId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Key>, StoreError> {
+        let row: Option<KeyRow> = sqlx::query_as(
+            "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
+             RETURNING id, name, tenant, permissions, created_at, expires_at, revoked_at",
+        )
+        .bind(unix(now))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Key::try_from).transpose()
+    }
+
+    /// Sets a new expiry (`None`: never) on a key that is not revoked.
+    pub async fn renew_key(
+        &self,
+        id: &KeyId,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<Change, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(key) = fetch_key(&mut tx, id).await? else {
+            return Ok(Change::NotFound);
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Change::Revoked(key));
+        }
+        sqlx::query("UPDATE keys SET expires_at = ? WHERE id = ?")
+            .bind(expires_at.map(unix))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Change::Done(Key { expires_at, ..key }))
+    }
+
+    /// Gives a key a new secret. Its older secrets retire at `retires_at` (or earlier, if they
+    /// were already retiring sooner).
+    pub async fn rotate_secret(
+        &self,
+        id: &KeyId,
+        new_secret: &KeyHash,
+        now: OffsetDateTime,
+        retires_at: OffsetDateTime,
+    ) -> Result<Change, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(key) = fetch_key(&mut tx, id).await? else {
+            return Ok(Change::NotFound);
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Change::Revoked(key));
+        }
+        sqlx::query(
+            "UPDATE key_secrets SET retires_at = MIN(IFNULL(retires_at, ?), ?) WHERE key_id = ?",
+        )
+        .bind(unix(retires_at))
+        .bind(unix(retires_at))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO key_secrets (hash, key_id, created_at, retires_at) VALUES (?, ?, ?, NULL)",
+        )
+        .bind(hash_blob(new_secret))
+        .bind(id.as_str())
+        .bind(unix(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Change::Done(key))
+    }
+
+    /// Deletes a key with its secrets and usage. `false` if there was no such key.
+    pub async fn delete_key(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM keys WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The key one of whose secrets hashes to `hash`.
+    pub async fn find_secret(&self, hash: &KeyHash) -> Result<Option<SecretMatch>, StoreError> {
+        let row: Option<SecretRow> = sqlx::query_as(
+            "SELECT k.id, k.name, k.tenant, k.permissions, k.created_at, k.expires_at, k.revoked_at, \
+             s.retires_at FROM key_secrets s JOIN keys k ON k.id = s.key_id WHERE s.hash = ?",
+        )
+        .bind(hash_blob(hash))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SecretMatch {
+                retires_at: row.retires_at.map(from_unix).transpose()?,
+                key: Key::try_from(row.key)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Books a batch of usage in one transaction. Bookings for keys that no longer exist are
+    /// skipped. Returns how many were booked.
+    pub async fn record_usage(&self, bookings: &[UsageBooking]) -> Result<usize, StoreError> {
+        if bookings.is_empty() {
+            return Ok(0);
+        }
+        let mut booked = 0;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for booking in bookings {
+            let touched = sqlx::query(
+                "UPDATE keys SET last_used_at = MAX(IFNULL(last_used_at, ?), ?) WHERE id = ?",
+            )
+            .bind(unix(booking.last_used))
+            .bind(unix(booking.last_used))
+            .bind(booking.key_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if touched.rows_affected() == 0 {
+                continue;
+            }
+            // Saturates at i64::MAX instead of overflowing.
+            sqlx::query(
+                "INSERT INTO usage_daily (key_id, day, count) VALUES (?, ?, ?) \
+                 ON CONFLICT (key_id, day) DO UPDATE SET count = CASE \
+                 WHEN count > 9223372036854775807 - excluded.count THEN 9223372036854775807 \
+                 ELSE count + excluded.count END",
+            )
+            .bind(booking.key_id.as_str())
+            .bind(booking.day.as_str())
+            .bind(booking.count)
+            .execute(&mut *tx)
+            .await?;
+            booked += 1;
+        }
+        tx.commit().await?;
+        Ok(booked)
+    }
+
+    /// Usage of one key, or `None` if there is no such key.
+    pub async fn usage(&self, id: &KeyId) -> Result<Option<KeyUsage>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let last_used: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_used_at FROM keys WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_used) = last_used else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT day, count FROM usage_daily WHERE key_id = ? ORDER BY day")
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let daily = rows
+            .into_iter()
+            .map(|(day, count)| {
+                let count = u64::try_from(count).map_err(|_| StoreError::Corrupt("usage count"))?;
+                Ok(DailyCount { day, count })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some(KeyUsage {
+            last_used_at: last_used.map(from_unix).transpose()?,
+            daily,
+        }))
+    }
+}
+
+async fn fetch_key(
+    conn: &mut sqlx::SqliteConnection,
+    id: &KeyId,
+) -> Result<Option<Key>, StoreError> {
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys WHERE id = ?",
+    )
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.map(Key::try_from).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operational_sqlite_failures_are_transient() {
+        const SQLITE_BUSY: i32 = 5;
+        const SQLITE_FULL: i32 = 13;
+        const SQLITE_IOERR_WRITE: i32 = 10 | (3 << 8);
+        const SQLITE_CONSTRAINT_UNIQUE: i32 = 19 | (8 << 8);
+        const SQLITE_ERROR: i32 = 1;
+        for code in [SQLITE_BUSY, SQLITE_FULL, SQLITE_IOERR_WRITE] {
+            assert!(is_transient_sqlite_code(code), "{code}");
+        }
+        for code in [SQLITE_CONSTRAINT_UNIQUE, SQLITE_ERROR] {
+            assert!(!is_transient_sqlite_code(code), "{code}");
+        }
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::from(sqlx::Error::RowNotFound).is_transient());
+    }
+}

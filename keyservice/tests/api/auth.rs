@@ -1,0 +1,207 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, prepare, spawn_app, spawn_app_with, Options, FILTER_TOKEN};
+use keygate_keyservice::clock::ManualClock;
+use keygate_keyservice::startup::StartupError;
+
+#[tokio::test]
+async fn admin_secret_is_not_accepted_on_lookup() {
+    let app = spawn_app().await;
+    let key = app.create_default_key().await;
+    let response = app
+        .lookup_raw(&app.admin_secret, key["secret"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"keygate-keyservice\""
+    );
+    assert_eq!(
+        error_code(response, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+
+    let response = app
+        .client
+        .post(app.url("/v1/usage"))
+        .bearer_auth(&app.admin_secret)
+        .json(&json!({"entries": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+}
+
+#[tokio::test]
+async fn filter_token_is_not_accepted_on_admin() {
+    let app = spawn_app().await;
+    let key = app.create_default_key().await;
+    let id = key["id"].as_str().unwrap();
+    let requests = [
+        app.client.get(app.url("/v1/keys")),
+        app.client
+            .post(app.url("/v1/keys"))
+            .json(&json!({"name": "x", "tenant": "t", "permissions": []})),
+        app.client.get(app.url(&format!("/v1/keys/{id}"))),
+        app.client.post(app.url(&format!("/v1/keys/{id}/revoke"))),
+        app.client
+            .post(app.url(&format!("/v1/keys/{id}/renew")))
+            .json(&json!({})),
+        app.client
+            .post(app.url(&format!("/v1/keys/{id}/rotate")))
+            .json(&json!({"grace_period_secs": 0})),
+        app.client.get(app.url(&format!("/v1/keys/{id}/usage"))),
+        app.client.delete(app.url(&format!("/v1/keys/{id}"))),
+    ];
+    for request in requests {
+        let response = request.bearer_auth(FILTER_TOKEN).send().await.unwrap();
+        assert_eq!(
+            error_code(response, StatusCode::UNAUTHORIZED).await,
+            "unauthorized"
+        );
+    }
+    // Nothing happened to the key.
+    let view: Value = app
+        .admin_get(&format!("/v1/keys/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "active");
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_the_exact_bearer_secret() {
+    let app = spawn_app().await;
+    let wrong = format!("{}x", app.admin_secret);
+    for authorization in [
+        None,
+        Some("Basic abc".to_owned()),
+        Some("Bearer".to_owned()),
+        Some(format!("Bearer {wrong}")),
+    ] {
+        let mut request = app.client.get(app.url("/v1/keys"));
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            error_code(response, StatusCode::UNAUTHORIZED).await,
+            "unauthorized",
+            "{authorization:?}"
+        );
+    }
+    let response = app
+        .client
+        .get(app.url("/v1/keys"))
+        .header("authorization", format!("bearer {}", app.admin_secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn credentials_are_checked_before_the_body_is_read() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/v1/keys"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::UNAUTHORIZED).await,
+        "unauthorized"
+    );
+}
+
+#[tokio::test]
+async fn admin_secret_survives_restart() {
+    let app = spawn_app().await;
+    assert!(app.generated_admin_secret);
+    let secret = app.admin_secret.clone();
+    let key = app.create_default_key().await;
+    let data_dir = app.stop().await;
+
+    let mut app = spawn_app_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    })
+    .await;
+    assert!(
+        !app.generated_admin_secret,
+        "a restart must not generate a second admin secret"
+    );
+    app.admin_secret = secret;
+    let view: Value = app
+        .admin_get(&format!("/v1/keys/{}", key["id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["id"], key["id"]);
+    assert_eq!(
+        app.lookup(key["secret"].as_str().unwrap()).await["status"],
+        "valid"
+    );
+}
+
+#[tokio::test]
+async fn configured_admin_secret_is_used_and_not_stored() {
+    let configured = "configured-admin-secret".to_owned();
+    let app = spawn_app_with(Options {
+        admin_secret: Some(configured.clone()),
+        ..Options::default()
+    })
+    .await;
+    assert!(!app.generated_admin_secret);
+    assert_eq!(app.admin_get("/v1/keys").await.status(), StatusCode::OK);
+    let data_dir = app.stop().await;
+
+    // Nothing was stored, so a start without it generates one, and the configured one stops working.
+    let mut app = spawn_app_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    })
+    .await;
+    assert!(app.generated_admin_secret);
+    assert_eq!(app.admin_get("/v1/keys").await.status(), StatusCode::OK);
+    app.admin_secret = configured;
+    assert_eq!(
+        app.admin_get("/v1/keys").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn filter_token_equal_to_the_admin_secret_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keygate.db");
+    let clock = || std::sync::Arc::new(ManualClock::new(crate::helpers::start_time()));
+
+    let refused = prepare(&db, Some("same-secret"), "same-secret", clock()).await;
+    assert!(matches!(
+        refused,
+        Err(StartupError::FilterTokenIsAdminSecret)
+    ));
+
+    let generated = prepare(&db, None, FILTER_TOKEN, clock()).await.unwrap();
+    let admin = generated
+        .generated_admin_secret
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_owned();
+    drop(generated);
+    let refused = prepare(&db, None, &admin, clock()).await;
+    assert!(matches!(
+        refused,
+        Err(StartupError::FilterTokenIsAdminSecret)
+    ));
+}

@@ -1,0 +1,156 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use crate::helpers::{error_code, spawn_app};
+
+#[tokio::test]
+async fn malformed_json_gets_json_error() {
+    let app = spawn_app().await;
+    let response = app
+        .as_admin(app.client.post(app.url("/v1/keys")))
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::BAD_REQUEST).await,
+        "bad_request"
+    );
+}
+
+#[tokio::test]
+async fn missing_field_error_names_the_field() {
+    let app = spawn_app().await;
+    let response = app
+        .admin_post("/v1/keys", &json!({"name": "ci", "permissions": []}))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("tenant"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_content_type_gets_json_error() {
+    let app = spawn_app().await;
+    let response = app
+        .as_admin(app.client.post(app.url("/v1/keys")))
+        .header("content-type", "text/plain")
+        .body(r#"{"name": "ci", "tenant": "acme", "permissions": []}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
+        "unsupported_media_type"
+    );
+}
+
+#[tokio::test]
+async fn oversized_body_gets_json_413() {
+    let app = spawn_app().await;
+    let body = json!({"name": "n".repeat(70 * 1024), "tenant": "acme", "permissions": []});
+    let response = app.admin_post("/v1/keys", &body).await;
+    assert_eq!(
+        error_code(response, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "payload_too_large"
+    );
+}
+
+#[tokio::test]
+async fn unknown_route_gets_json_404() {
+    let app = spawn_app().await;
+    for path in ["/", "/v1/nope", "/v1/keys/key_0000000000000000/nope"] {
+        let response = app.admin_get(path).await;
+        assert_eq!(
+            error_code(response, StatusCode::NOT_FOUND).await,
+            "not_found",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_method_gets_json_405_with_allow() {
+    let app = spawn_app().await;
+    let response = app
+        .as_admin(app.client.put(app.url("/v1/keys")))
+        .send()
+        .await
+        .unwrap();
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    assert_eq!(
+        error_code(response, StatusCode::METHOD_NOT_ALLOWED).await,
+        "method_not_allowed"
+    );
+
+    let response = app.client.get(app.url("/v1/lookup")).send().await.unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::METHOD_NOT_ALLOWED).await,
+        "method_not_allowed"
+    );
+}
+
+#[tokio::test]
+async fn database_failure_answers_json_500_without_details() {
+    let app = spawn_app().await;
+    let key = app.create_default_key().await;
+    // Break the schema behind the service's back.
+    let url = format!("sqlite://{}", app.db_path.display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE keys RENAME TO keys_gone")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+
+    let response = app.admin_get("/v1/keys").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "internal", "message": "internal error"})
+    );
+
+    let response = app
+        .lookup_raw(
+            crate::helpers::FILTER_TOKEN,
+            key["secret"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(
+        error_code(response, StatusCode::INTERNAL_SERVER_ERROR).await,
+        "internal"
+    );
+}
+
+#[tokio::test]
+async fn locked_database_answers_json_503() {
+    let app = spawn_app().await;
+    let url = format!("sqlite://{}", app.db_path.display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut db)
+        .await
+        .unwrap();
+
+    // Waits out the busy timeout, then gives up.
+    let response = app
+        .admin_post(
+            "/v1/keys",
+            &json!({"name": "ci", "tenant": "acme", "permissions": []}),
+        )
+        .await;
+    assert_eq!(
+        error_code(response, StatusCode::SERVICE_UNAVAILABLE).await,
+        "unavailable"
+    );
+
+    sqlx::query("ROLLBACK").execute(&mut db).await.unwrap();
+    app.create_default_key().await;
+}

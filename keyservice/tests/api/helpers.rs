@@ -1,0 +1,254 @@
+//! `spawn_app()`: the real service on port 0, with a temporary SQLite file, a generated admin
+//! secret and a manual clock; and a client that speaks to it over real HTTP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use keygate_core::key::KeyHash;
+use keygate_keyservice::clock::ManualClock;
+use keygate_keyservice::config::{Config, LogFormat, Secret};
+use keygate_keyservice::keys::{CachePolicy, Lifetime};
+use keygate_keyservice::startup::{self, Prepared, StartupError};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const FILTER_TOKEN: &str = "test-filter-token";
+/// 2026-11-22T10:00:00Z
+pub const START_UNIX: i64 = 1_795_341_600;
+pub const LOOKUP_CACHE_TTL_SECS: u64 = 30;
+pub const NEGATIVE_CACHE_TTL_SECS: u64 = 10;
+pub const DEFAULT_KEY_TTL_SECS: u64 = 15 * 24 * 60 * 60;
+
+pub fn start_time() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(START_UNIX).unwrap()
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Where and how to start the service.
+pub struct Options {
+    /// Reuse the database folder of an earlier app (a restart).
+    pub data_dir: Option<Arc<TempDir>>,
+    /// As if `KEYGATE_ADMIN_SECRET` were set.
+    pub admin_secret: Option<String>,
+    pub filter_token: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            admin_secret: None,
+            filter_token: FILTER_TOKEN.to_owned(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub admin_secret: String,
+    /// Whether this start generated the admin secret (rather than finding one stored).
+    pub generated_admin_secret: bool,
+    pub clock: Arc<ManualClock>,
+    pub data_dir: Arc<TempDir>,
+    pub db_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let data_dir = options
+        .data_dir
+        .unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
+    // A folder that does not exist yet: the service must create it.
+    let db_path = data_dir.path().join("nested").join("keygate.db");
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let admin_secret = options.admin_secret.clone();
+    let prepared = prepare(
+        &db_path,
+        admin_secret.as_deref(),
+        &options.filter_token,
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let generated = prepared
+        .generated_admin_secret
+        .as_ref()
+        .map(|s| s.expose().to_owned());
+    let admin_secret = match (generated.clone(), admin_secret) {
+        (Some(s), _) | (None, Some(s)) => s,
+        // A restart on a database with a generated secret: the caller knows it.
+        (None, None) => String::new(),
+    };
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(keygate_keyservice::run(listener, prepared.state, async {
+        let _ = stop.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        admin_secret,
+        generated_admin_secret: generated.is_some(),
+        clock,
+        data_dir,
+        db_path,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+/// What `main` does between parsing flags and binding, with test settings.
+pub async fn prepare(
+    db_path: &std::path::Path,
+    admin_secret: Option<&str>,
+    filter_token: &str,
+    clock: Arc<ManualClock>,
+) -> Result<Prepared, StartupError> {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db_path: db_path.to_owned(),
+        admin_secret: admin_secret.map(|s| Secret::parse(s).unwrap()),
+        filter_token: Secret::parse(filter_token).unwrap(),
+        default_key_lifetime: Lifetime::from_secs(DEFAULT_KEY_TTL_SECS).unwrap(),
+        cache: CachePolicy {
+            valid_ttl_secs: LOOKUP_CACHE_TTL_SECS,
+            invalid_ttl_secs: NEGATIVE_CACHE_TTL_SECS,
+        },
+        log_format: LogFormat::Pretty,
+        log_filter: "info".into(),
+    };
+    startup::prepare(&config, clock).await
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Moves the service's clock forward.
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance(Duration::seconds(secs));
+    }
+
+    pub fn as_admin(&self, request: RequestBuilder) -> RequestBuilder {
+        request.bearer_auth(&self.admin_secret)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        self.as_admin(self.client.get(self.url(path)))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Response {
+        self.as_admin(self.client.post(self.url(path)))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> Response {
+        self.as_admin(self.client.delete(self.url(path)))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a key and returns the 201 body (the key view plus `secret`).
+    pub async fn create_key(&self, body: &Value) -> Value {
+        let response = self.admin_post("/v1/keys", body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    /// A key for tenant `acme` with `orders:read`, default expiry.
+    pub async fn create_default_key(&self) -> Value {
+        self.create_key(&json!({"name": "ci", "tenant": "acme", "permissions": ["orders:read"]}))
+            .await
+    }
+
+    pub async fn lookup_raw(&self, token: &str, key_secret: &str) -> Response {
+        let key_hash = KeyHash::of(key_secret.as_bytes()).to_hex();
+        self.client
+            .post(self.url("/v1/lookup"))
+            .bearer_auth(token)
+            .json(&json!({ "key_hash": key_hash }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Looks a key secret up as the filter does and returns the 200 body.
+    pub async fn lookup(&self, key_secret: &str) -> Value {
+        let response = self.lookup_raw(FILTER_TOKEN, key_secret).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn report_usage(&self, entries: Value) -> Response {
+        self.client
+            .post(self.url("/v1/usage"))
+            .bearer_auth(FILTER_TOKEN)
+            .json(&json!({ "entries": entries }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends the shutdown signal and waits for the server to finish and close the database.
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        self.shutdown_and_wait().await;
+        self.data_dir.clone()
+    }
+
+    async fn shutdown_and_wait(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Asserts the service's error shape and returns the `error` code.
+pub async fn error_code(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert!(body["message"].is_string(), "no message in {body}");
+    body["error"].as_str().unwrap().to_owned()
+}

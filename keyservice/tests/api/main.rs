@@ -1,0 +1,13 @@
+//! API tests: the real service over real HTTP, one temporary database per test, time moved by a
+//! manual clock. See `helpers.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod errors;
+mod health;
+mod helpers;
+mod keys;
+mod lookup;
+mod storage;
+mod usage;
