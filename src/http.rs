@@ -3,9 +3,11 @@
 
 use std::rc::Rc;
 
-use keygate_core::cache::{self, Answer, Entry};
+use keygate_core::cache::{self, Answer, Entry, Identity, Principal};
+use keygate_core::config::KeySource;
 use keygate_core::credential::Strip;
 use keygate_core::decision::{self, Denial, DenyReason, Plan, RequestView, Verdict};
+use keygate_core::jwt::{self, JwtError};
 use keygate_core::key::KeyHash;
 use keygate_core::route::Permission;
 use keygate_core::wire::{LookupRequest, LookupResponse};
@@ -13,7 +15,11 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::host::{self, HostResult};
+use crate::jwt::{JwtCheck, JwtWaiter};
 use crate::worker::{Pending, Waiter, Worker};
+
+/// How long past the fetch timeout a request waits for a provider's keys.
+const JWKS_WAIT_GRACE_SECS: u64 = 2;
 
 /// Largest lookup answer read; anything bigger is treated as a failed lookup.
 const MAX_LOOKUP_BODY: usize = 64 * 1024;
@@ -80,6 +86,15 @@ impl RequestFilter {
                 let required = required.to_vec();
                 self.check_key(hash, required, strip)
             }
+            Plan::CheckJwt {
+                token,
+                hash,
+                required,
+                strip,
+            } => {
+                let required = required.to_vec();
+                self.check_jwt(token, hash, required, strip)
+            }
         }
     }
 
@@ -91,7 +106,7 @@ impl RequestFilter {
     ) -> HostResult<Action> {
         let worker = Rc::clone(&self.worker);
         let now = host::now_secs()?;
-        if let Some(answer) = worker.cache_get(&hash, now) {
+        if let Some(answer) = worker.cache_get(&worker.key_layout, &hash, now) {
             worker.metrics.inc(worker.metrics.cache_hit);
             let verdict = decision::judge(&worker.config, &answer, &required);
             return carry_out(&worker, verdict, &strip, now);
@@ -146,6 +161,70 @@ impl RequestFilter {
         }
     }
 
+    fn check_jwt(
+        &mut self,
+        token: String,
+        hash: KeyHash,
+        required: Vec<Permission>,
+        strip: Strip,
+    ) -> HostResult<Action> {
+        let worker = Rc::clone(&self.worker);
+        let now = host::now_secs()?;
+        if let Some(answer) = worker.cache_get(&worker.token_layout, &hash, now) {
+            worker.metrics.inc(worker.metrics.jwt_cache_hit);
+            let provider = match &answer {
+                Answer::Valid(Identity {
+                    principal: Principal::Jwt { provider, .. },
+                    ..
+                }) => worker
+                    .config
+                    .jwt
+                    .providers
+                    .iter()
+                    .position(|p| p.name() == provider),
+                _ => None,
+            };
+            let strip = match provider {
+                Some(i) => worker.strip_for(i, strip),
+                None => strip,
+            };
+            let verdict = decision::judge(&worker.config, &answer, &required);
+            return carry_out(&worker, verdict, &strip, now);
+        }
+        let provider =
+            jwt::peek_issuer(&token).and_then(|iss| worker.config.jwt.provider_for(&iss));
+        let Some((index, provider)) = provider else {
+            return carry_out(&worker, crate::jwt::unknown_issuer(), &strip, now);
+        };
+        // Verified, rejected, or parked until the provider's keys (re)arrive.
+        match worker.verify_jwt(index, &token, now) {
+            JwtCheck::Verified(v) => {
+                let verdict = worker.accept_token(&hash, v, &required, now);
+                return carry_out(&worker, verdict, &worker.strip_for(index, strip), now);
+            }
+            JwtCheck::Rejected(JwtError::UnknownKid) if worker.request_refetch(index, now) => {}
+            JwtCheck::Rejected(e) => {
+                return carry_out(&worker, worker.reject_token(&e), &strip, now);
+            }
+            JwtCheck::NoKeys => {}
+        }
+        let timeout = match &provider.keys {
+            KeySource::Remote(r) => r.timeout.as_secs(),
+            KeySource::Inline(_) => 0,
+        };
+        worker.jwt_waiters.borrow_mut().push(JwtWaiter {
+            context_id: self.context_id,
+            provider: index,
+            token,
+            hash,
+            required,
+            strip,
+            deadline: now + timeout + JWKS_WAIT_GRACE_SECS,
+            seen_generation: worker.keys_generation(index),
+        });
+        Ok(Action::Pause)
+    }
+
     /// Reads the key service's answer; `None` when the lookup failed in any way.
     fn read_lookup(&self, hash: &KeyHash, body_size: usize, now: u64) -> Option<Answer> {
         let worker = &self.worker;
@@ -170,7 +249,7 @@ impl RequestFilter {
             }
         };
         if let Some(entry) = Entry::from_lookup(*hash, &response, &worker.config.cache, now) {
-            worker.cache_put(&entry, now);
+            worker.cache_put(&worker.key_layout, &entry, now);
         }
         Some(cache::answer_of(&response, now))
     }
@@ -303,10 +382,7 @@ fn apply_strip(strip: &Strip) -> HostResult<()> {
 /// Last resort when the host refuses a call mid-request: answer 503 and never forward. If even
 /// that fails, the request stays paused until Envoy's stream timeout; it is never let through.
 pub fn fail_closed() -> Action {
-    let denial = Denial {
-        reason: DenyReason::Unavailable,
-        missing: Vec::new(),
-    };
+    let denial = Denial::new(DenyReason::Unavailable);
     if let Err(e) = host::send_response(denial.status(), &denial.headers(), &denial.body()) {
         log::error!("{e}");
     }

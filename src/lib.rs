@@ -1,4 +1,4 @@
-//! keygate: a proxy-wasm filter that checks API keys at the edge.
+//! keygate: a proxy-wasm filter that checks API keys and JWTs at the edge.
 //!
 //! This crate is glue only: every decision lives in `keygate-core`, which has no proxy-wasm
 //! dependency and is tested natively. Each callback here reads what the host has, asks the core,
@@ -8,12 +8,14 @@
 //! - `lib.rs`: the entry point and the panic hook.
 //! - [`root`]: `FilterRoot` — configure, tick (orphaned lookups, usage reports).
 //! - [`http`]: `RequestFilter` — one request: plan, cache, lookup, verdict.
+//! - [`jwt`]: per-worker JWKS copies, their background fetch, requests waiting for keys.
 //! - [`worker`]: state a worker's VM shares between its contexts; the shared-data cache access.
 //! - [`metrics`]: Envoy counters.
 //! - [`host`]: the only module that calls `proxy_wasm::hostcalls`; every call is fallible.
 
 pub mod host;
 pub mod http;
+pub mod jwt;
 pub mod metrics;
 pub mod root;
 pub mod worker;

@@ -1,6 +1,7 @@
 //! The filter's Envoy stats (proxy-wasm counters). Envoy shows them under `wasmcustom.keygate.*`.
 
 use keygate_core::decision::DenyReason;
+use keygate_core::jwt::JwtError;
 
 use crate::host::{self, HostResult};
 
@@ -10,6 +11,11 @@ pub struct Metrics {
     allowed: u32,
     public: u32,
     denied: Vec<(DenyReason, u32)>,
+    jwt_rejected: Vec<(&'static str, u32)>,
+    pub jwt_verified: u32,
+    pub jwt_cache_hit: u32,
+    pub jwks_fetch: u32,
+    pub jwks_fetch_failure: u32,
     pub cache_hit: u32,
     pub cache_miss: u32,
     pub callout: u32,
@@ -28,7 +34,19 @@ impl Metrics {
                 host::define_counter(&format!("keygate.denied.{}", reason.as_str()))?,
             ));
         }
+        let mut jwt_rejected = Vec::with_capacity(JwtError::REASONS.len());
+        for reason in JwtError::REASONS {
+            jwt_rejected.push((
+                reason,
+                host::define_counter(&format!("keygate.jwt_rejected.{reason}"))?,
+            ));
+        }
         Ok(Self {
+            jwt_rejected,
+            jwt_verified: host::define_counter("keygate.jwt_verified")?,
+            jwt_cache_hit: host::define_counter("keygate.jwt_cache_hit")?,
+            jwks_fetch: host::define_counter("keygate.jwks_fetch")?,
+            jwks_fetch_failure: host::define_counter("keygate.jwks_fetch_failure")?,
             allowed: host::define_counter("keygate.allowed")?,
             public: host::define_counter("keygate.public")?,
             denied,
@@ -55,6 +73,12 @@ impl Metrics {
 
     pub fn public(&self) {
         self.inc(self.public);
+    }
+
+    pub fn jwt_rejected(&self, reason: &str) {
+        if let Some((_, id)) = self.jwt_rejected.iter().find(|(r, _)| *r == reason) {
+            self.inc(*id);
+        }
     }
 
     pub fn denied(&self, reason: DenyReason) {

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 use crate::worker::Worker;
 
 const TICK: Duration = Duration::from_secs(1);
+/// With remote JWKS providers the tick is faster, so requests waiting for keys resume promptly.
+const FAST_TICK: Duration = Duration::from_millis(200);
 /// Grace past the lookup timeout before waiters of a lookup that never answered are failed.
 const ORPHAN_GRACE_SECS: u64 = 1;
 
@@ -149,7 +151,12 @@ impl RootContext for FilterRoot {
                 return false;
             }
         };
-        if let Err(e) = host::set_tick_period(TICK) {
+        let remote_jwks = config
+            .jwt
+            .providers
+            .iter()
+            .any(|p| matches!(p.keys, keygate_core::config::KeySource::Remote(_)));
+        if let Err(e) = host::set_tick_period(if remote_jwks { FAST_TICK } else { TICK }) {
             log::error!("cannot set tick period: {e}");
             return false;
         }
@@ -175,6 +182,13 @@ impl RootContext for FilterRoot {
             }
         };
         self.sweep_orphans(&worker, now);
+        if worker.config.jwt.enabled() {
+            worker.start_due_fetches(now);
+            worker.settle_jwt_waiters(now);
+            if let Err(e) = host::set_effective_context(self.context_id) {
+                log::warn!("{e}");
+            }
+        }
         if let Some(interval) = worker.config.usage_interval {
             self.report_usage(&worker, interval, now);
         }

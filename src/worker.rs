@@ -16,6 +16,7 @@ use keygate_core::usage::UsageBook;
 use proxy_wasm::types::Status;
 
 use crate::host;
+use crate::jwt::{JwtWaiter, ProviderState};
 use crate::metrics::Metrics;
 
 /// How often a CAS write to a cache bucket is retried when another worker wrote in between.
@@ -23,8 +24,15 @@ const CAS_ATTEMPTS: usize = 3;
 
 pub struct Worker {
     pub config: FilterConfig,
-    pub layout: CacheLayout,
+    /// The API key lookup cache.
+    pub key_layout: CacheLayout,
+    /// The verified-token cache.
+    pub token_layout: CacheLayout,
     pub metrics: Metrics,
+    /// Per JWT provider, in config order: this worker's copy of its keys.
+    pub providers: Vec<ProviderState>,
+    /// Requests waiting for a provider's keys.
+    pub jwt_waiters: RefCell<Vec<JwtWaiter>>,
     /// Lookups in flight from this worker, by key hash.
     pub pending: RefCell<HashMap<KeyHash, Pending>>,
     pub usage: RefCell<UsageBook>,
@@ -47,7 +55,15 @@ pub struct Waiter {
 impl Worker {
     pub fn new(config: FilterConfig, metrics: Metrics) -> Self {
         Self {
-            layout: CacheLayout::new(&config.cache),
+            key_layout: CacheLayout::keys(&config.cache),
+            token_layout: CacheLayout::tokens(&config.jwt.cache),
+            providers: config
+                .jwt
+                .providers
+                .iter()
+                .map(ProviderState::new)
+                .collect(),
+            jwt_waiters: RefCell::new(Vec::new()),
             config,
             metrics,
             pending: RefCell::new(HashMap::new()),
@@ -56,8 +72,8 @@ impl Worker {
     }
 
     /// The cached answer for `hash`, if one is fresh. A host failure is a miss.
-    pub fn cache_get(&self, hash: &KeyHash, now: u64) -> Option<Answer> {
-        match host::shared_get(&self.layout.bucket_key(hash)) {
+    pub fn cache_get(&self, layout: &CacheLayout, hash: &KeyHash, now: u64) -> Option<Answer> {
+        match host::shared_get(&layout.bucket_key(hash)) {
             Ok((Some(bytes), _)) => cache::find(&bytes, hash, now),
             Ok((None, _)) => None,
             Err(e) => {
@@ -69,8 +85,8 @@ impl Worker {
 
     /// Stores an entry, retrying when another worker wrote the bucket in between. Best effort: a
     /// lost write costs one more lookup later, nothing else.
-    pub fn cache_put(&self, entry: &Entry, now: u64) {
-        let key = self.layout.bucket_key(&entry.hash);
+    pub fn cache_put(&self, layout: &CacheLayout, entry: &Entry, now: u64) {
+        let key = layout.bucket_key(&entry.hash);
         for _ in 0..CAS_ATTEMPTS {
             let (current, cas) = match host::shared_get(&key) {
                 Ok(v) => v,

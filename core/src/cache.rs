@@ -157,17 +157,30 @@ fn fits(identity: &Identity) -> bool {
         && identity.permissions.iter().all(|p| p.len() <= MAX_FIELD)
 }
 
-/// Maps key hashes to shared-data keys.
+/// Maps hashes to shared-data keys. API keys and verified tokens are two tables with their own
+/// bounds, so a flood of one cannot evict the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLayout {
     buckets: u64,
+    namespace: &'static str,
 }
 
 impl CacheLayout {
-    pub fn new(policy: &CachePolicy) -> Self {
+    /// The API key lookup cache.
+    pub fn keys(policy: &CachePolicy) -> Self {
+        Self::new(policy, "keygate.k.")
+    }
+
+    /// The verified-token cache.
+    pub fn tokens(policy: &CachePolicy) -> Self {
+        Self::new(policy, "keygate.t.")
+    }
+
+    fn new(policy: &CachePolicy, namespace: &'static str) -> Self {
         let ways = WAYS as u64;
         Self {
             buckets: policy.max_entries.div_ceil(ways).max(1),
+            namespace,
         }
     }
 
@@ -179,7 +192,7 @@ impl CacheLayout {
     pub fn bucket_key(&self, hash: &KeyHash) -> String {
         let b = hash.as_bytes();
         let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        format!("keygate.k.{}", n % self.buckets)
+        format!("{}{}", self.namespace, n % self.buckets)
     }
 }
 
@@ -614,7 +627,7 @@ mod tests {
 
     #[test]
     fn layout_spreads_keys_over_a_fixed_number_of_buckets() {
-        let layout = CacheLayout::new(&CachePolicy {
+        let layout = CacheLayout::keys(&CachePolicy {
             max_entries: 10,
             ..POLICY
         });
@@ -623,5 +636,7 @@ mod tests {
             (0..=255u8).map(|n| layout.bucket_key(&hash(n))).collect();
         assert!(keys.len() <= 3);
         assert!(keys.iter().all(|k| k.starts_with("keygate.k.")));
+        let tokens = CacheLayout::tokens(&POLICY);
+        assert!(tokens.bucket_key(&hash(1)).starts_with("keygate.t."));
     }
 }

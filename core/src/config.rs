@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::jwt::{Jwks, PermissionsClaim, ProviderPolicy};
 use crate::route::{RawRoute, RouteTable};
 use crate::wire;
 
@@ -48,6 +49,109 @@ pub struct RawConfig {
     pub case_sensitive_paths: bool,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub jwt: RawJwt,
+}
+
+/// JWT bearer tokens. No providers: tokens are not looked for, and `Authorization` headers that
+/// are not API keys pass through untouched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    /// Verified tokens cached at once (shared by all workers).
+    #[serde(default = "default_max_entries")]
+    pub cache_max_entries: u64,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        Self {
+            providers: Vec::new(),
+            cache_max_entries: default_max_entries(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks: RawJwksSource,
+    /// Claims holding a JSON array of permissions.
+    #[serde(default = "default_permissions_claims")]
+    pub permissions_claims: Vec<String>,
+    /// Claims holding space-separated permissions, like OAuth's `scope`.
+    #[serde(default = "default_scope_claims")]
+    pub scope_claims: Vec<String>,
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
+    #[serde(default = "default_clock_skew_secs")]
+    pub clock_skew_secs: u64,
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Keep the `Authorization` header on the way upstream.
+    #[serde(default)]
+    pub forward_token: bool,
+}
+
+fn default_permissions_claims() -> Vec<String> {
+    vec!["permissions".to_owned()]
+}
+fn default_scope_claims() -> Vec<String> {
+    vec!["scope".to_owned()]
+}
+fn default_subject_claim() -> String {
+    crate::jwt::policy::DEFAULT_SUBJECT_CLAIM.to_owned()
+}
+fn default_clock_skew_secs() -> u64 {
+    crate::jwt::policy::DEFAULT_CLOCK_SKEW_SECS
+}
+fn default_max_token_bytes() -> usize {
+    crate::jwt::policy::DEFAULT_MAX_TOKEN_BYTES
+}
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawJwksSource {
+    /// A JWKS document written into the config. May hold `oct` (HMAC) keys.
+    Inline(serde_json::Value),
+    /// A JWKS fetched through an Envoy cluster and kept fresh in the background.
+    Remote(RawRemoteJwks),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteJwks {
+    pub cluster: String,
+    pub path: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_jwks_bytes")]
+    pub max_bytes: usize,
+    /// Shortest time between two fetches caused by unknown `kid`s.
+    #[serde(default = "default_min_refetch_secs")]
+    pub min_refetch_interval_secs: u64,
+}
+
+fn default_refresh_secs() -> u64 {
+    300
+}
+fn default_max_jwks_bytes() -> usize {
+    64 * 1024
+}
+fn default_min_refetch_secs() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +321,60 @@ pub struct FilterConfig {
     pub usage_interval: Option<Duration>,
     pub unmatched: Unmatched,
     pub routes: RouteTable,
+    pub jwt: JwtConfig,
+}
+
+/// Compiled JWT settings. `providers` empty: JWTs are off.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub providers: Vec<Provider>,
+    /// Layout of the verified-token cache (only `max_entries` is used).
+    pub cache: CachePolicy,
+}
+
+impl JwtConfig {
+    pub fn enabled(&self) -> bool {
+        !self.providers.is_empty()
+    }
+
+    /// The provider whose issuer is `iss`.
+    pub fn provider_for(&self, iss: &str) -> Option<(usize, &Provider)> {
+        self.providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.policy.issuer() == iss)
+    }
+}
+
+/// One identity provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub policy: ProviderPolicy,
+    pub keys: KeySource,
+    pub forward_token: bool,
+}
+
+impl Provider {
+    pub fn name(&self) -> &str {
+        self.policy.name()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Inline(Jwks),
+    Remote(RemoteJwks),
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub refresh_secs: u64,
+    pub timeout: Duration,
+    pub max_bytes: usize,
+    pub min_refetch_interval_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +472,7 @@ impl TryFrom<RawConfig> for FilterConfig {
         let cache = compile_cache(raw.cache)?;
         let routes = RouteTable::compile(&raw.routes, raw.case_sensitive_paths)
             .map_err(|e| ConfigError::new(e.field(), e.message()))?;
+        let jwt = compile_jwt(raw.jwt)?;
 
         Ok(Self {
             key_service: KeyServiceConfig {
@@ -341,6 +500,7 @@ impl TryFrom<RawConfig> for FilterConfig {
             },
             unmatched: raw.unmatched,
             routes,
+            jwt,
         })
     }
 }
@@ -424,6 +584,162 @@ fn compile_api_keys(raw: RawApiKeys, prefix: &str) -> Result<ApiKeySources, Conf
         headers,
         query_params: raw.query_params,
         bearer: raw.bearer,
+    })
+}
+
+fn compile_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
+    if !(1..=10_000_000).contains(&raw.cache_max_entries) {
+        return Err(ConfigError::new(
+            "jwt.cache_max_entries",
+            "must be 1 to 10000000",
+        ));
+    }
+    let mut providers: Vec<Provider> = Vec::with_capacity(raw.providers.len());
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let at = |field: &str| format!("jwt.providers[{i}].{field}");
+        let provider = compile_provider(p, &at)?;
+        if providers.iter().any(|q| q.name() == provider.name()) {
+            return Err(ConfigError::new(at("name"), "is used by another provider"));
+        }
+        if providers
+            .iter()
+            .any(|q| q.policy.issuer() == provider.policy.issuer())
+        {
+            return Err(ConfigError::new(
+                at("issuer"),
+                "is used by another provider",
+            ));
+        }
+        providers.push(provider);
+    }
+    Ok(JwtConfig {
+        providers,
+        cache: CachePolicy {
+            max_entries: raw.cache_max_entries,
+            ttl_secs: 0,
+            negative_ttl_secs: 0,
+        },
+    })
+}
+
+fn compile_provider(
+    raw: RawProvider,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Provider, ConfigError> {
+    let name_ok = (1..=64).contains(&raw.name.len())
+        && raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !name_ok {
+        return Err(ConfigError::new(
+            at("name"),
+            "must be 1 to 64 of A-Z a-z 0-9 - _ .",
+        ));
+    }
+    let mut policy =
+        ProviderPolicy::new(&raw.name, &raw.issuer, raw.audiences.clone()).map_err(|e| {
+            let field = match e {
+                crate::jwt::PolicyError::EmptyIssuer => "issuer",
+                crate::jwt::PolicyError::EmptyName => "name",
+                _ => "audiences",
+            };
+            ConfigError::new(at(field), e.to_string())
+        })?;
+    for (i, c) in raw.permissions_claims.iter().enumerate() {
+        non_empty(&at(&format!("permissions_claims[{i}]")), c)?;
+        policy = policy.with_permissions_claim(PermissionsClaim::Array(c.clone()));
+    }
+    for (i, c) in raw.scope_claims.iter().enumerate() {
+        non_empty(&at(&format!("scope_claims[{i}]")), c)?;
+        policy = policy.with_permissions_claim(PermissionsClaim::SpaceSeparated(c.clone()));
+    }
+    non_empty(&at("subject_claim"), &raw.subject_claim)?;
+    policy = policy.with_subject_claim(raw.subject_claim);
+    if let Some(tenant) = raw.tenant_claim {
+        non_empty(&at("tenant_claim"), &tenant)?;
+        policy = policy.with_tenant_claim(tenant);
+    }
+    if raw.clock_skew_secs > 600 {
+        return Err(ConfigError::new(at("clock_skew_secs"), "must be 0 to 600"));
+    }
+    policy = policy.with_clock_skew_secs(raw.clock_skew_secs);
+    if !(256..=65_536).contains(&raw.max_token_bytes) {
+        return Err(ConfigError::new(
+            at("max_token_bytes"),
+            "must be 256 to 65536",
+        ));
+    }
+    policy = policy.with_max_token_bytes(raw.max_token_bytes);
+
+    let keys = match raw.jwks {
+        RawJwksSource::Inline(doc) => {
+            let field = at("jwks.inline");
+            let bytes =
+                serde_json::to_vec(&doc).map_err(|e| ConfigError::new(&field, e.to_string()))?;
+            let jwks =
+                Jwks::parse_local(&bytes).map_err(|e| ConfigError::new(&field, e.to_string()))?;
+            if jwks.is_empty() {
+                let why: Vec<String> = jwks
+                    .skipped()
+                    .iter()
+                    .map(|k| format!("keys[{}]: {}", k.index, k.reason))
+                    .collect();
+                return Err(ConfigError::new(
+                    field,
+                    format!("no usable key ({})", why.join("; ")),
+                ));
+            }
+            KeySource::Inline(jwks)
+        }
+        RawJwksSource::Remote(r) => {
+            non_empty(&at("jwks.remote.cluster"), &r.cluster)?;
+            if !r.path.starts_with('/') || r.path.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(ConfigError::new(
+                    at("jwks.remote.path"),
+                    "must be an absolute path",
+                ));
+            }
+            if !(10..=86_400).contains(&r.refresh_secs) {
+                return Err(ConfigError::new(
+                    at("jwks.remote.refresh_secs"),
+                    "must be 10 to 86400",
+                ));
+            }
+            if !(1..=60_000).contains(&r.timeout_ms) {
+                return Err(ConfigError::new(
+                    at("jwks.remote.timeout_ms"),
+                    "must be 1 to 60000",
+                ));
+            }
+            if !(1024..=1_048_576).contains(&r.max_bytes) {
+                return Err(ConfigError::new(
+                    at("jwks.remote.max_bytes"),
+                    "must be 1024 to 1048576",
+                ));
+            }
+            if r.min_refetch_interval_secs > 3600 {
+                return Err(ConfigError::new(
+                    at("jwks.remote.min_refetch_interval_secs"),
+                    "must be 0 to 3600",
+                ));
+            }
+            let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+            KeySource::Remote(RemoteJwks {
+                cluster: r.cluster,
+                authority,
+                path: r.path,
+                refresh_secs: r.refresh_secs,
+                timeout: Duration::from_millis(r.timeout_ms),
+                max_bytes: r.max_bytes,
+                min_refetch_interval_secs: r.min_refetch_interval_secs,
+            })
+        }
+    };
+    Ok(Provider {
+        policy,
+        keys,
+        forward_token: raw.forward_token,
     })
 }
 
@@ -558,6 +874,86 @@ mod tests {
             r#"{"key_service":{"cluster":"ks","token":"t"},"routes":[{"path":"/ok","public":true},{"path":"nope","public":true}]}"#,
         );
         assert!(e.field.starts_with("routes[1]"), "{e}");
+    }
+
+    const HS_JWKS: &str = r#"{"keys":[{"kty":"oct","alg":"HS256","kid":"k1","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0"}]}"#;
+
+    fn with_provider(provider: &str) -> Result<FilterConfig, ConfigError> {
+        let json = format!(
+            r#"{{"key_service":{{"cluster":"ks","token":"t"}},"jwt":{{"providers":[{provider}]}}}}"#
+        );
+        FilterConfig::from_json(json.as_bytes())
+    }
+
+    #[test]
+    fn jwt_providers_compile_with_defaults() {
+        let inline = format!(
+            r#"{{"name":"local","issuer":"https://a","audiences":["api"],"jwks":{{"inline":{HS_JWKS}}}}}"#
+        );
+        let remote = r#"{"name":"idp","issuer":"https://b","audiences":["api"],"jwks":{"remote":{"cluster":"idp","path":"/jwks"}}}"#;
+        let c = with_provider(&format!("{inline},{remote}")).unwrap();
+        assert!(c.jwt.enabled());
+        assert_eq!(c.jwt.providers.len(), 2);
+        assert_eq!(c.jwt.provider_for("https://b").map(|(i, _)| i), Some(1));
+        assert_eq!(c.jwt.providers[1].policy.clock_skew_secs(), 60);
+        let KeySource::Remote(r) = &c.jwt.providers[1].keys else {
+            panic!()
+        };
+        assert_eq!((r.refresh_secs, r.authority.as_str()), (300, "idp"));
+        assert!(!c.jwt.providers[0].forward_token);
+        assert!(!FilterConfig::from_json(MINIMAL.as_bytes())
+            .unwrap()
+            .jwt
+            .enabled());
+    }
+
+    #[test]
+    fn jwt_provider_errors_name_the_field() {
+        let cases = [
+            (
+                r#"{"name":"a","issuer":"","audiences":["x"],"jwks":{"remote":{"cluster":"c","path":"/j"}}}"#,
+                "jwt.providers[0].issuer",
+            ),
+            (
+                r#"{"name":"a","issuer":"i","audiences":[],"jwks":{"remote":{"cluster":"c","path":"/j"}}}"#,
+                "jwt.providers[0].audiences",
+            ),
+            (
+                r#"{"name":"a b","issuer":"i","audiences":["x"],"jwks":{"remote":{"cluster":"c","path":"/j"}}}"#,
+                "jwt.providers[0].name",
+            ),
+            (
+                r#"{"name":"a","issuer":"i","audiences":["x"],"jwks":{"remote":{"cluster":"c","path":"j"}}}"#,
+                "jwt.providers[0].jwks.remote.path",
+            ),
+            (
+                r#"{"name":"a","issuer":"i","audiences":["x"],"jwks":{"inline":{"keys":[]}}}"#,
+                "jwt.providers[0].jwks.inline",
+            ),
+            (
+                r#"{"name":"a","issuer":"i","audiences":["x"],"jwks":{"inline":{"nokeys":1}}}"#,
+                "jwt.providers[0].jwks.inline",
+            ),
+            (
+                r#"{"name":"a","issuer":"i","audiences":["x"],"jwks":{"remote":{"cluster":"c","path":"/j","bogus":1}}}"#,
+                "jwt.providers[0].jwks.remote.bogus",
+            ),
+            (
+                r#"{"name":"a","issuer":"i","audiences":["x"],"jwks":{"remote":{"cluster":"c","path":"/j"}},"clock_skew_secs":9999}"#,
+                "jwt.providers[0].clock_skew_secs",
+            ),
+            (
+                r#"{"name":"a","issuer":"i","audiences":["x"],"jwks":{"file":"x"}}"#,
+                "jwt.providers[0].jwks",
+            ),
+        ];
+        for (provider, field) in cases {
+            let e = with_provider(provider).expect_err(provider);
+            assert_eq!(e.field, field, "{e}");
+        }
+        let dup = r#"{"name":"a","issuer":"i","audiences":["x"],"jwks":{"remote":{"cluster":"c","path":"/j"}}}"#;
+        let e = with_provider(&format!("{dup},{dup}")).unwrap_err();
+        assert_eq!(e.field, "jwt.providers[1].name");
     }
 
     #[test]

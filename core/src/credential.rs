@@ -6,12 +6,17 @@
 //!   when the value carries the key prefix (`kg_`). The scheme is case-insensitive.
 //! - The same key sent twice (say header and query) is one credential. Two different values, in any
 //!   places, are ambiguous: the request is refused rather than guessed at.
-//! - An `Authorization` header that is not a bearer key is not ours: it is left alone.
+//! - With JWT providers configured, any other `Authorization: Bearer` value is a JWT; one that is
+//!   not shaped like a JWT is refused. Two `Authorization` headers, or a JWT and an API key
+//!   together, are ambiguous.
+//! - Without providers, an `Authorization` header that is not a bearer key is not ours: it is left
+//!   alone.
 //! - Every place that carried the credential is listed in [`Strip`], so the upstream never sees it.
 
 use std::borrow::Cow;
 
 use crate::config::ApiKeySources;
+use crate::jwt;
 use crate::key::{self, ApiKey, KeyFormatError};
 
 /// A request header as the host gives it: lowercase name, value.
@@ -21,6 +26,8 @@ pub type Header = (String, String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     ApiKey(ApiKey),
+    /// A compact JWS, not yet verified.
+    Jwt(String),
 }
 
 /// Why the request's credential cannot be used. Carries nothing of the secret.
@@ -30,6 +37,8 @@ pub enum CredentialError {
     Ambiguous,
     #[error("malformed API key: {0}")]
     MalformedKey(KeyFormatError),
+    #[error("bearer token is not a well-formed JWT")]
+    MalformedToken,
 }
 
 /// What to remove from the request before it goes upstream.
@@ -48,22 +57,36 @@ pub struct Extracted {
     pub strip: Strip,
 }
 
-/// Looks for an API key in `headers` and the query of `path`.
-pub fn extract(sources: &ApiKeySources, headers: &[Header], path: &str) -> Extracted {
+/// Looks for an API key in `headers` and the query of `path`, and, when `jwt_enabled`, for a
+/// JWT in `Authorization: Bearer`.
+pub fn extract(
+    sources: &ApiKeySources,
+    jwt_enabled: bool,
+    headers: &[Header],
+    path: &str,
+) -> Extracted {
     let mut found: Vec<Cow<'_, str>> = Vec::new();
+    let mut tokens: Vec<&str> = Vec::new();
+    let mut bearer_headers = 0;
     let mut strip = Strip::default();
 
     for (name, value) in headers {
         if sources.headers.iter().any(|h| h == name) {
             found.push(Cow::Borrowed(value.trim()));
             push_unique(&mut strip.headers, name);
-        } else if sources.bearer && name == "authorization" {
-            if let Some(token) = bearer_token(value) {
-                if key::looks_like_api_key(token) {
-                    found.push(Cow::Borrowed(token));
-                    push_unique(&mut strip.headers, name);
-                }
+        } else if name == "authorization" && (sources.bearer || jwt_enabled) {
+            let Some(token) = bearer_token(value) else {
+                continue;
+            };
+            if sources.bearer && key::looks_like_api_key(token) {
+                found.push(Cow::Borrowed(token));
+            } else if jwt_enabled {
+                tokens.push(token);
+            } else {
+                continue;
             }
+            bearer_headers += 1;
+            push_unique(&mut strip.headers, name);
         }
     }
 
@@ -79,6 +102,24 @@ pub fn extract(sources: &ApiKeySources, headers: &[Header], path: &str) -> Extra
                 });
             }
         }
+    }
+
+    let authorization_count = headers.iter().filter(|(n, _)| n == "authorization").count();
+    if bearer_headers > 0 && authorization_count > 1 {
+        return Extracted {
+            credential: Err(CredentialError::Ambiguous),
+            strip,
+        };
+    }
+    if let Some((first, rest)) = tokens.split_first() {
+        let credential = if !found.is_empty() || rest.iter().any(|t| t != first) {
+            Err(CredentialError::Ambiguous)
+        } else if jwt::looks_like_jwt(first) {
+            Ok(Some(Credential::Jwt((*first).to_owned())))
+        } else {
+            Err(CredentialError::MalformedToken)
+        };
+        return Extracted { credential, strip };
     }
 
     let credential = match found.split_first() {
@@ -188,7 +229,7 @@ mod tests {
 
     #[test]
     fn no_credential_is_none_and_strips_nothing() {
-        let x = extract(&sources(), &[h("accept", "*/*")], "/orders?x=1");
+        let x = extract(&sources(), false, &[h("accept", "*/*")], "/orders?x=1");
         assert_eq!(x.credential, Ok(None));
         assert_eq!(x.strip, Strip::default());
     }
@@ -196,7 +237,12 @@ mod tests {
     #[test]
     fn key_in_header_is_found_and_the_header_stripped() {
         let k = key(1);
-        let x = extract(&sources(), &[h("x-api-key", k.expose_secret())], "/o");
+        let x = extract(
+            &sources(),
+            false,
+            &[h("x-api-key", k.expose_secret())],
+            "/o",
+        );
         assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
         assert_eq!(x.strip.headers, ["x-api-key"]);
         assert_eq!(x.strip.path, None);
@@ -206,7 +252,7 @@ mod tests {
     fn key_in_query_is_cut_out_and_the_rest_kept_byte_for_byte() {
         let k = key(2);
         let path = format!("/o?a=1&api_key={}&b=%20x+y&c", k.expose_secret());
-        let x = extract(&sources(), &[], &path);
+        let x = extract(&sources(), false, &[], &path);
         assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
         assert_eq!(x.strip.path.as_deref(), Some("/o?a=1&b=%20x+y&c"));
     }
@@ -216,6 +262,7 @@ mod tests {
         let k = key(2);
         let x = extract(
             &sources(),
+            false,
             &[],
             &format!("/o?api_key={}", k.expose_secret()),
         );
@@ -226,7 +273,7 @@ mod tests {
     fn encoded_param_name_and_value_are_decoded() {
         let k = key(3);
         let encoded: String = k.expose_secret().replace('_', "%5F");
-        let x = extract(&sources(), &[], &format!("/o?api%5Fkey={encoded}"));
+        let x = extract(&sources(), false, &[], &format!("/o?api%5Fkey={encoded}"));
         assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
         assert_eq!(x.strip.path.as_deref(), Some("/o"));
     }
@@ -236,7 +283,7 @@ mod tests {
         let k = key(4);
         for scheme in ["Bearer", "bearer", "BEARER"] {
             let v = format!("{scheme} {}", k.expose_secret());
-            let x = extract(&sources(), &[h("authorization", &v)], "/");
+            let x = extract(&sources(), false, &[h("authorization", &v)], "/");
             assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.clone()))));
             assert_eq!(x.strip.headers, ["authorization"]);
         }
@@ -245,7 +292,7 @@ mod tests {
     #[test]
     fn other_authorization_is_left_alone() {
         for v in ["Basic dXNlcjpwYXNz", "Bearer eyJhbGciOi.x.y", "Bearer"] {
-            let x = extract(&sources(), &[h("authorization", v)], "/");
+            let x = extract(&sources(), false, &[h("authorization", v)], "/");
             assert_eq!(x.credential, Ok(None), "{v}");
             assert!(x.strip.headers.is_empty());
         }
@@ -257,7 +304,7 @@ mod tests {
         s.bearer = false;
         let v = format!("Bearer {}", key(5).expose_secret());
         assert_eq!(
-            extract(&s, &[h("authorization", &v)], "/").credential,
+            extract(&s, false, &[h("authorization", &v)], "/").credential,
             Ok(None)
         );
     }
@@ -267,6 +314,7 @@ mod tests {
         let (a, b) = (key(6), key(7));
         let x = extract(
             &sources(),
+            false,
             &[h("x-api-key", a.expose_secret())],
             &format!("/o?api_key={}", b.expose_secret()),
         );
@@ -284,7 +332,7 @@ mod tests {
             key(7).expose_secret()
         );
         assert_eq!(
-            extract(&sources(), &[], &path).credential,
+            extract(&sources(), false, &[], &path).credential,
             Err(CredentialError::Ambiguous)
         );
     }
@@ -296,7 +344,7 @@ mod tests {
             h("x-api-key", key(7).expose_secret()),
         ];
         assert_eq!(
-            extract(&sources(), &headers, "/").credential,
+            extract(&sources(), false, &headers, "/").credential,
             Err(CredentialError::Ambiguous)
         );
     }
@@ -306,6 +354,7 @@ mod tests {
         let k = key(8);
         let x = extract(
             &sources(),
+            false,
             &[h("x-api-key", k.expose_secret())],
             &format!("/o?api_key={}", k.expose_secret()),
         );
@@ -314,16 +363,83 @@ mod tests {
 
     #[test]
     fn malformed_key_is_reported_without_the_key() {
-        let x = extract(&sources(), &[h("x-api-key", "kg_nothex")], "/");
+        let x = extract(&sources(), false, &[h("x-api-key", "kg_nothex")], "/");
         assert_eq!(
             x.credential,
             Err(CredentialError::MalformedKey(KeyFormatError::Length))
         );
-        let x = extract(&sources(), &[h("x-api-key", "")], "/");
+        let x = extract(&sources(), false, &[h("x-api-key", "")], "/");
         assert!(matches!(
             x.credential,
             Err(CredentialError::MalformedKey(_))
         ));
+    }
+
+    const JWT: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+
+    #[test]
+    fn bearer_jwt_is_found_when_providers_exist() {
+        let v = format!("bearer {JWT}");
+        let x = extract(&sources(), true, &[h("authorization", &v)], "/");
+        assert_eq!(x.credential, Ok(Some(Credential::Jwt(JWT.to_owned()))));
+        assert_eq!(x.strip.headers, ["authorization"]);
+        // Without providers, it is not ours.
+        assert_eq!(
+            extract(&sources(), false, &[h("authorization", &v)], "/").credential,
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn bearer_that_is_not_a_jwt_is_malformed() {
+        for v in [
+            "Bearer not-a-jwt",
+            "Bearer a.b",
+            "Bearer a.b.c.d",
+            "Bearer a+b.c.d",
+        ] {
+            let x = extract(&sources(), true, &[h("authorization", v)], "/");
+            assert_eq!(x.credential, Err(CredentialError::MalformedToken), "{v}");
+        }
+    }
+
+    #[test]
+    fn jwt_with_an_api_key_is_ambiguous() {
+        let v = format!("Bearer {JWT}");
+        let headers = [
+            h("authorization", &v),
+            h("x-api-key", key(1).expose_secret()),
+        ];
+        let x = extract(&sources(), true, &headers, "/");
+        assert_eq!(x.credential, Err(CredentialError::Ambiguous));
+    }
+
+    #[test]
+    fn two_authorization_headers_are_ambiguous() {
+        let v = format!("Bearer {JWT}");
+        let headers = [
+            h("authorization", &v),
+            h("authorization", "Basic dXNlcjpwYXNz"),
+        ];
+        let x = extract(&sources(), true, &headers, "/");
+        assert_eq!(x.credential, Err(CredentialError::Ambiguous));
+        let headers = [h("authorization", &v), h("authorization", &v)];
+        assert_eq!(
+            extract(&sources(), true, &headers, "/").credential,
+            Err(CredentialError::Ambiguous)
+        );
+    }
+
+    #[test]
+    fn basic_auth_passes_through_even_with_providers() {
+        let x = extract(
+            &sources(),
+            true,
+            &[h("authorization", "Basic dXNlcjpwYXNz")],
+            "/",
+        );
+        assert_eq!(x.credential, Ok(None));
+        assert!(x.strip.headers.is_empty());
     }
 
     #[test]

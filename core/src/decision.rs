@@ -2,8 +2,9 @@
 //! carries out the result; after a cache hit or a lookup it calls [`judge`]. Nothing here does I/O.
 
 use crate::cache::{Answer, Identity, Principal};
-use crate::config::{FailureMode, FilterConfig, Unmatched};
+use crate::config::{FailureMode, FilterConfig, Provider, Unmatched};
 use crate::credential::{self, Credential, CredentialError, Header, Strip};
+use crate::jwt::{JwtError, VerifiedToken};
 use crate::key::KeyHash;
 use crate::route::{normalize_path, Access, Permission};
 use crate::wire::InvalidReason;
@@ -29,6 +30,14 @@ pub enum Plan<'c> {
     /// Protected route with a well-formed key: find the answer for `hash` (cache, then key
     /// service), then [`judge`] it against `required`.
     CheckKey {
+        hash: KeyHash,
+        required: &'c [Permission],
+        strip: Strip,
+    },
+    /// Protected route with a JWT: find it in the verified-token cache by `hash` (SHA-256 of the
+    /// token), else verify it, then [`judge`] it against `required`.
+    CheckJwt {
+        token: String,
         hash: KeyHash,
         required: &'c [Permission],
         strip: Strip,
@@ -59,6 +68,10 @@ pub enum DenyReason {
     MalformedKey,
     /// 401: two different credentials.
     AmbiguousCredential,
+    /// 401: a bearer token that is not shaped like a JWT.
+    MalformedToken,
+    /// 401: a JWT that failed verification (the denial's `detail` says why).
+    InvalidToken,
     /// 401
     UnknownKey,
     /// 401
@@ -80,6 +93,8 @@ impl DenyReason {
             Self::MissingCredential
             | Self::MalformedKey
             | Self::AmbiguousCredential
+            | Self::MalformedToken
+            | Self::InvalidToken
             | Self::UnknownKey
             | Self::RevokedKey
             | Self::ExpiredKey => 401,
@@ -95,6 +110,8 @@ impl DenyReason {
             Self::MissingCredential => "missing_credential",
             Self::MalformedKey => "malformed_key",
             Self::AmbiguousCredential => "ambiguous_credential",
+            Self::MalformedToken => "malformed_token",
+            Self::InvalidToken => "invalid_token",
             Self::UnknownKey => "unknown_key",
             Self::RevokedKey => "revoked_key",
             Self::ExpiredKey => "expired_key",
@@ -104,11 +121,13 @@ impl DenyReason {
         }
     }
 
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::BadPath,
         Self::MissingCredential,
         Self::MalformedKey,
         Self::AmbiguousCredential,
+        Self::MalformedToken,
+        Self::InvalidToken,
         Self::UnknownKey,
         Self::RevokedKey,
         Self::ExpiredKey,
@@ -124,13 +143,16 @@ pub struct Denial {
     pub reason: DenyReason,
     /// For 403: the permissions the route required and the key lacks.
     pub missing: Vec<String>,
+    /// For an invalid JWT: why, as a short code such as `expired` or `bad_signature`.
+    pub detail: Option<&'static str>,
 }
 
 impl Denial {
-    fn new(reason: DenyReason) -> Self {
+    pub fn new(reason: DenyReason) -> Self {
         Self {
             reason,
             missing: Vec::new(),
+            detail: None,
         }
     }
 
@@ -167,6 +189,9 @@ impl Denial {
         if !self.missing.is_empty() {
             body["missing_permissions"] = serde_json::json!(self.missing);
         }
+        if let Some(detail) = self.detail {
+            body["detail"] = serde_json::json!(detail);
+        }
         body.to_string()
     }
 }
@@ -181,7 +206,7 @@ pub fn plan<'c>(cfg: &'c FilterConfig, req: &RequestView<'_>) -> Plan<'c> {
         None if cfg.unmatched == Unmatched::Allow => &Access::Public,
         None => return Plan::Deny(Denial::new(DenyReason::NoRouteRule)),
     };
-    let extracted = credential::extract(&cfg.api_keys, req.headers, req.path);
+    let extracted = credential::extract(&cfg.api_keys, cfg.jwt.enabled(), req.headers, req.path);
     let strip = if cfg.forwarding.strip_credentials {
         extracted.strip
     } else {
@@ -200,6 +225,13 @@ pub fn plan<'c>(cfg: &'c FilterConfig, req: &RequestView<'_>) -> Plan<'c> {
         Ok(None) => Plan::Deny(Denial::new(DenyReason::MissingCredential)),
         Err(CredentialError::Ambiguous) => Plan::Deny(Denial::new(DenyReason::AmbiguousCredential)),
         Err(CredentialError::MalformedKey(_)) => Plan::Deny(Denial::new(DenyReason::MalformedKey)),
+        Ok(Some(Credential::Jwt(token))) => Plan::CheckJwt {
+            hash: KeyHash::of(token.as_bytes()),
+            token,
+            required,
+            strip,
+        },
+        Err(CredentialError::MalformedToken) => Plan::Deny(Denial::new(DenyReason::MalformedToken)),
     }
 }
 
@@ -224,6 +256,7 @@ pub fn judge(cfg: &FilterConfig, answer: &Answer, required: &[Permission]) -> Ve
         return Verdict::Deny(Denial {
             reason: DenyReason::Forbidden,
             missing,
+            detail: None,
         });
     }
     Verdict::Allow {
@@ -233,6 +266,37 @@ pub fn judge(cfg: &FilterConfig, answer: &Answer, required: &[Permission]) -> Ve
             Principal::Jwt { .. } => None,
         },
     }
+}
+
+/// The identity a verified token stands for.
+pub fn jwt_identity(token: VerifiedToken) -> Identity {
+    Identity {
+        principal: Principal::Jwt {
+            subject: token.subject,
+            provider: token.provider,
+        },
+        tenant: token.tenant,
+        permissions: token.permissions,
+        expires_at: Some(token.expires_at),
+    }
+}
+
+/// The final step for a token that failed verification: 401 `invalid_token`, with the reason.
+pub fn token_rejected(error: &JwtError) -> Verdict {
+    Verdict::Deny(Denial {
+        reason: DenyReason::InvalidToken,
+        missing: Vec::new(),
+        detail: Some(error.reason()),
+    })
+}
+
+/// What to strip once a token is verified: the `Authorization` header goes unless the provider
+/// forwards tokens.
+pub fn strip_for_provider(mut strip: Strip, provider: &Provider) -> Strip {
+    if provider.forward_token {
+        strip.headers.retain(|h| h != "authorization");
+    }
+    strip
 }
 
 /// The final step when the key service cannot answer: 503, or through without identity when the

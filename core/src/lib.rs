@@ -8,6 +8,7 @@
 //! - [`config`]: the filter configuration, raw JSON to compiled [`config::FilterConfig`].
 //! - [`credential`]: finding the credential in a request, and what to strip before forwarding.
 //! - [`decision`]: [`decision::plan`] and [`decision::judge`], the filter's decisions.
+//! - [`jwks`]: when to fetch a remote JWKS, shared by all workers.
 //! - [`cache`]: the lookup cache's policy and byte format in Envoy shared data.
 //! - [`usage`]: per-key request counts between usage reports.
 //! - [`key`]: the API key format and [`key::KeyHash`].
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod credential;
 pub mod decision;
+pub mod jwks;
 pub mod jwt;
 pub mod key;
 pub mod route;

@@ -51,3 +51,28 @@ pub fn looks_like_jwt(s: &str) -> bool {
         _ => false,
     }
 }
+
+/// The `iss` claim of a token, read without verifying anything: only to pick which provider's
+/// keys and policy to verify it with. `verify` then checks `iss` again, under the signature.
+pub fn peek_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = b64::decode_token_part(payload).ok()?;
+    match json::parse_object(&bytes).ok()?.get("iss")? {
+        serde_json::Value::String(iss) => Some(iss.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod peek_tests {
+    use super::*;
+
+    #[test]
+    fn peek_issuer_reads_iss_without_verifying() {
+        // {"alg":"none"} . {"iss":"https://idp.example","sub":"a"} . (no signature)
+        let token = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIiwic3ViIjoiYSJ9.";
+        assert_eq!(peek_issuer(token).as_deref(), Some("https://idp.example"));
+        assert_eq!(peek_issuer("a.b.c"), None);
+        assert_eq!(peek_issuer("nodots"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! When to fetch a remote JWKS, shared by every worker through one small record in Envoy shared
+//! data.
+//!
+//! - Keys are fetched at start, then every `refresh_secs`, before they go stale.
+//! - One worker fetches at a time: a worker takes a lease by compare-and-swap on the record
+//!   (`next_fetch_at` moved past the fetch timeout), so workers don't all fetch at once, and a
+//!   fetch that never answers frees the lease by itself.
+//! - A failed fetch keeps the old keys (they are a separate shared-data value, only replaced by a
+//!   good fetch) and retries with exponential backoff: 1 s, 2 s, 4 s, … up to 60 s.
+//! - A token with an unknown `kid` may pull the next fetch forward to now, at most once per
+//!   `min_refetch_interval_secs`: an IdP's key rotation is picked up at once, and a stream of junk
+//!   kids causes no fetch storm.
+
+/// Longest wait between retries of a failing fetch.
+pub const MAX_BACKOFF_SECS: u64 = 60;
+const ENCODED_LEN: usize = 32;
+
+/// The shared fetch schedule of one provider. All times are unix seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchSchedule {
+    /// Last successful fetch; 0 = never.
+    pub fetched_at: u64,
+    /// No worker starts a fetch before this.
+    pub next_fetch_at: u64,
+    /// Failed fetches in a row.
+    pub failures: u32,
+    /// Last time an unknown `kid` pulled a fetch forward.
+    pub last_kid_refetch: u64,
+    /// Bumped by every successful fetch: a worker re-reads the keys only when it changes.
+    pub generation: u32,
+}
+
+impl FetchSchedule {
+    pub fn due(&self, now: u64) -> bool {
+        now >= self.next_fetch_at
+    }
+
+    /// Takes the fetch lease: nobody else starts a fetch until this one had time to answer.
+    pub fn lease(&mut self, now: u64, timeout_secs: u64) {
+        self.next_fetch_at = now + timeout_secs + 1;
+    }
+
+    pub fn on_success(&mut self, now: u64, refresh_secs: u64) {
+        self.fetched_at = now;
+        self.generation = self.generation.wrapping_add(1);
+        self.failures = 0;
+        self.next_fetch_at = now + refresh_secs;
+    }
+
+    pub fn on_failure(&mut self, now: u64) {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = 1u64
+            .checked_shl(self.failures - 1)
+            .unwrap_or(MAX_BACKOFF_SECS);
+        self.next_fetch_at = now + backoff.min(MAX_BACKOFF_SECS);
+    }
+
+    /// An unknown `kid` asks for a fetch now. Granted at most once per `min_interval_secs`;
+    /// returns whether it was.
+    pub fn request_refetch(&mut self, now: u64, min_interval_secs: u64) -> bool {
+        let allowed =
+            self.last_kid_refetch == 0 || now >= self.last_kid_refetch + min_interval_secs;
+        if allowed {
+            self.last_kid_refetch = now;
+            self.next_fetch_at = self.next_fetch_at.min(now);
+        }
+        allowed
+    }
+
+    pub fn encode(&self) -> [u8; ENCODED_LEN] {
+        let mut out = [0u8; ENCODED_LEN];
+        out[0..8].copy_from_slice(&self.fetched_at.to_le_bytes());
+        out[8..16].copy_from_slice(&self.next_fetch_at.to_le_bytes());
+        out[16..20].copy_from_slice(&self.failures.to_le_bytes());
+        out[20..28].copy_from_slice(&self.last_kid_refetch.to_le_bytes());
+        out[28..32].copy_from_slice(&self.generation.to_le_bytes());
+        out
+    }
+
+    /// Unreadable bytes give the default schedule: fetch now.
+    pub fn decode(bytes: &[u8]) -> Self {
+        let u64_at = |i: usize| {
+            bytes
+                .get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+        };
+        let u32_at = |i: usize| {
+            bytes
+                .get(i..i + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes)
+        };
+        if bytes.len() != ENCODED_LEN {
+            return Self::default();
+        }
+        Self {
+            fetched_at: u64_at(0).unwrap_or(0),
+            next_fetch_at: u64_at(8).unwrap_or(0),
+            failures: u32_at(16).unwrap_or(0),
+            last_kid_refetch: u64_at(20).unwrap_or(0),
+            generation: u32_at(28).unwrap_or(0),
+        }
+    }
+}
+
+/// Shared-data key of a provider's schedule.
+pub fn schedule_key(provider: &str) -> String {
+    format!("keygate.jwks.{provider}.schedule")
+}
+
+/// Shared-data key of a provider's last good JWKS document.
+pub fn keys_key(provider: &str) -> String {
+    format!("keygate.jwks.{provider}.keys")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_new_schedule_is_due_at_once() {
+        assert!(FetchSchedule::default().due(NOW));
+        assert_eq!(FetchSchedule::decode(b"junk"), FetchSchedule::default());
+    }
+
+    #[test]
+    fn lease_blocks_other_workers_until_the_fetch_timed_out() {
+        let mut s = FetchSchedule::default();
+        s.lease(NOW, 1);
+        assert!(!s.due(NOW + 1));
+        assert!(s.due(NOW + 2));
+    }
+
+    #[test]
+    fn success_schedules_the_refresh_and_clears_failures() {
+        let mut s = FetchSchedule {
+            failures: 3,
+            ..Default::default()
+        };
+        s.on_success(NOW, 300);
+        assert_eq!(
+            (s.fetched_at, s.next_fetch_at, s.failures),
+            (NOW, NOW + 300, 0)
+        );
+        assert_eq!(s.generation, 1);
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_a_cap() {
+        let mut s = FetchSchedule::default();
+        let waits: Vec<u64> = (0..9)
+            .map(|_| {
+                s.on_failure(NOW);
+                s.next_fetch_at - NOW
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        for _ in 0..100 {
+            s.on_failure(NOW);
+        }
+        assert_eq!(s.next_fetch_at - NOW, MAX_BACKOFF_SECS);
+    }
+
+    #[test]
+    fn unknown_kid_refetch_is_rate_limited() {
+        let mut s = FetchSchedule::default();
+        s.on_success(NOW, 300);
+        assert!(s.request_refetch(NOW + 5, 30));
+        assert!(s.due(NOW + 5));
+        s.on_success(NOW + 5, 300);
+        assert!(!s.request_refetch(NOW + 20, 30), "too soon");
+        assert!(!s.due(NOW + 20));
+        assert!(s.request_refetch(NOW + 35, 30));
+    }
+
+    #[test]
+    fn schedule_round_trips_through_bytes() {
+        let s = FetchSchedule {
+            fetched_at: 1,
+            next_fetch_at: 2,
+            failures: 3,
+            last_kid_refetch: 4,
+            generation: 5,
+        };
+        assert_eq!(FetchSchedule::decode(&s.encode()), s);
+    }
+}
