@@ -11,6 +11,10 @@ use clap::{Parser, ValueEnum};
 use keygate_core::key::KeyHash;
 
 use crate::keys::{CachePolicy, Lifetime, MAX_CACHE_TTL_SECS, MAX_KEY_LIFETIME_SECS};
+use crate::ratelimit::FailurePolicy;
+use crate::rotation::{RotationConfigError, RotationPolicy};
+use crate::signing::SigningAlg;
+use crate::token::{Audience, Issuer, TokenConfigError, TokenPolicy};
 
 /// The admin secret is read from the environment only, never from a flag, so it does not show up
 /// in process listings.
@@ -21,14 +25,16 @@ const MAX_SECRET_LEN: usize = 1024;
 const AFTER_HELP: &str = "\
 Environment only:
   KEYGATE_ADMIN_SECRET
-          Bearer secret for the admin API (/v1/keys...). When set (or --admin-secret-file is
+          Bearer secret for the admin API (/v1/keys, /v1/clients, /v1/signing-keys). When set (or --admin-secret-file is
           given) it is used as is and nothing about it is stored. When neither is set, a secret
           is generated on first start, printed once on stdout, and only its SHA-256 is kept in
           the database; later starts reuse it. Setting the variable overrides a stored secret.
 
 Every flag can also be set with the environment variable shown next to it.";
 
-/// keygate key service: issues API keys and answers the keygate filter's lookups.
+/// keygate key service: issues API keys and answers the keygate filter's lookups; issues OAuth 2.0
+/// client credentials and short-lived JWT access tokens (POST /oauth/token, JWKS at
+/// /.well-known/jwks.json); checks API keys for Envoy's ext_authz (/v1/check).
 #[derive(Debug, Parser)]
 #[command(name = "keygate-server", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -70,6 +76,43 @@ pub struct Cli {
     #[arg(long, env = "KEYGATE_NEGATIVE_CACHE_TTL_SECS", default_value_t = 10)]
     pub negative_cache_ttl_secs: u64,
 
+    /// `iss` of access tokens, and the base URL of the token endpoint and JWKS in the discovery
+    /// document: an http:// or https:// URL without query or fragment, as verifiers will see
+    /// it. Default: http://<--listen>, which only suits local use.
+    #[arg(long, env = "KEYGATE_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// `aud` of access tokens: what verifiers must accept.
+    #[arg(long, env = "KEYGATE_TOKEN_AUDIENCE", default_value = "keygate")]
+    pub token_audience: String,
+
+    /// Lifetime of access tokens, in seconds (at most one day). Never past the client's expiry.
+    /// Tokens cannot be revoked, so keep it short.
+    #[arg(long, env = "KEYGATE_TOKEN_TTL_SECS", default_value_t = 300)]
+    pub token_ttl_secs: u64,
+
+    /// Algorithm of new access-token signing keys. Changing it rotates to a key of the new
+    /// algorithm (pre-published first); keys of the old one stay published until their tokens
+    /// have expired.
+    #[arg(
+        long,
+        env = "KEYGATE_SIGNING_ALG",
+        value_enum,
+        ignore_case = true,
+        default_value_t = SigningAlg::EdDsa
+    )]
+    pub signing_alg: SigningAlg,
+
+    /// How long a signing key signs before the next one takes over, in seconds (default: 30
+    /// days). The next key is published in the JWKS max(token TTL, 300 s) + 60 s before it
+    /// signs; an old key stays published until its last token has expired.
+    #[arg(
+        long,
+        env = "KEYGATE_SIGNING_KEY_ROTATION_SECS",
+        default_value_t = 2_592_000
+    )]
+    pub signing_key_rotation_secs: u64,
+
     /// Log line format on stderr.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -99,6 +142,13 @@ pub struct Config {
     pub filter_token: Secret,
     pub default_key_lifetime: Lifetime,
     pub cache: CachePolicy,
+    /// Issuer, audience and lifetime of access tokens.
+    pub access_tokens: TokenPolicy,
+    /// Algorithm and schedule of the signing keys.
+    pub rotation: RotationPolicy,
+    /// When the token endpoint stops answering a client id or address that keeps failing to
+    /// authenticate. Not a flag: the defaults suit.
+    pub auth_failures: FailurePolicy,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -119,6 +169,14 @@ pub enum ConfigError {
     DefaultLifetime,
     #[error("{flag} must be at most {MAX_CACHE_TTL_SECS}")]
     CacheTtl { flag: &'static str },
+    #[error("--issuer {0}")]
+    Issuer(#[source] TokenConfigError),
+    #[error("--token-audience {0}")]
+    TokenAudience(#[source] TokenConfigError),
+    #[error("--token-ttl-secs {0}")]
+    TokenTtl(#[source] TokenConfigError),
+    #[error("--signing-key-rotation-secs {0}")]
+    Rotation(#[source] RotationConfigError),
 }
 
 impl Cli {
@@ -153,6 +211,20 @@ impl Cli {
                 Ok(secs)
             }
         };
+        let issuer = match &self.issuer {
+            Some(issuer) => Issuer::parse(issuer),
+            None => Issuer::parse(&format!("http://{}", self.listen)),
+        }
+        .map_err(ConfigError::Issuer)?;
+        let audience = Audience::parse(&self.token_audience).map_err(ConfigError::TokenAudience)?;
+        let access_tokens = TokenPolicy::new(issuer, audience, self.token_ttl_secs)
+            .map_err(ConfigError::TokenTtl)?;
+        let rotation = RotationPolicy::new(
+            self.signing_alg,
+            self.signing_key_rotation_secs,
+            self.token_ttl_secs,
+        )
+        .map_err(ConfigError::Rotation)?;
         Ok(Config {
             listen: self.listen,
             db_path: self.db_path,
@@ -166,6 +238,9 @@ impl Cli {
                     "--negative-cache-ttl-secs",
                 )?,
             },
+            access_tokens,
+            rotation,
+            auth_failures: FailurePolicy::default(),
             log_format: self.log_format,
             log_filter: self.log,
         })
@@ -252,6 +327,56 @@ mod tests {
         );
         assert!(config.admin_secret.is_none());
         assert_eq!(config.log_format, LogFormat::Pretty);
+        assert_eq!(
+            config.access_tokens.issuer.as_str(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(config.access_tokens.audience.as_str(), "keygate");
+        assert_eq!(config.access_tokens.ttl_secs(), 300);
+        assert_eq!(
+            config.rotation,
+            RotationPolicy::new(SigningAlg::EdDsa, 30 * 24 * 3600, 300).unwrap()
+        );
+    }
+
+    #[test]
+    fn token_flags_are_parsed_and_checked_naming_the_flag() {
+        let config = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--issuer",
+            "https://auth.example.com",
+            "--token-audience",
+            "orders-api",
+            "--token-ttl-secs",
+            "60",
+            "--signing-alg",
+            "es256",
+        ])
+        .unwrap()
+        .into_config(None)
+        .unwrap();
+        assert_eq!(
+            config.access_tokens.issuer.as_str(),
+            "https://auth.example.com"
+        );
+        assert_eq!(config.access_tokens.audience.as_str(), "orders-api");
+        assert_eq!(config.access_tokens.ttl_secs(), 60);
+        assert_eq!(config.rotation.alg, SigningAlg::Es256);
+        assert!(parse(&["--filter-token", FILTER_TOKEN, "--signing-alg", "HS256"]).is_err());
+
+        for (flag, value) in [
+            ("--issuer", "auth.example.com"),
+            ("--token-audience", "two words"),
+            ("--token-ttl-secs", "0"),
+            ("--signing-key-rotation-secs", "60"),
+        ] {
+            let err = parse(&["--filter-token", FILTER_TOKEN, flag, value])
+                .unwrap()
+                .into_config(None)
+                .unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
     }
 
     #[test]
@@ -266,6 +391,11 @@ mod tests {
             "KEYGATE_DEFAULT_KEY_TTL_SECS",
             "KEYGATE_LOOKUP_CACHE_TTL_SECS",
             "KEYGATE_NEGATIVE_CACHE_TTL_SECS",
+            "KEYGATE_ISSUER",
+            "KEYGATE_TOKEN_AUDIENCE",
+            "KEYGATE_TOKEN_TTL_SECS",
+            "KEYGATE_SIGNING_ALG",
+            "KEYGATE_SIGNING_KEY_ROTATION_SECS",
             "KEYGATE_LOG_FORMAT",
             "KEYGATE_LOG",
         ] {

@@ -1,39 +1,71 @@
 //! The one place that reads the operating system's CSPRNG (through `getrandom`, the source
-//! `rand`'s `OsRng` uses). Key secrets, key ids and the generated admin secret all come from here.
+//! `rand`'s `OsRng` uses). Key secrets, key ids, client ids and secrets, token ids, signing keys
+//! and the generated admin secret all come from here.
 
 use keygate_core::key::{ApiKey, KEY_RANDOM_BYTES};
 
+use crate::clients::{ClientId, ClientSecret, CLIENT_ID_RANDOM_BYTES, CLIENT_SECRET_RANDOM_BYTES};
 use crate::config::Secret;
 use crate::keys::{KeyId, KEY_ID_RANDOM_BYTES};
 
 /// Bytes of randomness in a generated admin secret.
 const ADMIN_SECRET_RANDOM_BYTES: usize = 32;
 const ADMIN_SECRET_PREFIX: &str = "kgadmin_";
+/// Bytes of randomness in an access token's `jti`.
+const TOKEN_ID_RANDOM_BYTES: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the operating system's random number generator failed")]
 pub struct EntropyError(#[source] getrandom::Error);
 
-fn random<const N: usize>() -> Result<[u8; N], EntropyError> {
+/// `N` random bytes.
+pub fn bytes<const N: usize>() -> Result<[u8; N], EntropyError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(EntropyError)?;
     Ok(bytes)
 }
 
+/// The OS CSPRNG as a `rand_core` 0.6 RNG, for RSA key generation and signature blinding, which
+/// take one. It reads `getrandom` too, and panics if the OS generator fails: RSA offers no
+/// fallible alternative.
+pub fn rng() -> rand_core::OsRng {
+    rand_core::OsRng
+}
+
 /// A fresh API key secret.
 pub fn api_key() -> Result<ApiKey, EntropyError> {
-    Ok(ApiKey::from_random(random::<KEY_RANDOM_BYTES>()?))
+    Ok(ApiKey::from_random(bytes::<KEY_RANDOM_BYTES>()?))
 }
 
 /// A fresh key id.
 pub fn key_id() -> Result<KeyId, EntropyError> {
-    Ok(KeyId::from_random(random::<KEY_ID_RANDOM_BYTES>()?))
+    Ok(KeyId::from_random(bytes::<KEY_ID_RANDOM_BYTES>()?))
+}
+
+/// A fresh OAuth client id.
+pub fn client_id() -> Result<ClientId, EntropyError> {
+    Ok(ClientId::from_random(bytes::<CLIENT_ID_RANDOM_BYTES>()?))
+}
+
+/// A fresh OAuth client secret.
+pub fn client_secret() -> Result<ClientSecret, EntropyError> {
+    Ok(ClientSecret::from_random(bytes::<
+        CLIENT_SECRET_RANDOM_BYTES,
+    >()?))
+}
+
+/// A fresh access token id (`jti`): 32 hex characters (128 bits).
+pub fn token_id() -> Result<String, EntropyError> {
+    Ok(bytes::<TOKEN_ID_RANDOM_BYTES>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// A fresh admin secret: `kgadmin_` and 64 hex characters (256 bits).
 pub fn admin_secret() -> Result<Secret, EntropyError> {
     let mut s = String::from(ADMIN_SECRET_PREFIX);
-    for b in random::<ADMIN_SECRET_RANDOM_BYTES>()? {
+    for b in bytes::<ADMIN_SECRET_RANDOM_BYTES>()? {
         s.push_str(&format!("{b:02x}"));
     }
     Ok(Secret::from_generated(s))
@@ -53,5 +85,11 @@ mod tests {
         assert_eq!(KeyId::parse(id.as_str()), Some(id));
         let admin = admin_secret().unwrap();
         assert_eq!(admin.expose().len(), ADMIN_SECRET_PREFIX.len() + 64);
+        let client = client_id().unwrap();
+        assert_eq!(ClientId::parse(client.as_str()), Some(client));
+        assert_ne!(client_secret().unwrap(), client_secret().unwrap());
+        let (a, b) = (token_id().unwrap(), token_id().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
     }
 }

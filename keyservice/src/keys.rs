@@ -179,7 +179,7 @@ pub struct Key {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// Where a key stands at a given instant.
+/// Where a key (or an OAuth client: same rules) stands at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
@@ -188,16 +188,28 @@ pub enum KeyStatus {
     Expired,
 }
 
+impl KeyStatus {
+    /// The status of a credential (API key or OAuth client) with these times: revocation wins
+    /// over expiry; a credential is expired from its `expires_at` second on.
+    pub fn at(
+        revoked_at: Option<OffsetDateTime>,
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Self {
+        if revoked_at.is_some() {
+            Self::Revoked
+        } else if expires_at.is_some_and(|at| at <= now) {
+            Self::Expired
+        } else {
+            Self::Active
+        }
+    }
+}
+
 impl Key {
     /// Revocation wins over expiry; a key is expired from its `expires_at` second on.
     pub fn status(&self, now: OffsetDateTime) -> KeyStatus {
-        if self.revoked_at.is_some() {
-            KeyStatus::Revoked
-        } else if self.expires_at.is_some_and(|at| at <= now) {
-            KeyStatus::Expired
-        } else {
-            KeyStatus::Active
-        }
+        KeyStatus::at(self.revoked_at, self.expires_at, now)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Start-up: open the store, settle which admin secret is accepted, and build the [`AppState`].
+//! Start-up: open the store, settle which admin secret is accepted, bring the signing keys up to
+//! date (generating the first one on a new database), and build the [`AppState`].
 //!
 //! The admin secret, in order of precedence:
 //! 1. `KEYGATE_ADMIN_SECRET` or `--admin-secret-file`: used as is; nothing is stored, and a hash
@@ -16,6 +17,8 @@ use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::entropy::{self, EntropyError};
 use crate::http::auth::Tokens;
+use crate::keyring::{KeyRing, KeyRingError};
+use crate::ratelimit::FailureLimiter;
 use crate::store::{KeyStore, StoreError};
 use crate::AppState;
 
@@ -34,26 +37,41 @@ pub enum StartupError {
     Entropy(#[from] EntropyError),
     #[error("the filter token must differ from the admin secret")]
     FilterTokenIsAdminSecret,
+    #[error("cannot prepare the access-token signing keys")]
+    SigningKeys(#[from] KeyRingError),
 }
 
 pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared, StartupError> {
     let store = KeyStore::open(&config.db_path).await?;
-    match settle(config, &store).await {
-        Ok((tokens, generated_admin_secret)) => Ok(Prepared {
-            state: AppState {
-                store,
-                clock,
-                tokens,
-                default_key_lifetime: config.default_key_lifetime,
-                cache: config.cache,
-            },
-            generated_admin_secret,
-        }),
+    match build(config, store.clone(), clock).await {
+        Ok(prepared) => Ok(prepared),
         Err(e) => {
             store.close().await;
             Err(e)
         }
     }
+}
+
+async fn build(
+    config: &Config,
+    store: KeyStore,
+    clock: Arc<dyn Clock>,
+) -> Result<Prepared, StartupError> {
+    let (tokens, generated_admin_secret) = settle(config, &store).await?;
+    let keyring = KeyRing::open(store.clone(), config.rotation, clock.now()).await?;
+    Ok(Prepared {
+        state: AppState {
+            store,
+            clock,
+            tokens,
+            default_key_lifetime: config.default_key_lifetime,
+            cache: config.cache,
+            access_tokens: config.access_tokens.clone(),
+            keyring,
+            auth_failures: Arc::new(FailureLimiter::new(config.auth_failures)),
+        },
+        generated_admin_secret,
+    })
 }
 
 async fn settle(

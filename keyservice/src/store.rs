@@ -4,7 +4,8 @@
 //! acknowledged and a crash loses none. Writes that read first run in `BEGIN IMMEDIATE`
 //! transactions, taking the write lock up front instead of failing on an upgrade.
 //!
-//! Secrets are stored only as their SHA-256 ([`KeyHash`], 32-byte BLOBs). Times are Unix seconds.
+//! Key and client secrets are stored only as their SHA-256 ([`KeyHash`], 32-byte BLOBs); signing
+//! keys as PKCS#8 DER, which the service needs to sign. Times are Unix seconds.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,9 +17,13 @@ use sqlx::sqlite::{
 };
 use time::OffsetDateTime;
 
+use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
 use crate::keys::{
-    parse_permissions, DailyCount, Key, KeyId, KeyName, KeyUsage, SecretMatch, Tenant, UsageBooking,
+    parse_permissions, DailyCount, Key, KeyId, KeyName, KeyUsage, Permission, SecretMatch, Tenant,
+    UsageBooking,
 };
+use crate::rotation::KeySchedule;
+use crate::signing::SigningAlg;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -88,13 +93,13 @@ fn is_transient_sqlite_code(extended: i32) -> bool {
     matches!(extended & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
 }
 
-/// What happened to a change requested for one key.
+/// What happened to a change requested for one key or client (`T`).
 #[derive(Debug)]
-pub enum Change {
-    Done(Key),
+pub enum Change<T> {
+    Done(T),
     NotFound,
-    /// The key is revoked; revocation is final, so the change was not made.
-    Revoked(Key),
+    /// The key or client is revoked; revocation is final, so the change was not made.
+    Revoked(T),
 }
 
 #[derive(sqlx::FromRow)]
@@ -119,19 +124,107 @@ impl TryFrom<KeyRow> for Key {
     type Error = StoreError;
 
     fn try_from(row: KeyRow) -> Result<Self, StoreError> {
-        let permissions: Vec<String> = serde_json::from_str(&row.permissions)
-            .map_err(|_| StoreError::Corrupt("permissions"))?;
         Ok(Key {
             id: KeyId::parse(&row.id).ok_or(StoreError::Corrupt("key id"))?,
             name: KeyName::parse(row.name).map_err(|_| StoreError::Corrupt("name"))?,
             tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
-            permissions: parse_permissions(permissions)
-                .map_err(|_| StoreError::Corrupt("permissions"))?,
+            permissions: decode_permissions(&row.permissions)?,
             created_at: from_unix(row.created_at)?,
             expires_at: row.expires_at.map(from_unix).transpose()?,
             revoked_at: row.revoked_at.map(from_unix).transpose()?,
         })
     }
+}
+
+/// A `clients` row: the same columns as `keys` but `last_used_at`.
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    name: String,
+    tenant: String,
+    permissions: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        Ok(Client {
+            id: ClientId::parse(&row.id).ok_or(StoreError::Corrupt("client id"))?,
+            name: KeyName::parse(row.name).map_err(|_| StoreError::Corrupt("name"))?,
+            tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
+            permissions: decode_permissions(&row.permissions)?,
+            created_at: from_unix(row.created_at)?,
+            expires_at: row.expires_at.map(from_unix).transpose()?,
+            revoked_at: row.revoked_at.map(from_unix).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SigningKeyRow {
+    kid: String,
+    alg: String,
+    private_der: Vec<u8>,
+    created_at: i64,
+    activates_at: i64,
+    retires_at: Option<i64>,
+}
+
+/// A signing key as stored: its schedule and its private key. `Debug` leaves the key out.
+pub struct StoredSigningKey {
+    pub schedule: KeySchedule,
+    /// PKCS#8 DER.
+    pub private_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("schedule", &self.schedule)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signing key to insert.
+pub struct NewSigningKey<'a> {
+    pub schedule: &'a KeySchedule,
+    /// PKCS#8 DER.
+    pub private_der: &'a [u8],
+    /// The public JWK, JSON.
+    pub public_jwk: &'a str,
+}
+
+impl TryFrom<SigningKeyRow> for StoredSigningKey {
+    type Error = StoreError;
+
+    fn try_from(row: SigningKeyRow) -> Result<Self, StoreError> {
+        Ok(StoredSigningKey {
+            schedule: KeySchedule {
+                alg: SigningAlg::from_name(&row.alg)
+                    .ok_or(StoreError::Corrupt("signing key algorithm"))?,
+                kid: row.kid,
+                created_at: from_unix(row.created_at)?,
+                activates_at: from_unix(row.activates_at)?,
+                retires_at: row.retires_at.map(from_unix).transpose()?,
+            },
+            private_der: row.private_der,
+        })
+    }
+}
+
+fn encode_permissions(permissions: &[Permission]) -> Result<String, StoreError> {
+    let names: Vec<&str> = permissions.iter().map(Permission::as_str).collect();
+    serde_json::to_string(&names).map_err(StoreError::Encode)
+}
+
+fn decode_permissions(json: &str) -> Result<Vec<Permission>, StoreError> {
+    let names: Vec<String> =
+        serde_json::from_str(json).map_err(|_| StoreError::Corrupt("permissions"))?;
+    parse_permissions(names).map_err(|_| StoreError::Corrupt("permissions"))
 }
 
 fn from_unix(secs: i64) -> Result<OffsetDateTime, StoreError> {
@@ -221,8 +314,7 @@ impl KeyStore {
 
     /// Stores a new key with its first secret.
     pub async fn insert_key(&self, key: &Key, secret: &KeyHash) -> Result<(), StoreError> {
-        let permissions: Vec<&str> = key.permissions.iter().map(|p| p.as_str()).collect();
-        let permissions = serde_json::to_string(&permissions).map_err(StoreError::Encode)?;
+        let permissions = encode_permissions(&key.permissions)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO keys (id, name, tenant, permissions, created_at, expires_at, revoked_at) \
@@ -296,7 +388,7 @@ impl KeyStore {
         &self,
         id: &KeyId,
         expires_at: Option<OffsetDateTime>,
-    ) -> Result<Change, StoreError> {
+    ) -> Result<Change<Key>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(key) = fetch_key(&mut tx, id).await? else {
             return Ok(Change::NotFound);
@@ -321,7 +413,7 @@ impl KeyStore {
         new_secret: &KeyHash,
         now: OffsetDateTime,
         retires_at: OffsetDateTime,
-    ) -> Result<Change, StoreError> {
+    ) -> Result<Change<Key>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(key) = fetch_key(&mut tx, id).await? else {
             return Ok(Change::NotFound);
@@ -443,6 +535,217 @@ impl KeyStore {
             daily,
         }))
     }
+
+    /// Stores a new client with its first secret.
+    pub async fn insert_client(&self, client: &Client, secret: &KeyHash) -> Result<(), StoreError> {
+        let permissions = encode_permissions(&client.permissions)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO clients (id, name, tenant, permissions, created_at, expires_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(client.id.as_str())
+        .bind(client.name.as_str())
+        .bind(client.tenant.as_str())
+        .bind(permissions)
+        .bind(unix(client.created_at))
+        .bind(client.expires_at.map(unix))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO client_secrets (hash, client_id, created_at, retires_at) \
+             VALUES (?, ?, ?, NULL)",
+        )
+        .bind(hash_blob(secret))
+        .bind(client.id.as_str())
+        .bind(unix(client.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All clients, or those of one tenant, oldest first.
+    pub async fn list_clients(&self, tenant: Option<&Tenant>) -> Result<Vec<Client>, StoreError> {
+        let tenant = tenant.map(Tenant::as_str);
+        let rows: Vec<ClientRow> = sqlx::query_as(
+            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at \
+             FROM clients WHERE ? IS NULL OR tenant = ? ORDER BY created_at, id",
+        )
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Client::try_from).collect()
+    }
+
+    pub async fn get_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+        fetch_client(&mut *self.pool.acquire().await?, id).await
+    }
+
+    /// Revokes a client; a second revocation keeps the first `revoked_at`. `None` if there is no
+    /// such client.
+    pub async fn revoke_client(
+        &self,
+        id: &ClientId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Client>, StoreError> {
+        let row: Option<ClientRow> = sqlx::query_as(
+            "UPDATE clients SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
+             RETURNING id, name, tenant, permissions, created_at, expires_at, revoked_at",
+        )
+        .bind(unix(now))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Client::try_from).transpose()
+    }
+
+    /// Gives a client a new secret. Its older secrets retire at `retires_at` (or earlier, if they
+    /// were already retiring sooner).
+    pub async fn rotate_client_secret(
+        &self,
+        id: &ClientId,
+        new_secret: &KeyHash,
+        now: OffsetDateTime,
+        retires_at: OffsetDateTime,
+    ) -> Result<Change<Client>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(client) = fetch_client(&mut tx, id).await? else {
+            return Ok(Change::NotFound);
+        };
+        if client.revoked_at.is_some() {
+            return Ok(Change::Revoked(client));
+        }
+        sqlx::query(
+            "UPDATE client_secrets SET retires_at = MIN(IFNULL(retires_at, ?), ?) \
+             WHERE client_id = ?",
+        )
+        .bind(unix(retires_at))
+        .bind(unix(retires_at))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO client_secrets (hash, client_id, created_at, retires_at) \
+             VALUES (?, ?, ?, NULL)",
+        )
+        .bind(hash_blob(new_secret))
+        .bind(id.as_str())
+        .bind(unix(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Change::Done(client))
+    }
+
+    /// Deletes a client with its secrets. `false` if there was no such client.
+    pub async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM clients WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// A client with all its secrets, for authentication at the token endpoint.
+    pub async fn client_credentials(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<ClientCredentials>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(client) = fetch_client(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let rows: Vec<(Vec<u8>, Option<i64>)> =
+            sqlx::query_as("SELECT hash, retires_at FROM client_secrets WHERE client_id = ?")
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let secrets = rows
+            .into_iter()
+            .map(|(hash, retires_at)| {
+                let hash: [u8; 32] = hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("client secret hash"))?;
+                Ok(StoredSecret {
+                    hash: KeyHash::from_bytes(hash),
+                    retires_at: retires_at.map(from_unix).transpose()?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some(ClientCredentials { client, secrets }))
+    }
+
+    /// Every signing key on record, private keys included, in activation order (then insertion).
+    pub async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let rows: Vec<SigningKeyRow> = sqlx::query_as(
+            "SELECT kid, alg, private_der, created_at, activates_at, retires_at \
+             FROM signing_keys ORDER BY activates_at, created_at, rowid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(StoredSigningKey::try_from).collect()
+    }
+
+    /// Carries out a rotation in one transaction: deletes, retirements (which never move an
+    /// earlier `retires_at` later) and the new key.
+    pub async fn apply_rotation(
+        &self,
+        new_key: Option<NewSigningKey<'_>>,
+        retire: &[(String, OffsetDateTime)],
+        delete: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for kid in delete {
+            sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+                .bind(kid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (kid, retires_at) in retire {
+            sqlx::query(
+                "UPDATE signing_keys SET retires_at = MIN(IFNULL(retires_at, ?), ?) WHERE kid = ?",
+            )
+            .bind(unix(*retires_at))
+            .bind(unix(*retires_at))
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(key) = new_key {
+            sqlx::query(
+                "INSERT INTO signing_keys \
+                 (kid, alg, private_der, public_jwk, created_at, activates_at, retires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            )
+            .bind(&key.schedule.kid)
+            .bind(key.schedule.alg.name())
+            .bind(key.private_der)
+            .bind(key.public_jwk)
+            .bind(unix(key.schedule.created_at))
+            .bind(unix(key.schedule.activates_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn fetch_client(
+    conn: &mut sqlx::SqliteConnection,
+    id: &ClientId,
+) -> Result<Option<Client>, StoreError> {
+    let row: Option<ClientRow> = sqlx::query_as(
+        "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM clients \
+         WHERE id = ?",
+    )
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.map(Client::try_from).transpose()
 }
 
 async fn fetch_key(

@@ -240,11 +240,11 @@ async fn rotate_key(
     Ok(with_secret(&key, secret, now).respond(StatusCode::OK))
 }
 
-fn applied(change: Change) -> Result<Key, ApiError> {
+fn applied(change: Change<Key>) -> Result<Key, ApiError> {
     match change {
         Change::Done(key) => Ok(key),
         Change::NotFound => Err(ApiError::NotFound("key")),
-        Change::Revoked(_) => Err(ApiError::Revoked),
+        Change::Revoked(_) => Err(ApiError::Revoked("key")),
     }
 }
 

@@ -66,7 +66,7 @@ fn check(parts: &Parts, expected: &KeyHash, caller: &'static str) -> Result<(), 
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

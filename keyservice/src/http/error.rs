@@ -1,4 +1,6 @@
-//! [`ApiError`]: every error answer the service gives, as `{"error": "<code>", "message": "..."}`.
+//! [`ApiError`]: every error answer the service gives, as `{"error": "<code>", "message": "..."}`,
+//! except the token endpoint's, which are [`OAuthError`]s in RFC 6749's shape
+//! (`{"error": "<code>", "error_description": "..."}`).
 //!
 //! Axum's own rejections (bad JSON, wrong content type, oversized body, bad query string) and its
 //! 404/405 fallbacks are mapped here too, so clients never see a plain-text error.
@@ -9,11 +11,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::entropy::EntropyError;
+use crate::keyring::KeyRingError;
 use crate::keys::ValidationError;
+use crate::signing::SigningError;
 use crate::store::StoreError;
 
 const WWW_AUTHENTICATE: HeaderValue =
     HeaderValue::from_static("Bearer realm=\"keygate-keyservice\"");
+/// The token endpoint's challenge (RFC 6749 section 5.2: 401 names the scheme the client may use).
+const BASIC_CHALLENGE: HeaderValue = HeaderValue::from_static("Basic realm=\"keygate\"");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,21 +31,24 @@ pub enum ApiError {
     /// endpoint accepts.
     #[error("a valid bearer token is required")]
     Unauthorized,
-    /// 404 `not_found`: no such key, or no such route.
+    /// 404 `not_found`: no such key, client or route.
     #[error("{0} not found")]
     NotFound(&'static str),
     /// 405 `method_not_allowed` (axum adds the `Allow` header).
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 409 `revoked`: the key is revoked, and revocation is final.
-    #[error("the key is revoked; revocation is final")]
-    Revoked,
+    /// 409 `revoked`: the key or client is revoked, and revocation is final.
+    #[error("the {0} is revoked; revocation is final")]
+    Revoked(&'static str),
     /// 413 `payload_too_large`
     #[error("request body too large")]
     PayloadTooLarge,
     /// 415 `unsupported_media_type`: the body is not `Content-Type: application/json`.
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
+    /// The token endpoint's errors, in their own shape; see [`OAuthError`].
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     /// 503 `unavailable`: the database is busy, full or unreachable. The cause is logged, not
     /// sent.
     #[error("the key store is unavailable, try again later")]
@@ -62,19 +71,109 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::Revoked => (StatusCode::CONFLICT, "revoked"),
+            Self::Revoked(_) => (StatusCode::CONFLICT, "revoked"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::OAuth(e) => (e.status(), e.code()),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
 
+/// An error answer of the token endpoint (RFC 6749 section 5.2), sent as
+/// `{"error": "<code>", "error_description": "..."}` with `Cache-Control: no-store`.
+///
+/// `invalid_grant` is never sent: the client credentials grant has no grant to be invalid, and a
+/// revoked or expired client is `invalid_client`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    /// 400 `invalid_request`: wrong content type, a missing, repeated or malformed parameter, or
+    /// two client authentication methods at once.
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// 401 `invalid_client` with `WWW-Authenticate: Basic realm="keygate"`: no client
+    /// authentication, an unknown client, a wrong secret, or a revoked or expired client. One
+    /// answer for all, so a caller without the secret learns nothing about the client.
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// 400 `unsupported_grant_type`: anything but `client_credentials`.
+    #[error("only grant_type=client_credentials is supported")]
+    UnsupportedGrantType,
+    /// 400 `invalid_scope`: a malformed scope, or one the client does not hold.
+    #[error("{0}")]
+    InvalidScope(String),
+    /// 429 `slow_down` with `Retry-After`: too many failed client authentications for this client
+    /// id or source address. `slow_down` is the registered OAuth error code for "back off"
+    /// (RFC 8628 section 3.5); RFC 6749 has none.
+    #[error("too many failed client authentications; retry after {retry_after_secs} s")]
+    SlowDown { retry_after_secs: u64 },
+}
+
+impl OAuthError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::InvalidRequest(_) | Self::UnsupportedGrantType | Self::InvalidScope(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::SlowDown { .. } => "slow_down",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OAuthErrorBody<'a> {
+    error: &'static str,
+    error_description: &'a str,
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let description = self.to_string();
+        let mut response = (
+            self.status(),
+            [
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (header::PRAGMA, HeaderValue::from_static("no-cache")),
+            ],
+            axum::Json(OAuthErrorBody {
+                error: self.code(),
+                error_description: &description,
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::InvalidClient => {
+                headers.insert(header::WWW_AUTHENTICATE, BASIC_CHALLENGE);
+            }
+            Self::SlowDown { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Self::OAuth(e) = self {
+            return e.into_response();
+        }
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
             tracing::error!(error = %ErrorChain(&self), "request failed");
@@ -98,7 +197,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Displays an error with all its sources: `a: b: c`.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,6 +230,21 @@ impl From<ValidationError> for ApiError {
 impl From<EntropyError> for ApiError {
     fn from(e: EntropyError) -> Self {
         Self::Internal(Box::new(e))
+    }
+}
+
+impl From<SigningError> for ApiError {
+    fn from(e: SigningError) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}
+
+impl From<KeyRingError> for ApiError {
+    fn from(e: KeyRingError) -> Self {
+        match e {
+            KeyRingError::Store(e) => Self::from(e),
+            e => Self::Internal(Box::new(e)),
+        }
     }
 }
 

@@ -1,11 +1,15 @@
 //! Extractors whose rejections are [`ApiError`]s, so a bad body, query string or path answers in
-//! the service's JSON error format instead of axum's plain text.
+//! the service's JSON error format instead of axum's plain text; and [`PeerIp`].
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::clients::ClientId;
 use crate::keys::KeyId;
 
 /// `axum::Json` with an [`ApiError`] rejection. Responses use `axum::Json` directly.
@@ -58,5 +62,41 @@ where
         let axum::extract::Path(id) =
             axum::extract::Path::<String>::from_request_parts(parts, state).await?;
         KeyId::parse(&id).map(Self).ok_or(ApiError::NotFound("key"))
+    }
+}
+
+/// The `{id}` path segment as a [`ClientId`]; a malformed id answers 404 like an unknown one.
+#[derive(Debug)]
+pub struct ClientIdPath(pub ClientId);
+
+impl<S> FromRequestParts<S> for ClientIdPath
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        ClientId::parse(&id)
+            .map(Self)
+            .ok_or(ApiError::NotFound("client"))
+    }
+}
+
+/// The IP address of the TCP peer, when the server records it ([`crate::run`] does). Forwarding
+/// headers such as `X-Forwarded-For` are not trusted: behind a proxy this is the proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerIp(pub Option<IpAddr>);
+
+impl<S> FromRequestParts<S> for PeerIp
+where
+    S: Send + Sync,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(Self(peer.map(|ConnectInfo(addr)| addr.ip())))
     }
 }

@@ -1,18 +1,30 @@
 //! The HTTP edge: one module per area, each owning its routes, plus what they share.
 //!
 //! - [`admin`] serves the keys API (admin secret).
+//! - [`clients`] serves the OAuth clients API (admin secret).
+//! - [`signing_keys`] lists and force-rotates the token signing keys (admin secret).
 //! - [`filter`] serves lookup and usage (filter token).
+//! - [`oauth`] serves the token endpoint (client credentials).
+//! - [`discovery`] serves the JWKS and the authorization server metadata (public).
+//! - [`check`] serves the ext_authz API key check (the caller's own key).
 //! - [`health`] serves `/healthz`.
 //! - [`auth`] has the [`auth::AdminAuth`] and [`auth::FilterAuth`] extractors.
-//! - [`error`] has [`error::ApiError`], the one error response type.
-//! - [`extract`] has JSON, query and path extractors that reject with [`error::ApiError`].
+//! - [`error`] has [`error::ApiError`], the one error response type, and its token endpoint
+//!   shape [`error::OAuthError`].
+//! - [`extract`] has JSON, query and path extractors that reject with [`error::ApiError`], and
+//!   the peer address.
 
 pub mod admin;
 pub mod auth;
+pub mod check;
+pub mod clients;
+pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod filter;
 pub mod health;
+pub mod oauth;
+pub mod signing_keys;
 
 use std::time::Instant;
 
@@ -24,14 +36,19 @@ use axum::Router;
 use self::error::ApiError;
 use crate::AppState;
 
-/// Largest request body accepted. Key requests and usage batches are far smaller.
+/// Largest request body accepted. Key requests, token requests and usage batches are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// All routes, with JSON 404/405 answers, the body size limit and a log line per request.
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(admin::router())
+        .merge(clients::router())
+        .merge(signing_keys::router())
         .merge(filter::router())
+        .merge(oauth::router())
+        .merge(discovery::router())
+        .merge(check::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("route") })
         // Must come after every route: it applies to the routes registered so far.

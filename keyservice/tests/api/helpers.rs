@@ -4,11 +4,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use keygate_core::jwt::{verify, Jwks, JwtError, PermissionsClaim, ProviderPolicy, VerifiedToken};
 use keygate_core::key::KeyHash;
-use keygate_keyservice::clock::ManualClock;
+use keygate_keyservice::clock::{Clock, ManualClock};
 use keygate_keyservice::config::{Config, LogFormat, Secret};
 use keygate_keyservice::keys::{CachePolicy, Lifetime};
+use keygate_keyservice::ratelimit::FailurePolicy;
+use keygate_keyservice::rotation::RotationPolicy;
+use keygate_keyservice::signing::SigningAlg;
 use keygate_keyservice::startup::{self, Prepared, StartupError};
+use keygate_keyservice::token::{Audience, Issuer, TokenPolicy};
+use keygate_keyservice::AppState;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -22,6 +28,10 @@ pub const START_UNIX: i64 = 1_795_341_600;
 pub const LOOKUP_CACHE_TTL_SECS: u64 = 30;
 pub const NEGATIVE_CACHE_TTL_SECS: u64 = 10;
 pub const DEFAULT_KEY_TTL_SECS: u64 = 15 * 24 * 60 * 60;
+pub const ISSUER: &str = "https://keygate.test";
+pub const TOKEN_AUDIENCE: &str = "keygate-tests";
+pub const TOKEN_TTL_SECS: u64 = 300;
+pub const ROTATION_SECS: u64 = 30 * 24 * 60 * 60;
 
 pub fn start_time() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(START_UNIX).unwrap()
@@ -39,6 +49,7 @@ pub struct Options {
     /// As if `KEYGATE_ADMIN_SECRET` were set.
     pub admin_secret: Option<String>,
     pub filter_token: String,
+    pub signing_alg: SigningAlg,
 }
 
 impl Default for Options {
@@ -47,6 +58,7 @@ impl Default for Options {
             data_dir: None,
             admin_secret: None,
             filter_token: FILTER_TOKEN.to_owned(),
+            signing_alg: SigningAlg::EdDsa,
         }
     }
 }
@@ -60,6 +72,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub data_dir: Arc<TempDir>,
     pub db_path: PathBuf,
+    /// The running service's state, for what tests drive by hand (key rotation checks).
+    pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -76,10 +90,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let db_path = data_dir.path().join("nested").join("keygate.db");
     let clock = Arc::new(ManualClock::new(start_time()));
     let admin_secret = options.admin_secret.clone();
-    let prepared = prepare(
+    let prepared = prepare_with(
         &db_path,
         admin_secret.as_deref(),
         &options.filter_token,
+        options.signing_alg,
         clock.clone(),
     )
     .await
@@ -97,6 +112,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stop) = oneshot::channel::<()>();
+    let state = prepared.state.clone();
     let server = tokio::spawn(keygate_keyservice::run(listener, prepared.state, async {
         let _ = stop.await;
     }));
@@ -108,6 +124,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         clock,
         data_dir,
         db_path,
+        state,
         shutdown: Some(shutdown),
         server: Some(server),
     }
@@ -120,6 +137,23 @@ pub async fn prepare(
     filter_token: &str,
     clock: Arc<ManualClock>,
 ) -> Result<Prepared, StartupError> {
+    prepare_with(
+        db_path,
+        admin_secret,
+        filter_token,
+        SigningAlg::EdDsa,
+        clock,
+    )
+    .await
+}
+
+pub async fn prepare_with(
+    db_path: &std::path::Path,
+    admin_secret: Option<&str>,
+    filter_token: &str,
+    signing_alg: SigningAlg,
+    clock: Arc<ManualClock>,
+) -> Result<Prepared, StartupError> {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         db_path: db_path.to_owned(),
@@ -130,6 +164,14 @@ pub async fn prepare(
             valid_ttl_secs: LOOKUP_CACHE_TTL_SECS,
             invalid_ttl_secs: NEGATIVE_CACHE_TTL_SECS,
         },
+        access_tokens: TokenPolicy::new(
+            Issuer::parse(ISSUER).unwrap(),
+            Audience::parse(TOKEN_AUDIENCE).unwrap(),
+            TOKEN_TTL_SECS,
+        )
+        .unwrap(),
+        rotation: RotationPolicy::new(signing_alg, ROTATION_SECS, TOKEN_TTL_SECS).unwrap(),
+        auth_failures: FailurePolicy::default(),
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
     };
@@ -213,6 +255,94 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Runs the signing-key rotation check now, as the background task does every minute.
+    pub async fn check_signing_keys(&self) {
+        self.state
+            .keyring()
+            .rotate_if_due(self.clock.now())
+            .await
+            .unwrap();
+    }
+
+    /// Creates an OAuth client and returns the 201 body (the client view plus `client_secret`).
+    pub async fn create_client(&self, body: &Value) -> Value {
+        let response = self.admin_post("/v1/clients", body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    /// A client for tenant `acme` with `orders:read` and `orders:write`, default expiry.
+    pub async fn create_default_client(&self) -> Value {
+        self.create_client(&json!({
+            "name": "billing",
+            "tenant": "acme",
+            "permissions": ["orders:read", "orders:write"],
+        }))
+        .await
+    }
+
+    /// `POST /oauth/token` with `form` as the body and, if given, HTTP Basic credentials
+    /// (form-urlencoded first, as RFC 6749 section 2.3.1 says).
+    pub async fn token_request(
+        &self,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut request = self
+            .client
+            .post(self.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(form_encode(id), Some(form_encode(secret)));
+        }
+        request.send().await.unwrap()
+    }
+
+    /// A token for `client` (a create answer) by HTTP Basic; returns the 200 body.
+    pub async fn token_for(&self, client: &Value, form: &[(&str, &str)]) -> Value {
+        let mut form = form.to_vec();
+        form.push(("grant_type", "client_credentials"));
+        let response = self
+            .token_request(
+                Some((
+                    client["client_id"].as_str().unwrap(),
+                    client["client_secret"].as_str().unwrap(),
+                )),
+                &form,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// The JWKS document as served.
+    pub async fn jwks(&self) -> Value {
+        let response = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// The kids the JWKS lists, in order.
+    pub async fn published_kids(&self) -> Vec<String> {
+        self.jwks().await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Sends the shutdown signal and waits for the server to finish and close the database.
     pub async fn stop(mut self) -> Arc<TempDir> {
         self.shutdown_and_wait().await;
@@ -237,6 +367,33 @@ impl Drop for TestApp {
     }
 }
 
+/// `application/x-www-form-urlencoded` encoding of one component.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Asserts RFC 6749's error shape (section 5.2) and returns the `error` code.
+pub async fn oauth_error(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error_description"].is_string(),
+        "no error_description in {body}"
+    );
+    body["error"].as_str().unwrap().to_owned()
+}
+
 /// Asserts the service's error shape and returns the `error` code.
 pub async fn error_code(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status);
@@ -251,4 +408,26 @@ pub async fn error_code(response: Response, status: StatusCode) -> String {
     let body: Value = response.json().await.unwrap();
     assert!(body["message"].is_string(), "no message in {body}");
     body["error"].as_str().unwrap().to_owned()
+}
+
+/// The accepted token's identity, checked by keygate-core's verifier (independent of the
+/// service's signer) against `jwks` at `now`, with the tests' issuer and audience.
+pub fn verify_token(token: &str, jwks: &Value, now: i64) -> Result<VerifiedToken, JwtError> {
+    let jwks = Jwks::parse(jwks.to_string().as_bytes()).unwrap();
+    assert!(jwks.skipped().is_empty(), "{:?}", jwks.skipped());
+    let policy = ProviderPolicy::new("keygate", ISSUER, vec![TOKEN_AUDIENCE.to_owned()])
+        .unwrap()
+        .with_tenant_claim("tenant")
+        .with_permissions_claim(PermissionsClaim::Array("permissions".into()));
+    verify(token, &jwks, &policy, u64::try_from(now).unwrap())
+}
+
+/// The decoded JSON of a compact JWS's header (`0`) or payload (`1`).
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(index).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }

@@ -4,10 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod check;
+mod clients;
+mod discovery;
 mod errors;
 mod health;
 mod helpers;
 mod keys;
 mod lookup;
 mod storage;
+mod tokens;
 mod usage;

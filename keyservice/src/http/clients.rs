@@ -1,0 +1,229 @@
+//! The admin clients API under `/v1/clients`: create, list, get, revoke, rotate and delete OAuth
+//! clients (client credentials). Every handler takes [`AdminAuth`] first.
+//!
+//! A client's secret is in the response to create and rotate only; only its SHA-256 is stored.
+//! Revoking or deleting a client stops new tokens at once; tokens already issued stay valid until
+//! they expire (at most the token TTL): they are self-contained JWTs.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::info;
+
+use super::auth::AdminAuth;
+use super::error::ApiError;
+use super::extract::{ClientIdPath, Json, Query};
+use crate::clients::{Client, ClientSecret};
+use crate::keys::{self, KeyName, KeyStatus, Tenant};
+use crate::store::Change;
+use crate::{entropy, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/clients", post(create_client).get(list_clients))
+        .route("/v1/clients/{id}", get(get_client).delete(delete_client))
+        .route("/v1/clients/{id}/revoke", post(revoke_client))
+        .route("/v1/clients/{id}/rotate", post(rotate_client))
+}
+
+/// A client as the admin API shows it: everything but its secrets. The id is `client_id`, the
+/// name OAuth clients are configured with.
+#[derive(Debug, Serialize)]
+struct ClientView {
+    client_id: String,
+    name: String,
+    tenant: String,
+    permissions: Vec<String>,
+    status: KeyStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    revoked_at: Option<OffsetDateTime>,
+}
+
+impl ClientView {
+    fn new(client: &Client, now: OffsetDateTime) -> Self {
+        Self {
+            client_id: client.id.to_string(),
+            name: client.name.as_str().to_owned(),
+            tenant: client.tenant.to_string(),
+            permissions: client
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+            status: client.status(now),
+            created_at: client.created_at,
+            expires_at: client.expires_at,
+            revoked_at: client.revoked_at,
+        }
+    }
+}
+
+/// The answer to create and rotate: the client and its new secret, shown this once.
+#[derive(Serialize)]
+struct ClientWithSecret {
+    #[serde(flatten)]
+    client: ClientView,
+    client_secret: String,
+}
+
+impl ClientWithSecret {
+    fn new(client: &Client, secret: ClientSecret, now: OffsetDateTime) -> Self {
+        Self {
+            client: ClientView::new(client, now),
+            client_secret: secret.expose_secret().to_owned(),
+        }
+    }
+
+    /// `Cache-Control: no-store`: no proxy or client cache should keep the secret.
+    fn respond(self, status: StatusCode) -> Response {
+        let location = format!("/v1/clients/{}", self.client.client_id);
+        let headers = [
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::LOCATION, location),
+        ];
+        (status, headers, axum::Json(self)).into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClientRequest {
+    name: String,
+    tenant: String,
+    permissions: Vec<String>,
+    expires_in_secs: Option<u64>,
+    never_expires: Option<bool>,
+}
+
+/// Validated like a key: same name, tenant and permission rules, same default lifetime.
+async fn create_client(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    Json(request): Json<CreateClientRequest>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let name = KeyName::parse(request.name)?;
+    let tenant = Tenant::parse(request.tenant)?;
+    let permissions = keys::parse_permissions(request.permissions)?;
+    let expires_at = keys::expiry(
+        now,
+        request.expires_in_secs,
+        request.never_expires.unwrap_or(false),
+        state.default_key_lifetime,
+    )?;
+    let secret = entropy::client_secret()?;
+    let client = Client {
+        id: entropy::client_id()?,
+        name,
+        tenant,
+        permissions,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    state.store.insert_client(&client, &secret.hash()).await?;
+    info!(client_id = %client.id, tenant = %client.tenant, "client created");
+    Ok(ClientWithSecret::new(&client, secret, now).respond(StatusCode::CREATED))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListFilter {
+    tenant: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClientList {
+    clients: Vec<ClientView>,
+}
+
+async fn list_clients(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    Query(filter): Query<ListFilter>,
+) -> Result<axum::Json<ClientList>, ApiError> {
+    let tenant = filter.tenant.map(Tenant::parse).transpose()?;
+    let now = state.clock.now();
+    let clients = state.store.list_clients(tenant.as_ref()).await?;
+    Ok(axum::Json(ClientList {
+        clients: clients.iter().map(|c| ClientView::new(c, now)).collect(),
+    }))
+}
+
+async fn get_client(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ClientIdPath(id): ClientIdPath,
+) -> Result<axum::Json<ClientView>, ApiError> {
+    let client = state
+        .store
+        .get_client(&id)
+        .await?
+        .ok_or(ApiError::NotFound("client"))?;
+    Ok(axum::Json(ClientView::new(&client, state.clock.now())))
+}
+
+async fn revoke_client(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ClientIdPath(id): ClientIdPath,
+) -> Result<axum::Json<ClientView>, ApiError> {
+    let now = state.clock.now();
+    let client = state
+        .store
+        .revoke_client(&id, now)
+        .await?
+        .ok_or(ApiError::NotFound("client"))?;
+    info!(client_id = %id, "client revoked");
+    Ok(axum::Json(ClientView::new(&client, now)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    grace_period_secs: u64,
+}
+
+/// Issues a new secret. The old ones keep authenticating until `now + grace_period_secs`.
+/// Refused for a revoked client.
+async fn rotate_client(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ClientIdPath(id): ClientIdPath,
+    Json(request): Json<RotateRequest>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let retires_at = keys::grace_end(now, request.grace_period_secs)?;
+    let secret = entropy::client_secret()?;
+    let change = state
+        .store
+        .rotate_client_secret(&id, &secret.hash(), now, retires_at)
+        .await?;
+    let client = match change {
+        Change::Done(client) => client,
+        Change::NotFound => return Err(ApiError::NotFound("client")),
+        Change::Revoked(_) => return Err(ApiError::Revoked("client")),
+    };
+    info!(client_id = %id, grace_period_secs = request.grace_period_secs, "client secret rotated");
+    Ok(ClientWithSecret::new(&client, secret, now).respond(StatusCode::OK))
+}
+
+async fn delete_client(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ClientIdPath(id): ClientIdPath,
+) -> Result<StatusCode, ApiError> {
+    if !state.store.delete_client(&id).await? {
+        return Err(ApiError::NotFound("client"));
+    }
+    info!(client_id = %id, "client deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

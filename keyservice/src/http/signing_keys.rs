@@ -1,0 +1,110 @@
+//! The admin signing-keys API: `GET /v1/signing-keys` lists the access-token signing keys (public
+//! facts only) and `POST /v1/signing-keys/rotate` forces a rotation now. Both take [`AdminAuth`].
+//!
+//! A forced rotation is for a suspected key compromise or an urgent algorithm change, so unlike a
+//! scheduled one it is not pre-published: the new key signs at once. The old keys stay in the
+//! JWKS until every token they signed has expired, and pending keys are deleted. Verifiers that
+//! cached the JWKS see an unknown `kid` and must refetch it (keygate's filter does).
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::info;
+
+use super::auth::AdminAuth;
+use super::error::ApiError;
+use crate::rotation::KeySchedule;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/signing-keys", get(list_signing_keys))
+        .route("/v1/signing-keys/rotate", post(rotate_signing_keys))
+}
+
+/// Where a key stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum SigningKeyStatus {
+    /// Published, not signing yet.
+    Pending,
+    /// The key that signs now.
+    Active,
+    /// Signs no more; published until its tokens have expired.
+    Retiring,
+    /// Out of the JWKS; deleted at the next rotation check.
+    Retired,
+}
+
+#[derive(Debug, Serialize)]
+struct SigningKeyView {
+    kid: String,
+    alg: &'static str,
+    status: SigningKeyStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    activates_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    retires_at: Option<OffsetDateTime>,
+}
+
+impl SigningKeyView {
+    fn new(key: &KeySchedule, signer: Option<&str>, now: OffsetDateTime) -> Self {
+        let status = if !key.is_published(now) {
+            SigningKeyStatus::Retired
+        } else if signer == Some(key.kid.as_str()) {
+            SigningKeyStatus::Active
+        } else if key.retires_at.is_none() && key.activates_at > now {
+            SigningKeyStatus::Pending
+        } else {
+            SigningKeyStatus::Retiring
+        };
+        Self {
+            kid: key.kid.clone(),
+            alg: key.alg.name(),
+            status,
+            created_at: key.created_at,
+            activates_at: key.activates_at,
+            retires_at: key.retires_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SigningKeyList {
+    signing_keys: Vec<SigningKeyView>,
+}
+
+fn list(state: &AppState, now: OffsetDateTime) -> SigningKeyList {
+    let signer = state.keyring.signer(now);
+    let signer = signer.as_ref().map(|k| k.kid());
+    SigningKeyList {
+        signing_keys: state
+            .keyring
+            .schedules()
+            .iter()
+            .map(|k| SigningKeyView::new(k, signer, now))
+            .collect(),
+    }
+}
+
+async fn list_signing_keys(
+    _: AdminAuth,
+    State(state): State<AppState>,
+) -> axum::Json<SigningKeyList> {
+    axum::Json(list(&state, state.clock.now()))
+}
+
+/// Answers with every key after the rotation; the new one is `active`.
+async fn rotate_signing_keys(
+    _: AdminAuth,
+    State(state): State<AppState>,
+) -> Result<axum::Json<SigningKeyList>, ApiError> {
+    let now = state.clock.now();
+    let created = state.keyring.force_rotation(now).await?;
+    info!(kid = created.kid, "signing keys rotated by an operator");
+    Ok(axum::Json(list(&state, now)))
+}
