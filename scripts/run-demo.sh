@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The keygate demo behind `make run`: keygate-server, the keygate-echo upstream and Envoy with the
+# filter, all on 127.0.0.1. Prints the admin secret and curl commands to paste into another
+# terminal (also written to $RUN_DIR/commands.sh). Ctrl-C stops everything.
+#
+# Expects the binaries, the .wasm and Envoy to be built (`make run` does that first). Settings,
+# all optional:
+#   KEYGATE_DEMO_DIR                state: secrets, database, rendered config, logs (default .run)
+#   KEYGATE_DEMO_ENVOY_PORT         10000   KEYGATE_DEMO_ADMIN_PORT  9901
+#   KEYGATE_DEMO_KEYSERVICE_PORT    8080    KEYGATE_DEMO_ECHO_PORT   8081
+#   KEYGATE_SERVER_BIN, KEYGATE_ECHO_BIN, KEYGATE_WASM, ENVOY_BIN  what to run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+run_dir=${KEYGATE_DEMO_DIR:-$root/.run}
+envoy_port=${KEYGATE_DEMO_ENVOY_PORT:-10000}
+admin_port=${KEYGATE_DEMO_ADMIN_PORT:-9901}
+keyservice_port=${KEYGATE_DEMO_KEYSERVICE_PORT:-8080}
+echo_port=${KEYGATE_DEMO_ECHO_PORT:-8081}
+target=${CARGO_TARGET_DIR:-$root/target}
+server_bin=${KEYGATE_SERVER_BIN:-$target/debug/keygate-server}
+echo_bin=${KEYGATE_ECHO_BIN:-$target/debug/keygate-echo}
+wasm=${KEYGATE_WASM:-$target/wasm32-wasip1/release/keygate.wasm}
+envoy_bin=${ENVOY_BIN:-$root/.venv/bin/envoy}
+
+for file in "$server_bin" "$echo_bin" "$wasm" "$envoy_bin"; do
+  if [ ! -x "$file" ] && [ ! -f "$file" ]; then
+    echo "run-demo: $file is missing; run \`make run\` (it builds and installs what is missing)" >&2
+    exit 1
+  fi
+done
+
+mkdir -p "$run_dir"
+run_dir=$(cd "$run_dir" && pwd)
+umask 077
+# Written again once everything is up; a stale one would tell waiting tools we are ready.
+rm -f "$run_dir/commands.sh"
+
+# Secrets are made once and kept in the run directory, so the database and the printed commands
+# stay valid across runs.
+secret_file() { # path
+  if [ ! -s "$1" ]; then
+    python3 -c 'import secrets; print(secrets.token_hex(32))' >"$1"
+  fi
+  cat "$1"
+}
+admin_secret=$(secret_file "$run_dir/admin-secret")
+filter_token=$(secret_file "$run_dir/filter-token")
+
+python3 "$root/scripts/render.py" "$root/envoy/demo.yaml" "$run_dir/envoy.yaml" \
+  LISTEN_PORT="$envoy_port" ADMIN_PORT="$admin_port" KEYSERVICE_PORT="$keyservice_port" \
+  UPSTREAM_PORT="$echo_port" WASM_PATH="$(realpath "$wasm")" FILTER_TOKEN="$filter_token"
+
+pids=()
+stop_all() {
+  trap - EXIT INT TERM HUP
+  if [ "${#pids[@]}" -gt 0 ]; then
+    echo "run-demo: stopping" >&2
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# wait_until NAME URL PID LOG: polls URL until it answers 2xx, giving up if the process dies.
+wait_until() {
+  local name=$1 url=$2 pid=$3 log=$4
+  for _ in $(seq 1 600); do
+    if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then
+      echo "run-demo: $name is up" >&2
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "run-demo: $name exited; the end of $log:" >&2
+      tail -n 30 "$log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "run-demo: $name not up after 60 s; the end of $log:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
+}
+
+KEYGATE_LISTEN="127.0.0.1:$keyservice_port" \
+  KEYGATE_DB_PATH="$run_dir/keygate.db" \
+  KEYGATE_ADMIN_SECRET="$admin_secret" \
+  KEYGATE_FILTER_TOKEN="$filter_token" \
+  KEYGATE_LOOKUP_CACHE_TTL_SECS=5 \
+  KEYGATE_NEGATIVE_CACHE_TTL_SECS=5 \
+  "$server_bin" </dev/null >"$run_dir/keyservice.log" 2>&1 &
+pids+=($!)
+wait_until keygate-server "http://127.0.0.1:$keyservice_port/healthz" "${pids[-1]}" "$run_dir/keyservice.log"
+
+"$echo_bin" "127.0.0.1:$echo_port" </dev/null >"$run_dir/echo.log" 2>&1 &
+pids+=($!)
+wait_until keygate-echo "http://127.0.0.1:$echo_port/" "${pids[-1]}" "$run_dir/echo.log"
+
+"$envoy_bin" -c "$run_dir/envoy.yaml" --concurrency 2 --disable-hot-restart \
+  </dev/null >"$run_dir/envoy.log" 2>&1 &
+pids+=($!)
+wait_until "envoy admin" "http://127.0.0.1:$admin_port/ready" "${pids[-1]}" "$run_dir/envoy.log"
+# /healthz is a public route: a 200 means the filter is loaded and the upstream is reachable.
+wait_until "envoy listener" "http://127.0.0.1:$envoy_port/healthz" "${pids[-1]}" "$run_dir/envoy.log"
+
+cat >"$run_dir/commands.sh.new" <<EOF
+# Admin secret of the key service (kept in $run_dir/admin-secret):
+SECRET='$admin_secret'
+
+# 1. Create a key for tenant acme that may read orders. Its secret is shown only in this answer.
+RESP=\$(curl -s -X POST localhost:$keyservice_port/v1/keys -H "authorization: Bearer \$SECRET" -H 'content-type: application/json' -d '{"name":"demo","tenant":"acme","permissions":["orders:read"]}'); echo "\$RESP"
+
+# 2. Keep the key and its id (no jq needed):
+KEY=\$(printf '%s' "\$RESP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+KEY_ID=\$(printf '%s' "\$RESP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+# 3. Through Envoy with the key: 200. The upstream echoes what it got: the x-keygate-* identity
+#    headers, and no x-api-key.
+curl -s -i localhost:$envoy_port/orders/42 -H "x-api-key: \$KEY"; echo
+
+# 4. Without a key: 401.
+curl -s -i localhost:$envoy_port/orders/42; echo
+
+# 5. Revoke the key:
+curl -s -X POST localhost:$keyservice_port/v1/keys/\$KEY_ID/revoke -H "authorization: Bearer \$SECRET"; echo
+
+# 6. The filter may serve a key from its cache for up to 5 s (cache.ttl_secs in envoy/demo.yaml),
+#    so wait that long; then the revoked key gets 401.
+sleep 6; curl -s -i localhost:$envoy_port/orders/42 -H "x-api-key: \$KEY"; echo
+EOF
+
+cat <<EOF
+
+keygate demo is running (logs and state in $run_dir):
+  Envoy         http://localhost:$envoy_port   (admin http://localhost:$admin_port)
+  key service   http://localhost:$keyservice_port
+  upstream      http://localhost:$echo_port    (keygate-echo)
+
+Admin secret: $admin_secret
+
+Paste into another terminal (also in $run_dir/commands.sh):
+
+$(cat "$run_dir/commands.sh.new")
+
+Ctrl-C stops everything.
+EOF
+# Last, so whoever waits for commands.sh (the e2e test) finds the printout complete.
+mv "$run_dir/commands.sh.new" "$run_dir/commands.sh"
+
+# Runs until Ctrl-C, or until one of the processes dies. Polls rather than `wait -n`: the
+# services handle Ctrl-C themselves and exit 0, and bash would take that for a normal exit.
+while true; do
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "run-demo: process $pid exited; see the logs in $run_dir" >&2
+      exit 1
+    fi
+  done
+  sleep 0.5
+done

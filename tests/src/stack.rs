@@ -1,0 +1,428 @@
+//! [`Stack`]: one whole keygate deployment for one test. An echo upstream (in-process), the real
+//! `keygate-server`, and a real Envoy running `keygate.wasm` from the rendered `envoy/e2e.yaml`,
+//! all on ports of their own in 127.0.0.1. Dropping the stack stops everything; if the test is
+//! failing, the tails of the Envoy and key service logs are printed first.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::task::JoinSet;
+
+use crate::echo::{spawn_echo, EchoHandle, EchoedRequest};
+use crate::envoy::{tail, Envoy, StartOutcome};
+use crate::keyservice::{KeyService, FILTER_TOKEN};
+use crate::raw_http::{self, Reply};
+use crate::{artifacts, template};
+
+/// The Envoy cluster name of the key service in `envoy/e2e.yaml`.
+pub const KEYSERVICE_CLUSTER: &str = "keygate_keyservice";
+
+/// The two listeners of `envoy/e2e.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Envoy normalises the path first (`normalize_path`, `merge_slashes`, escaped slashes
+    /// rejected), as in production.
+    Main,
+    /// No path normalisation by Envoy: the filter's own path handling is all there is.
+    Raw,
+}
+
+impl Listener {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Main => "main",
+            Self::Raw => "raw",
+        }
+    }
+}
+
+/// The filter configuration the tests start from: the routes of the demo, the key service cluster
+/// of `envoy/e2e.yaml`, and usage reports rare enough not to show up in callout counts. The
+/// harness fills in `key_service.token`.
+pub fn base_filter_config() -> Value {
+    json!({
+        "key_service": {"cluster": KEYSERVICE_CLUSTER, "timeout_ms": 1000},
+        "cache": {"ttl_secs": 60, "negative_ttl_secs": 10},
+        "usage": {"report_interval_secs": 600},
+        "failure_mode": "closed",
+        "unmatched": "deny",
+        "routes": [
+            {"path": "/healthz", "public": true},
+            {"prefix": "/public/", "public": true},
+            {"methods": ["GET"], "path": "/orders/*", "permissions": ["orders:read"]},
+            {"methods": ["POST"], "path": "/orders", "permissions": ["orders:write"]},
+            {"prefix": "/admin/", "permissions": ["admin"]}
+        ]
+    })
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// The filter configuration; `key_service.token` and `key_service.cluster` are filled in when
+    /// absent.
+    pub filter_config: Value,
+    /// The Envoy config template (placeholders `KEYSERVICE_PORT`, `UPSTREAM_PORT`, `WASM_PATH`,
+    /// `FILTER_CONFIG`).
+    pub template: PathBuf,
+    /// Extra environment for `keygate-server`.
+    pub keyservice_env: Vec<(String, String)>,
+}
+
+impl StackOptions {
+    pub fn new(filter_config: Value) -> Self {
+        Self {
+            filter_config,
+            template: artifacts::e2e_template(),
+            keyservice_env: Vec::new(),
+        }
+    }
+
+    /// Envoy with no filter at all, straight to the upstream: tests the harness alone.
+    pub fn passthrough() -> Self {
+        Self {
+            template: artifacts::passthrough_template(),
+            ..Self::new(base_filter_config())
+        }
+    }
+}
+
+/// How [`Stack::try_start_with`] ended.
+pub enum Started {
+    Running(Box<Stack>),
+    /// Envoy exited before serving; `log` is all it wrote.
+    EnvoyRefused {
+        status: ExitStatus,
+        log: String,
+    },
+}
+
+/// A running deployment. See the module docs.
+pub struct Stack {
+    envoy: Envoy,
+    keyservice: KeyService,
+    echo: EchoHandle,
+    client: reqwest::Client,
+    config_path: PathBuf,
+    // Last: removed after the processes using it are gone.
+    dir: TempDir,
+}
+
+impl Stack {
+    /// Starts a stack with `filter_config` on `envoy/e2e.yaml`.
+    pub async fn start(filter_config: Value) -> Result<Self> {
+        Self::start_with(StackOptions::new(filter_config)).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> Result<Self> {
+        match Self::try_start_with(options).await? {
+            Started::Running(stack) => Ok(*stack),
+            Started::EnvoyRefused { status, log } => {
+                bail!(
+                    "Envoy exited at start-up ({status}); its log ends:\n{}",
+                    tail(&log, 40)
+                )
+            }
+        }
+    }
+
+    /// Like [`start_with`](Self::start_with), but Envoy refusing the config is an outcome, not an
+    /// error: for tests of bad filter configurations.
+    pub async fn try_start_with(options: StackOptions) -> Result<Started> {
+        let dir = tempfile::Builder::new().prefix("keygate-e2e-").tempdir()?;
+        let (echo_addr, echo) = spawn_echo().await.context("starting the echo upstream")?;
+        let keyservice = KeyService::start(dir.path(), options.keyservice_env.clone()).await?;
+        let config_path = render_config(&options, &dir, keyservice.addr(), echo_addr)?;
+        let envoy = match Envoy::try_start(&config_path, dir.path()).await? {
+            StartOutcome::Ready(envoy) => envoy,
+            StartOutcome::Exited { status, log } => {
+                return Ok(Started::EnvoyRefused { status, log })
+            }
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(15))
+            .build()?;
+        Ok(Started::Running(Box::new(Self {
+            envoy,
+            keyservice,
+            echo,
+            client,
+            config_path,
+            dir,
+        })))
+    }
+
+    pub fn envoy(&self) -> &Envoy {
+        &self.envoy
+    }
+
+    pub fn keyservice(&self) -> &KeyService {
+        &self.keyservice
+    }
+
+    /// The rendered Envoy config this stack runs.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// The bound address of `listener`.
+    pub fn addr(&self, listener: Listener) -> Result<SocketAddr> {
+        self.envoy.listener(listener.name())
+    }
+
+    /// `GET path` through the main listener with `headers`.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Reply> {
+        self.request(Method::GET, path, headers).await
+    }
+
+    /// A request through the main listener, sent with reqwest (the path is parsed as a URL, so
+    /// dot segments are resolved: use [`raw`](Self::raw) for path tricks).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
+        let url = format!("http://{}{path}", self.addr(Listener::Main)?);
+        send(&self.client, method, &url, headers).await
+    }
+
+    /// A request written byte for byte, through `listener`.
+    pub async fn raw(
+        &self,
+        listener: Listener,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
+        raw_http::send(self.addr(listener)?, method, path, headers).await
+    }
+
+    /// `n` concurrent `GET path` through the main listener, each on its own connection.
+    pub async fn get_many(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        n: usize,
+    ) -> Result<Vec<Reply>> {
+        let url = format!("http://{}{path}", self.addr(Listener::Main)?);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut requests = JoinSet::new();
+        for _ in 0..n {
+            // A client per request: one connection each, so the requests really are concurrent.
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(15))
+                .build()?;
+            let (url, headers) = (url.clone(), headers.clone());
+            requests.spawn(async move {
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                send(&client, Method::GET, &url, &headers).await
+            });
+        }
+        let mut replies = Vec::with_capacity(n);
+        while let Some(reply) = requests.join_next().await {
+            replies.push(reply??);
+        }
+        Ok(replies)
+    }
+
+    /// Every request the upstream received so far.
+    pub fn upstream_requests(&self) -> Vec<EchoedRequest> {
+        self.echo.requests()
+    }
+
+    /// Envoy counters and gauges by full name.
+    pub async fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        self.envoy.stats().await
+    }
+
+    /// The value of the stat whose name is `suffix` or ends with `.suffix` (custom Wasm metrics may
+    /// carry a prefix such as `wasmcustom.`), summed if several match; 0 if none exists yet.
+    pub async fn counter(&self, suffix: &str) -> Result<u64> {
+        let dotted = format!(".{suffix}");
+        Ok(self
+            .stats()
+            .await?
+            .into_iter()
+            .filter(|(name, _)| name == suffix || name.ends_with(&dotted))
+            .map(|(_, value)| value)
+            .sum())
+    }
+
+    /// Envoy's log so far.
+    pub fn envoy_log(&self) -> String {
+        self.envoy.log()
+    }
+
+    /// Admin `/ready` answers 200.
+    pub async fn envoy_ready(&self) -> bool {
+        self.envoy.is_ready().await
+    }
+
+    pub async fn create_key(&self, tenant: &str, permissions: &[&str]) -> Result<(String, String)> {
+        self.keyservice.create_key(tenant, permissions).await
+    }
+
+    pub async fn create_key_with(&self, body: Value) -> Result<Value> {
+        self.keyservice.create_key_with(body).await
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<()> {
+        self.keyservice.revoke(id).await
+    }
+
+    pub async fn usage(&self, id: &str) -> Result<Value> {
+        self.keyservice.usage(id).await
+    }
+
+    /// An admin call to the key service with the admin secret.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        self.keyservice.admin(method, path, body).await
+    }
+
+    /// Kills the key service; Envoy keeps running.
+    pub fn stop_keyservice(&mut self) -> Result<()> {
+        self.keyservice.stop()
+    }
+
+    /// Starts the key service again on the same port and database.
+    pub async fn start_keyservice(&mut self) -> Result<()> {
+        self.keyservice.start_again().await
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- envoy log ({}), last lines ---\n{}\n--- key service log, last lines ---\n{}\n--- (stack dir {}) ---",
+                self.envoy.log_path().display(),
+                tail(&self.envoy.log(), 60),
+                tail(&self.keyservice.log(), 30),
+                self.dir.path().display()
+            );
+        }
+    }
+}
+
+/// Renders `options.template` into `dir/envoy.yaml`.
+fn render_config(
+    options: &StackOptions,
+    dir: &TempDir,
+    keyservice: SocketAddr,
+    upstream: SocketAddr,
+) -> Result<PathBuf> {
+    let template_path = &options.template;
+    let text = std::fs::read_to_string(template_path)
+        .with_context(|| format!("reading {}", template_path.display()))?;
+    // Only ask for the .wasm when the template loads it, so the harness self-test runs without it.
+    let wasm = if text.contains("${WASM_PATH}") {
+        artifacts::filter_wasm()?.display().to_string()
+    } else {
+        String::new()
+    };
+    let filter_config = with_credentials(options.filter_config.clone());
+    // The filter configuration travels as a JSON string inside the YAML; a JSON string literal is
+    // also a valid YAML scalar.
+    let filter_config = serde_json::to_string(&serde_json::to_string(&filter_config)?)?;
+    let keyservice_port = keyservice.port().to_string();
+    let upstream_port = upstream.port().to_string();
+    let rendered = template::render(
+        &text,
+        &[
+            ("KEYSERVICE_PORT", &keyservice_port),
+            ("UPSTREAM_PORT", &upstream_port),
+            ("WASM_PATH", &wasm),
+            ("FILTER_CONFIG", &filter_config),
+        ],
+    )
+    .with_context(|| format!("rendering {}", template_path.display()))?;
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, rendered)?;
+    Ok(path)
+}
+
+/// Fills in `key_service.cluster` and `key_service.token` when the test left them out.
+fn with_credentials(mut config: Value) -> Value {
+    if let Some(key_service) = config
+        .as_object_mut()
+        .map(|c| c.entry("key_service").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+    {
+        key_service
+            .entry("cluster")
+            .or_insert_with(|| json!(KEYSERVICE_CLUSTER));
+        key_service
+            .entry("token")
+            .or_insert_with(|| json!(FILTER_TOKEN));
+    }
+    config
+}
+
+async fn send(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply> {
+    let mut request = client.request(method, url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("requesting {url}"))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response.text().await?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_filled_in_but_never_overwritten() {
+        let filled = with_credentials(json!({"routes": []}));
+        assert_eq!(filled["key_service"]["token"], FILTER_TOKEN);
+        assert_eq!(filled["key_service"]["cluster"], KEYSERVICE_CLUSTER);
+        let kept = with_credentials(json!({"key_service": {"token": "mine", "cluster": "c"}}));
+        assert_eq!(kept["key_service"]["token"], "mine");
+        assert_eq!(kept["key_service"]["cluster"], "c");
+    }
+}

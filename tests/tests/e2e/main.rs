@@ -1,0 +1,74 @@
+//! End-to-end tests: the real `keygate.wasm` in a real Envoy, the real `keygate-server`, the echo
+//! upstream. Each test starts a stack of its own, so they run in parallel. Needs `make build` and
+//! `make envoy` first (`make test` does both).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod config;
+mod demo;
+mod harness;
+mod paths;
+mod resilience;
+mod usage;
+
+use std::future::Future;
+use std::time::Duration;
+
+use keygate_e2e::Reply;
+use tokio::time::{sleep, Instant};
+
+/// `WWW-Authenticate` on every 401 and 403 starts with this.
+const CHALLENGE: &str = "Bearer realm=\"keygate\"";
+
+/// Asserts a 401 from the filter with `reason`, and that the body does not echo `credential`.
+fn assert_unauthorized(reply: &Reply, reason: &str, credential: Option<&str>) {
+    assert_eq!(
+        reply.status,
+        401,
+        "expected 401 {reason}, got {}",
+        reply.summary()
+    );
+    let json = reply.json();
+    assert_eq!(json["error"], "unauthorized", "{}", reply.summary());
+    assert_eq!(json["reason"], reason, "{}", reply.summary());
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with(CHALLENGE),
+        "WWW-Authenticate: {challenge:?}"
+    );
+    if let Some(credential) = credential {
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "WWW-Authenticate: {challenge:?}"
+        );
+        assert!(
+            !reply.body.contains(credential),
+            "the 401 body echoes the key: {}",
+            reply.body
+        );
+    }
+    assert!(
+        reply.upstream().is_none(),
+        "a 401 came from the upstream: {}",
+        reply.body
+    );
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
