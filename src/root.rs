@@ -111,9 +111,23 @@ impl Context for FilterRoot {
         &mut self,
         token: u32,
         _headers: usize,
-        _body: usize,
+        body: usize,
         _trailers: usize,
     ) {
+        if let Some(worker) = self.worker.clone() {
+            if let Some(index) = worker.fetch_owner(token) {
+                let now = match host::now_secs() {
+                    Ok(now) => now,
+                    Err(e) => return log::warn!("{e}"),
+                };
+                worker.on_fetch_response(index, body, now);
+                worker.settle_jwt_waiters(now);
+                if let Err(e) = host::set_effective_context(self.context_id) {
+                    log::warn!("{e}");
+                }
+                return;
+            }
+        }
         let Some((_, report)) = self.report_in_flight.take_if(|(t, _)| *t == token) else {
             return;
         };

@@ -78,6 +78,15 @@ pub fn extract(
             let Some(token) = bearer_token(value) else {
                 continue;
             };
+            // Envoy folds a repeated `Authorization` header into one value joined by commas;
+            // neither keys nor JWTs contain one, so a comma means two credentials.
+            if token.contains(',') {
+                push_unique(&mut strip.headers, name);
+                return Extracted {
+                    credential: Err(CredentialError::Ambiguous),
+                    strip,
+                };
+            }
             if sources.bearer && key::looks_like_api_key(token) {
                 found.push(Cow::Borrowed(token));
             } else if jwt_enabled {
@@ -428,6 +437,14 @@ mod tests {
             extract(&sources(), true, &headers, "/").credential,
             Err(CredentialError::Ambiguous)
         );
+    }
+
+    #[test]
+    fn authorization_headers_folded_by_envoy_are_ambiguous() {
+        let v = format!("Bearer {JWT},Bearer {JWT}x");
+        let x = extract(&sources(), true, &[h("authorization", &v)], "/");
+        assert_eq!(x.credential, Err(CredentialError::Ambiguous));
+        assert_eq!(x.strip.headers, ["authorization"]);
     }
 
     #[test]
