@@ -50,7 +50,7 @@ PY
   while IFS= read -r config; do
     plugin_configs=$((plugin_configs + 1))
     out="$work/istio-$plugin_configs.yaml"
-    scripts/render.py envoy/e2e.yaml "$out" KEYSERVICE_PORT=8080 UPSTREAM_PORT=8081 \
+    scripts/render.py envoy/e2e.yaml "$out" KEYSERVICE_PORT=8080 UPSTREAM_PORT=8081 IDP_PORT=8082 \
       WASM_PATH="$wasm" FILTER_CONFIG="$config"
     validate "$istio pluginConfig #$plugin_configs (in envoy/e2e.yaml)" "$out"
   done <"$work/plugin-configs"
@@ -68,7 +68,7 @@ shopt -s nullglob
 for template in envoy/*.yaml tests/fixtures/*.yaml bench/envoy/*.yaml; do
   out="$work/rendered.yaml"
   scripts/render.py "$template" "$out" LISTEN_PORT=10000 ADMIN_PORT=9901 KEYSERVICE_PORT=8080 \
-    UPSTREAM_PORT=8081 WASM_PATH="$wasm" FILTER_TOKEN=validate-token FILTER_CONFIG="$sample_config" \
+    UPSTREAM_PORT=8081 IDP_PORT=8082 WASM_PATH="$wasm" FILTER_TOKEN=validate-token FILTER_CONFIG="$sample_config" \
     HTTP_FILTERS="$router" CLUSTERS='[]'
   validate "$template" "$out"
 done

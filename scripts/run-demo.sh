@@ -48,6 +48,10 @@ secret_file() { # path
 admin_secret=$(secret_file "$run_dir/admin-secret")
 filter_token=$(secret_file "$run_dir/filter-token")
 
+# The `iss` of the key service's access tokens; envoy/demo.yaml's JWT provider names the same
+# (http://localhost:KEYSERVICE_PORT), and the two must agree exactly.
+issuer="http://localhost:$keyservice_port"
+
 python3 "$root/scripts/render.py" "$root/envoy/demo.yaml" "$run_dir/envoy.yaml" \
   LISTEN_PORT="$envoy_port" ADMIN_PORT="$admin_port" KEYSERVICE_PORT="$keyservice_port" \
   UPSTREAM_PORT="$echo_port" WASM_PATH="$(realpath "$wasm")" FILTER_TOKEN="$filter_token"
@@ -90,6 +94,7 @@ KEYGATE_LISTEN="127.0.0.1:$keyservice_port" \
   KEYGATE_DB_PATH="$run_dir/keygate.db" \
   KEYGATE_ADMIN_SECRET="$admin_secret" \
   KEYGATE_FILTER_TOKEN="$filter_token" \
+  KEYGATE_ISSUER="$issuer" \
   KEYGATE_LOOKUP_CACHE_TTL_SECS=5 \
   KEYGATE_NEGATIVE_CACHE_TTL_SECS=5 \
   "$server_bin" </dev/null >"$run_dir/keyservice.log" 2>&1 &
@@ -131,6 +136,23 @@ curl -s -X POST localhost:$keyservice_port/v1/keys/\$KEY_ID/revoke -H "authoriza
 # 6. The filter may serve a key from its cache for up to 5 s (cache.ttl_secs in envoy/demo.yaml),
 #    so wait that long; then the revoked key gets 401.
 sleep 6; curl -s -i localhost:$envoy_port/orders/42 -H "x-api-key: \$KEY"; echo
+
+# 7. Machine to machine: create an OAuth client for tenant acme that may read orders. Its secret is
+#    shown only in this answer.
+RESP=\$(curl -s -X POST localhost:$keyservice_port/v1/clients -H "authorization: Bearer \$SECRET" -H 'content-type: application/json' -d '{"name":"demo-client","tenant":"acme","permissions":["orders:read"]}'); echo "\$RESP"
+CLIENT_ID=\$(printf '%s' "\$RESP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+CLIENT_SECRET=\$(printf '%s' "\$RESP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
+
+# 8. Get an access token (client credentials grant, HTTP Basic) and keep it:
+RESP=\$(curl -s -u "\$CLIENT_ID:\$CLIENT_SECRET" -d grant_type=client_credentials localhost:$keyservice_port/oauth/token); echo "\$RESP"
+TOKEN=\$(printf '%s' "\$RESP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+# 9. Through Envoy with the token: 200. The upstream gets x-keygate-auth: jwt, the client id as
+#    x-keygate-subject, the tenant and permissions, and no Authorization header.
+curl -s -i localhost:$envoy_port/orders/42 -H "Authorization: Bearer \$TOKEN"; echo
+
+# 10. POST /orders needs orders:write, which the client lacks: 403.
+curl -s -i -X POST localhost:$envoy_port/orders -H "Authorization: Bearer \$TOKEN"; echo
 EOF
 
 cat <<EOF

@@ -1,6 +1,10 @@
 //! The real `keygate-server` binary, on a port of its own and a database in the test's temporary
-//! directory, plus a client for its admin API. It can be stopped and started again on the same
-//! port and database, to take the key service away from the filter.
+//! directory, plus a client for its admin API and its token endpoint. It can be stopped and started
+//! again on the same port and database, to take the key service away from the filter.
+//!
+//! It always runs with [`KEYSERVICE_ISSUER`] and [`KEYSERVICE_AUDIENCE`], so a filter
+//! configuration can name its tokens' issuer before the service has a port (as in production,
+//! where the issuer is the public URL, not the listen address).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -20,6 +24,12 @@ use crate::envoy::tail;
 pub const ADMIN_SECRET: &str = "e2e-admin-secret-7f3c9a1d5b2e4f6a8c0d1e2f3a4b5c6d";
 /// The token the filter presents to the key service in every test.
 pub const FILTER_TOKEN: &str = "e2e-filter-token-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// `iss` of the access tokens every test key service issues (`KEYGATE_ISSUER`).
+pub const KEYSERVICE_ISSUER: &str = "http://keyservice.keygate.test";
+/// `aud` of those tokens (`KEYGATE_TOKEN_AUDIENCE`).
+pub const KEYSERVICE_AUDIENCE: &str = "keygate";
+/// Where the key service publishes the keys that verify its tokens.
+pub const KEYSERVICE_JWKS_PATH: &str = "/.well-known/jwks.json";
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
@@ -68,6 +78,8 @@ impl KeyService {
             .env("KEYGATE_DB_PATH", &self.db_path)
             .env("KEYGATE_ADMIN_SECRET", ADMIN_SECRET)
             .env("KEYGATE_FILTER_TOKEN", FILTER_TOKEN)
+            .env("KEYGATE_ISSUER", KEYSERVICE_ISSUER)
+            .env("KEYGATE_TOKEN_AUDIENCE", KEYSERVICE_AUDIENCE)
             .env("NO_COLOR", "1")
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -189,6 +201,80 @@ impl KeyService {
         Ok(())
     }
 
+    /// `POST /v1/clients`: an active OAuth client for `tenant` holding `permissions`,
+    /// `(client_id, client_secret)`.
+    pub async fn create_client(
+        &self,
+        tenant: &str,
+        permissions: &[&str],
+    ) -> Result<(String, String)> {
+        let body = json!({"name": "e2e", "tenant": tenant, "permissions": permissions});
+        let (status, created) = self.admin(Method::POST, "/v1/clients", Some(body)).await?;
+        if status != 201 {
+            bail!("POST /v1/clients answered {status}: {created}");
+        }
+        match (
+            created["client_id"].as_str(),
+            created["client_secret"].as_str(),
+        ) {
+            (Some(id), Some(secret)) => Ok((id.to_owned(), secret.to_owned())),
+            _ => bail!("POST /v1/clients answer lacks client_id or client_secret: {created}"),
+        }
+    }
+
+    /// `POST /v1/clients/{id}/revoke`.
+    pub async fn revoke_client(&self, id: &str) -> Result<()> {
+        let (status, body) = self
+            .admin(Method::POST, &format!("/v1/clients/{id}/revoke"), None)
+            .await?;
+        if status != 200 {
+            bail!("revoking client {id} answered {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// `POST /oauth/token` with `grant_type=client_credentials` (and `scope` if given), the client
+    /// authenticating with HTTP Basic: status and JSON body, whatever they are.
+    pub async fn token_request(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let mut form = "grant_type=client_credentials".to_owned();
+        if let Some(scope) = scope {
+            form.push_str("&scope=");
+            form.push_str(&form_encode(scope));
+        }
+        let response = self
+            .client
+            .post(self.url("/oauth/token"))
+            .basic_auth(form_encode(client_id), Some(form_encode(client_secret)))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .context("calling the token endpoint")?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// An access token for the client (client credentials grant, HTTP Basic), narrowed to `scope`
+    /// if given; an error unless the token endpoint answers 200.
+    pub async fn token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&str>,
+    ) -> Result<String> {
+        let (status, body) = self.token_request(client_id, client_secret, scope).await?;
+        match body["access_token"].as_str() {
+            Some(token) if status == 200 => Ok(token.to_owned()),
+            _ => bail!("POST /oauth/token answered {status}: {body}"),
+        }
+    }
+
     /// `GET /v1/keys/{id}/usage`.
     pub async fn usage(&self, id: &str) -> Result<Value> {
         let (status, body) = self
@@ -207,9 +293,36 @@ impl Drop for KeyService {
     }
 }
 
+/// `application/x-www-form-urlencoded` encoding of one value (RFC 6749 section 2.3.1 asks for it
+/// inside HTTP Basic too): unreserved characters as they are, space as `+`, the rest `%XX`.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
 /// A port on 127.0.0.1 that was free a moment ago. The key service must be told its port up front
 /// (Envoy's cluster points at it, and a restart must come back on it).
 pub fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_encoded() {
+        assert_eq!(form_encode("orders:read admin"), "orders%3Aread+admin");
+        assert_eq!(form_encode("kgc_AZaz09-._~"), "kgc_AZaz09-._~");
+    }
 }

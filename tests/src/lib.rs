@@ -8,7 +8,9 @@
 //!
 //! - [`stack`]: [`Stack`], one key service + echo upstream + Envoy, and the client helpers tests use
 //! - [`envoy`]: starting, waiting for and validating an Envoy process; admin stats
-//! - [`keyservice`]: the `keygate-server` process and its admin API
+//! - [`keyservice`]: the `keygate-server` process, its admin API and its token endpoint
+//! - [`idp`]: an external identity provider stand-in (a JWKS server and the keys that sign its
+//!   tokens)
 //! - [`echo`]: the upstream that answers with what it received (also the `keygate-echo` binary)
 //! - [`template`]: the `${NAME}` placeholders of the Envoy configs under `envoy/`
 //! - [`artifacts`]: where the built binaries, the `.wasm` and Envoy are found
@@ -17,6 +19,7 @@
 pub mod artifacts;
 pub mod echo;
 pub mod envoy;
+pub mod idp;
 pub mod keyservice;
 pub mod raw_http;
 pub mod stack;
@@ -24,6 +27,10 @@ pub mod template;
 
 pub use echo::{spawn_echo, EchoHandle, EchoedRequest};
 pub use envoy::Envoy;
+pub use idp::{Idp, IdpKey};
 pub use keyservice::KeyService;
 pub use raw_http::Reply;
-pub use stack::{base_filter_config, Listener, Stack, StackOptions, Started};
+pub use stack::{
+    base_filter_config, idp_provider, jwt_filter_config, keyservice_provider, Listener, Stack,
+    StackOptions, Started,
+};

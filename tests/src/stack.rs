@@ -1,7 +1,8 @@
 //! [`Stack`]: one whole keygate deployment for one test. An echo upstream (in-process), the real
-//! `keygate-server`, and a real Envoy running `keygate.wasm` from the rendered `envoy/e2e.yaml`,
-//! all on ports of their own in 127.0.0.1. Dropping the stack stops everything; if the test is
-//! failing, the tails of the Envoy and key service logs are printed first.
+//! `keygate-server`, an external IdP stand-in (in-process, see [`crate::idp`]), and a real Envoy
+//! running `keygate.wasm` from the rendered `envoy/e2e.yaml`, all on ports of their own in
+//! 127.0.0.1. Dropping the stack stops everything; if the test is failing, the tails of the Envoy
+//! and key service logs are printed first.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,12 +18,23 @@ use tokio::task::JoinSet;
 
 use crate::echo::{spawn_echo, EchoHandle, EchoedRequest};
 use crate::envoy::{tail, Envoy, StartOutcome};
-use crate::keyservice::{KeyService, FILTER_TOKEN};
+use crate::idp::{Idp, IdpKey, IDP_AUDIENCE, IDP_ISSUER, IDP_JWKS_PATH, IDP_TENANT_CLAIM};
+use crate::keyservice::{
+    KeyService, FILTER_TOKEN, KEYSERVICE_AUDIENCE, KEYSERVICE_ISSUER, KEYSERVICE_JWKS_PATH,
+};
 use crate::raw_http::{self, Reply};
 use crate::{artifacts, template};
 
 /// The Envoy cluster name of the key service in `envoy/e2e.yaml`.
 pub const KEYSERVICE_CLUSTER: &str = "keygate_keyservice";
+/// The Envoy cluster of the IdP stand-in in `envoy/e2e.yaml`.
+pub const IDP_CLUSTER: &str = "keygate_idp";
+/// The provider name of the key service's tokens in [`keyservice_provider`].
+pub const KEYSERVICE_PROVIDER: &str = "keygate";
+/// The provider name of the IdP stand-in's tokens in [`idp_provider`].
+pub const IDP_PROVIDER: &str = "idp";
+/// The `kid` of the key the IdP stand-in publishes and signs with from the start.
+pub const IDP_FIRST_KID: &str = "idp-key-1";
 
 /// The two listeners of `envoy/e2e.yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,17 +75,52 @@ pub fn base_filter_config() -> Value {
     })
 }
 
+/// The JWT provider for the key service's own access tokens: its issuer and audience, its JWKS
+/// fetched through the key service cluster, the tenant from the `tenant` claim.
+pub fn keyservice_provider() -> Value {
+    json!({
+        "name": KEYSERVICE_PROVIDER,
+        "issuer": KEYSERVICE_ISSUER,
+        "audiences": [KEYSERVICE_AUDIENCE],
+        "jwks": {"remote": {"cluster": KEYSERVICE_CLUSTER, "path": KEYSERVICE_JWKS_PATH}},
+        "tenant_claim": "tenant"
+    })
+}
+
+/// The JWT provider for the IdP stand-in: its JWKS fetched through [`IDP_CLUSTER`], the tenant
+/// from [`IDP_TENANT_CLAIM`]. Refresh and refetch intervals are the defaults; tests that rotate
+/// keys shorten them.
+pub fn idp_provider() -> Value {
+    json!({
+        "name": IDP_PROVIDER,
+        "issuer": IDP_ISSUER,
+        "audiences": [IDP_AUDIENCE],
+        "jwks": {"remote": {"cluster": IDP_CLUSTER, "path": IDP_JWKS_PATH}},
+        "tenant_claim": IDP_TENANT_CLAIM
+    })
+}
+
+/// [`base_filter_config`] accepting JWTs from both [`keyservice_provider`] and [`idp_provider`].
+pub fn jwt_filter_config() -> Value {
+    let mut config = base_filter_config();
+    config["jwt"] = json!({"providers": [keyservice_provider(), idp_provider()]});
+    config
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     /// The filter configuration; `key_service.token` and `key_service.cluster` are filled in when
     /// absent.
     pub filter_config: Value,
-    /// The Envoy config template (placeholders `KEYSERVICE_PORT`, `UPSTREAM_PORT`, `WASM_PATH`,
-    /// `FILTER_CONFIG`).
+    /// The Envoy config template (placeholders `KEYSERVICE_PORT`, `UPSTREAM_PORT`, `IDP_PORT`,
+    /// `WASM_PATH`, `FILTER_CONFIG`).
     pub template: PathBuf,
     /// Extra environment for `keygate-server`.
     pub keyservice_env: Vec<(String, String)>,
+    /// The IdP stand-in holds its JWKS answers from the start, so the filter has no keys for its
+    /// provider until the test calls [`Idp::release`].
+    pub hold_idp_jwks: bool,
 }
 
 impl StackOptions {
@@ -82,6 +129,7 @@ impl StackOptions {
             filter_config,
             template: artifacts::e2e_template(),
             keyservice_env: Vec::new(),
+            hold_idp_jwks: false,
         }
     }
 
@@ -109,6 +157,8 @@ pub struct Stack {
     envoy: Envoy,
     keyservice: KeyService,
     echo: EchoHandle,
+    idp: Idp,
+    idp_key: IdpKey,
     client: reqwest::Client,
     config_path: PathBuf,
     // Last: removed after the processes using it are gone.
@@ -139,7 +189,19 @@ impl Stack {
         let dir = tempfile::Builder::new().prefix("keygate-e2e-").tempdir()?;
         let (echo_addr, echo) = spawn_echo().await.context("starting the echo upstream")?;
         let keyservice = KeyService::start(dir.path(), options.keyservice_env.clone()).await?;
-        let config_path = render_config(&options, &dir, keyservice.addr(), echo_addr)?;
+        // The IdP publishes its first key before Envoy starts, so the first fetch finds it.
+        let idp = Idp::start().await.context("starting the IdP stand-in")?;
+        let idp_key = IdpKey::generate(IDP_FIRST_KID)?;
+        idp.publish(&[&idp_key]);
+        if options.hold_idp_jwks {
+            idp.hold();
+        }
+        let ports = Ports {
+            keyservice: keyservice.addr(),
+            upstream: echo_addr,
+            idp: idp.addr(),
+        };
+        let config_path = render_config(&options, &dir, &ports)?;
         let envoy = match Envoy::try_start(&config_path, dir.path()).await? {
             StartOutcome::Ready(envoy) => envoy,
             StartOutcome::Exited { status, log } => {
@@ -154,6 +216,8 @@ impl Stack {
             envoy,
             keyservice,
             echo,
+            idp,
+            idp_key,
             client,
             config_path,
             dir,
@@ -300,6 +364,61 @@ impl Stack {
         self.keyservice.admin(method, path, body).await
     }
 
+    /// `POST /v1/clients`: `(client_id, client_secret)` of a new client.
+    pub async fn create_client(
+        &self,
+        tenant: &str,
+        permissions: &[&str],
+    ) -> Result<(String, String)> {
+        self.keyservice.create_client(tenant, permissions).await
+    }
+
+    pub async fn revoke_client(&self, id: &str) -> Result<()> {
+        self.keyservice.revoke_client(id).await
+    }
+
+    /// An access token from the key service's token endpoint (client credentials, HTTP Basic).
+    pub async fn token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&str>,
+    ) -> Result<String> {
+        self.keyservice.token(client_id, client_secret, scope).await
+    }
+
+    /// A token request whatever its outcome: status and JSON body.
+    pub async fn token_request(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        self.keyservice
+            .token_request(client_id, client_secret, scope)
+            .await
+    }
+
+    /// The IdP stand-in: change its JWKS with [`Idp::publish`].
+    pub fn idp(&self) -> &Idp {
+        &self.idp
+    }
+
+    /// The key the IdP stand-in published at start ([`IDP_FIRST_KID`]).
+    pub fn idp_key(&self) -> &IdpKey {
+        &self.idp_key
+    }
+
+    /// Takes the IdP stand-in away: its port refuses connections.
+    pub async fn stop_idp(&mut self) {
+        self.idp.stop().await;
+    }
+
+    /// Brings the IdP stand-in back on the same port, with the same JWKS.
+    pub async fn start_idp(&mut self) -> Result<()> {
+        self.idp.start_again().await
+    }
+
     /// Kills the key service; Envoy keeps running.
     pub fn stop_keyservice(&mut self) -> Result<()> {
         self.keyservice.stop()
@@ -325,13 +444,15 @@ impl Drop for Stack {
     }
 }
 
-/// Renders `options.template` into `dir/envoy.yaml`.
-fn render_config(
-    options: &StackOptions,
-    dir: &TempDir,
+/// Where the stack's own services listen, for the Envoy config.
+struct Ports {
     keyservice: SocketAddr,
     upstream: SocketAddr,
-) -> Result<PathBuf> {
+    idp: SocketAddr,
+}
+
+/// Renders `options.template` into `dir/envoy.yaml`.
+fn render_config(options: &StackOptions, dir: &TempDir, ports: &Ports) -> Result<PathBuf> {
     let template_path = &options.template;
     let text = std::fs::read_to_string(template_path)
         .with_context(|| format!("reading {}", template_path.display()))?;
@@ -345,13 +466,15 @@ fn render_config(
     // The filter configuration travels as a JSON string inside the YAML; a JSON string literal is
     // also a valid YAML scalar.
     let filter_config = serde_json::to_string(&serde_json::to_string(&filter_config)?)?;
-    let keyservice_port = keyservice.port().to_string();
-    let upstream_port = upstream.port().to_string();
+    let keyservice_port = ports.keyservice.port().to_string();
+    let upstream_port = ports.upstream.port().to_string();
+    let idp_port = ports.idp.port().to_string();
     let rendered = template::render(
         &text,
         &[
             ("KEYSERVICE_PORT", &keyservice_port),
             ("UPSTREAM_PORT", &upstream_port),
+            ("IDP_PORT", &idp_port),
             ("WASM_PATH", &wasm),
             ("FILTER_CONFIG", &filter_config),
         ],

@@ -102,9 +102,32 @@ async fn demo_commands_work_as_printed() -> anyhow::Result<()> {
         "output:\n{out}\nstderr:\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert_eq!(statuses, ["200", "401", "401"], "{context}");
+    // Key: allowed, no key, revoked. Token: allowed, missing permission.
+    assert_eq!(statuses, ["200", "401", "401", "200", "403"], "{context}");
     assert!(out.contains(r#""x-keygate-tenant":"acme""#), "{context}");
     assert!(out.contains(r#""status":"revoked""#), "{context}");
+
+    // The token's call reached the upstream as the client, without the token.
+    let client_id = out
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|json| json["client_id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no client was created; {context}"));
+    for identity in [
+        r#""x-keygate-auth":"jwt""#.to_owned(),
+        r#""x-keygate-provider":"keygate""#.to_owned(),
+        format!(r#""x-keygate-subject":"{client_id}""#),
+    ] {
+        assert!(out.contains(&identity), "no {identity} upstream; {context}");
+    }
+    assert!(
+        !out.contains(r#""authorization":"#),
+        "the token reached the upstream; {context}"
+    );
+    assert!(
+        out.contains(r#""missing_permissions":["orders:write"]"#),
+        "{context}"
+    );
 
     // Ctrl-C (here: SIGTERM, which the script treats alike) stops every process it started.
     let status = demo.terminate();

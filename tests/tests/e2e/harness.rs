@@ -6,6 +6,7 @@ use std::time::Duration;
 use keygate_core::key::ApiKey;
 use keygate_e2e::{spawn_echo, Envoy, Listener, Stack, StackOptions};
 use reqwest::Method;
+use serde_json::json;
 
 #[tokio::test]
 async fn echo_upstream_answers_with_what_it_received() -> anyhow::Result<()> {
@@ -77,6 +78,20 @@ async fn harness_runs_a_whole_stack_without_the_filter() -> anyhow::Result<()> {
         "{view}"
     );
     assert_eq!(stack.usage(&id).await?["total"], 0);
+
+    // Its token endpoint: a client, a token, a narrowed token, and no token once revoked.
+    let (client_id, client_secret) = stack.create_client("acme", &["orders:read", "x"]).await?;
+    let token = stack.token(&client_id, &client_secret, None).await?;
+    assert_eq!(token.split('.').count(), 3, "not a compact JWT: {token}");
+    let (status, narrowed) = stack
+        .token_request(&client_id, &client_secret, Some("orders:read"))
+        .await?;
+    assert_eq!((status, &narrowed["scope"]), (200, &json!("orders:read")));
+    stack.revoke_client(&client_id).await?;
+    let (status, _) = stack
+        .token_request(&client_id, &client_secret, None)
+        .await?;
+    assert_eq!(status, 401, "a revoked client got a token");
 
     // Stop and start the key service: same port, same database.
     stack.stop_keyservice()?;

@@ -7,6 +7,7 @@ mod auth;
 mod config;
 mod demo;
 mod harness;
+mod jwt;
 mod paths;
 mod resilience;
 mod usage;
