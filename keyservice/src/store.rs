@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use keygate_core::key::KeyHash;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::Connection;
 use time::OffsetDateTime;
 
 use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
@@ -245,6 +247,25 @@ pub struct KeyStore {
     pool: SqlitePool,
 }
 
+/// Keeps a pooled connection only if it is out of any transaction.
+///
+/// On SQLITE_FULL or an I/O error SQLite may roll a transaction back by itself. sqlx does not see
+/// that: its queued `ROLLBACK` then fails ("no transaction is active") and the connection keeps
+/// counting an open transaction, so every later `BEGIN IMMEDIATE` on it is refused. A trivial
+/// query first lets a rollback still queued from a dropped transaction run; a connection that still
+/// claims a transaction after that is discarded, and the pool opens a fresh one.
+async fn discard_if_stuck_in_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("discarding a database connection left in a failed transaction");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 impl KeyStore {
     /// Opens (creating if needed) the database at `path`, creating missing parent folders, and
     /// brings the schema up to date.
@@ -265,6 +286,7 @@ impl KeyStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .before_acquire(|conn, _| Box::pin(discard_if_stuck_in_transaction(conn)))
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {

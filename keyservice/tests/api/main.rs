@@ -8,6 +8,7 @@ mod check;
 mod clients;
 mod discovery;
 mod errors;
+mod full_disk;
 mod health;
 mod helpers;
 mod keys;
