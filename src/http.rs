@@ -50,7 +50,9 @@ impl RequestFilter {
 
     fn on_request(&mut self) -> HostResult<Action> {
         let headers = host::request_headers()?;
-        let cfg = &self.worker.config;
+        // A local handle, so the plan can borrow the config while `self` records a lookup.
+        let worker = Rc::clone(&self.worker);
+        let cfg = &worker.config;
         for name in decision::spoofed_headers(cfg, &headers) {
             host::remove_request_header(name)?;
         }
@@ -72,44 +74,38 @@ impl RequestFilter {
             route_name: route_name.as_deref(),
         };
         match decision::plan(cfg, &view) {
-            Plan::Deny(denial) => deny(&self.worker, &denial),
+            Plan::Deny(denial) => deny(&worker, &denial),
             Plan::Forward(strip) => {
                 apply_strip(&strip)?;
-                self.worker.metrics.public();
+                worker.metrics.public();
                 Ok(Action::Continue)
             }
             Plan::CheckKey {
                 hash,
                 required,
                 strip,
-            } => {
-                let required = required.to_vec();
-                self.check_key(hash, required, strip)
-            }
+            } => self.check_key(&worker, hash, required, strip),
             Plan::CheckJwt {
                 token,
                 hash,
                 required,
                 strip,
-            } => {
-                let required = required.to_vec();
-                self.check_jwt(token, hash, required, strip)
-            }
+            } => self.check_jwt(&worker, token, hash, required, strip),
         }
     }
 
     fn check_key(
         &mut self,
+        worker: &Worker,
         hash: KeyHash,
-        required: Vec<Permission>,
+        required: &[Permission],
         strip: Strip,
     ) -> HostResult<Action> {
-        let worker = Rc::clone(&self.worker);
         let now = host::now_secs()?;
         if let Some(answer) = worker.cache_get(&worker.key_layout, &hash, now) {
             worker.metrics.inc(worker.metrics.cache_hit);
-            let verdict = decision::judge(&worker.config, &answer, &required);
-            return carry_out(&worker, verdict, &strip, now);
+            let verdict = decision::judge(&worker.config, &answer, required);
+            return carry_out(worker, verdict, &strip, now);
         }
         worker.metrics.inc(worker.metrics.cache_miss);
 
@@ -121,7 +117,7 @@ impl RequestFilter {
                 Some(p) => {
                     p.waiters.push(Waiter {
                         context_id: self.context_id,
-                        required,
+                        required: required.to_vec(),
                         strip,
                     });
                     drop(pending);
@@ -133,9 +129,9 @@ impl RequestFilter {
         };
         if in_flight >= worker.config.key_service.max_pending_lookups {
             log::warn!("too many lookups in flight; answering 503");
-            return carry_out(&worker, decision::unavailable(&worker.config), &strip, now);
+            return carry_out(worker, decision::unavailable(&worker.config), &strip, now);
         }
-        match dispatch_lookup(&worker, &hash) {
+        match dispatch_lookup(worker, &hash) {
             Ok(token) => {
                 worker.metrics.inc(worker.metrics.callout);
                 worker.pending.borrow_mut().insert(
@@ -148,7 +144,7 @@ impl RequestFilter {
                 self.lookup = Some(OwnLookup {
                     token,
                     hash,
-                    required,
+                    required: required.to_vec(),
                     strip,
                 });
                 Ok(Action::Pause)
@@ -156,19 +152,19 @@ impl RequestFilter {
             Err(e) => {
                 log::warn!("lookup for key {} not sent: {e}", hash.short());
                 worker.metrics.inc(worker.metrics.callout_failure);
-                carry_out(&worker, decision::unavailable(&worker.config), &strip, now)
+                carry_out(worker, decision::unavailable(&worker.config), &strip, now)
             }
         }
     }
 
     fn check_jwt(
         &mut self,
+        worker: &Worker,
         token: String,
         hash: KeyHash,
-        required: Vec<Permission>,
+        required: &[Permission],
         strip: Strip,
     ) -> HostResult<Action> {
-        let worker = Rc::clone(&self.worker);
         let now = host::now_secs()?;
         if let Some(answer) = worker.cache_get(&worker.token_layout, &hash, now) {
             worker.metrics.inc(worker.metrics.jwt_cache_hit);
@@ -188,23 +184,23 @@ impl RequestFilter {
                 Some(i) => worker.strip_for(i, strip),
                 None => strip,
             };
-            let verdict = decision::judge(&worker.config, &answer, &required);
-            return carry_out(&worker, verdict, &strip, now);
+            let verdict = decision::judge(&worker.config, &answer, required);
+            return carry_out(worker, verdict, &strip, now);
         }
         let provider =
             jwt::peek_issuer(&token).and_then(|iss| worker.config.jwt.provider_for(&iss));
         let Some((index, provider)) = provider else {
-            return carry_out(&worker, crate::jwt::unknown_issuer(), &strip, now);
+            return carry_out(worker, crate::jwt::unknown_issuer(), &strip, now);
         };
         // Verified, rejected, or parked until the provider's keys (re)arrive.
         match worker.verify_jwt(index, &token, now) {
             JwtCheck::Verified(v) => {
-                let verdict = worker.accept_token(&hash, v, &required, now);
-                return carry_out(&worker, verdict, &worker.strip_for(index, strip), now);
+                let verdict = worker.accept_token(&hash, v, required, now);
+                return carry_out(worker, verdict, &worker.strip_for(index, strip), now);
             }
             JwtCheck::Rejected(JwtError::UnknownKid) if worker.request_refetch(index, now) => {}
             JwtCheck::Rejected(e) => {
-                return carry_out(&worker, worker.reject_token(&e), &strip, now);
+                return carry_out(worker, worker.reject_token(&e), &strip, now);
             }
             JwtCheck::NoKeys => {}
         }
@@ -217,7 +213,7 @@ impl RequestFilter {
             provider: index,
             token,
             hash,
-            required,
+            required: required.to_vec(),
             strip,
             deadline: now + timeout + JWKS_WAIT_GRACE_SECS,
             seen_generation: worker.keys_generation(index),
