@@ -18,7 +18,7 @@ ENSURE_WASM_TARGET := rustup target list --installed | grep -x '$(WASM_TARGET)' 
 # The e2e tests and scripts find Envoy here unless told otherwise.
 export ENVOY_BIN ?= $(CURDIR)/$(ENVOY)
 
-.PHONY: help wasm envoy build test lint run
+.PHONY: help wasm envoy build test lint run bench
 
 help:
 	@echo 'make wasm    build the filter: target/$(WASM_TARGET)/release/keygate.wasm'
@@ -28,6 +28,8 @@ help:
 	@echo '             config under envoy/ with `envoy --mode validate`'
 	@echo 'make lint    cargo fmt --check; clippy -D warnings natively and for $(WASM_TARGET)'
 	@echo 'make run     start the demo (key service, echo upstream, Envoy) and print curl commands'
+	@echo 'make bench   keygate beside Envoy alone, a no-op Wasm filter, api_key_auth, jwt_authn and'
+	@echo '             ext_authz, in one run; report in bench/results/latest.md (BENCH_QUICK=1: short)'
 
 wasm:
 	@$(ENSURE_WASM_TARGET)
@@ -58,3 +60,7 @@ lint:
 
 run: envoy build
 	scripts/run-demo.sh
+
+# Installs what it needs itself (wrk, Envoy, the wasm target) and builds in release mode.
+bench:
+	bench/run.sh

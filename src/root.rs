@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use keygate_core::config::FilterConfig;
 use keygate_core::decision;
+use keygate_core::usage::MAX_REPORT_ENTRIES;
 use keygate_core::wire::UsageReport;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -70,7 +71,11 @@ impl FilterRoot {
     }
 
     fn report_usage(&mut self, worker: &Worker, interval: Duration, now: u64) {
-        if self.report_in_flight.is_some() || now < self.last_report + interval.as_secs() {
+        // Reports are bounded batches: while more keys wait than one batch holds, the next batch
+        // goes at the next tick instead of after a whole interval.
+        let backlog = worker.usage.borrow().len() > MAX_REPORT_ENTRIES;
+        let due = now >= self.last_report + interval.as_secs();
+        if self.report_in_flight.is_some() || !(due || backlog) {
             return;
         }
         let report = {
@@ -132,9 +137,19 @@ impl Context for FilterRoot {
             return;
         };
         let status = host::call_response_status().ok().flatten();
-        if !matches!(status, Some(200..=299)) {
-            log::warn!("usage report failed: status {status:?}; will retry");
-            if let Some(worker) = &self.worker {
+        let Some(worker) = &self.worker else { return };
+        match status {
+            Some(200..=299) => {}
+            // Refused as it is (too large, malformed): sending it again cannot help.
+            Some(code @ 400..=499) if code != 408 && code != 429 => {
+                log::warn!(
+                    "usage report of {} keys refused: status {code}; dropped",
+                    report.entries.len()
+                );
+                worker.metrics.inc(worker.metrics.usage_report_failure);
+            }
+            _ => {
+                log::warn!("usage report failed: status {status:?}; will retry");
                 worker.metrics.inc(worker.metrics.usage_report_failure);
                 worker.usage.borrow_mut().restore(report);
             }

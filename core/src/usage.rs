@@ -14,6 +14,8 @@ pub struct UsageBook {
 
 /// Distinct keys held between reports; requests of further keys are counted in `dropped`.
 pub const MAX_KEYS: usize = 100_000;
+/// Entries in one report: about 30 KB of JSON, well under the key service's 64 KiB body limit.
+pub const MAX_REPORT_ENTRIES: usize = 400;
 
 impl UsageBook {
     /// Counts one request by `key_id` at `now` (unix seconds).
@@ -36,20 +38,33 @@ impl UsageBook {
         self.counts.is_empty()
     }
 
+    /// Distinct keys waiting to be reported.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
     /// Requests not counted because the book was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    /// Takes everything counted so far as a report, leaving the book empty.
+    /// Takes up to [`MAX_REPORT_ENTRIES`] keys' counts as one report; the rest wait for the next.
     pub fn drain(&mut self) -> UsageReport {
-        let mut entries: Vec<UsageEntry> = self
+        let taken: Vec<String> = self
             .counts
-            .drain()
-            .map(|(key_id, (count, last_used))| UsageEntry {
-                key_id,
-                count,
-                last_used,
+            .keys()
+            .take(MAX_REPORT_ENTRIES)
+            .cloned()
+            .collect();
+        let mut entries: Vec<UsageEntry> = taken
+            .into_iter()
+            .filter_map(|key_id| {
+                let (count, last_used) = self.counts.remove(&key_id)?;
+                Some(UsageEntry {
+                    key_id,
+                    count,
+                    last_used,
+                })
             })
             .collect();
         entries.sort_by(|a, b| a.key_id.cmp(&b.key_id));
@@ -111,12 +126,29 @@ mod tests {
     }
 
     #[test]
+    fn reports_are_split_into_bounded_batches() {
+        let mut book = UsageBook::default();
+        for i in 0..MAX_REPORT_ENTRIES * 2 + 5 {
+            book.record(&format!("key_{i:016x}"), 1);
+        }
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| (!book.is_empty()).then(|| book.drain().entries.len())).collect();
+        assert_eq!(sizes, [MAX_REPORT_ENTRIES, MAX_REPORT_ENTRIES, 5]);
+        let mut full = UsageBook::default();
+        for i in 0..MAX_REPORT_ENTRIES {
+            full.record(&format!("key_{i:016x}"), u64::MAX / 2);
+        }
+        let json = serde_json::to_vec(&full.drain()).unwrap_or_default();
+        assert!(json.len() < 48 * 1024, "{} bytes", json.len());
+    }
+
+    #[test]
     fn book_is_bounded() {
         let mut book = UsageBook::default();
         for i in 0..MAX_KEYS + 10 {
             book.record(&i.to_string(), 1);
         }
         assert_eq!(book.dropped(), 10);
-        assert_eq!(book.drain().entries.len(), MAX_KEYS);
+        assert_eq!(book.len(), MAX_KEYS);
     }
 }
