@@ -1,0 +1,313 @@
+"""The markdown report of bench/bench.py: the table, the targets, and the sections after it."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Callable
+
+import rows as R
+
+NATIVE_LABELS = [
+    ("api_key/parse", "`ApiKey::parse` (format and checksum: one SHA-256)"),
+    ("api_key/hash_and_find", "API key hit: `KeyHash::of` + `cache::find` (4-entry bucket)"),
+    ("cache/find", "`cache::find` alone (target last of 4, answer decoded)"),
+    ("cache/insert", "`cache::insert` into a full bucket (miss path)"),
+    ("decision/plan", "`decision::plan` (path, route, credential, hash), 10 rules"),
+    ("decision/judge", "`decision::judge` (permissions, identity headers)"),
+    ("route_lookup/10", "`normalize_path` + `RouteTable::lookup`, 10 rules"),
+    ("route_lookup/100", "same, 100 rules"),
+    ("route_lookup/1000", "same, 1,000 rules"),
+    ("jwt_verify/EdDSA", "`jwt::verify` EdDSA (Ed25519)"),
+    ("jwt_verify/ES256", "`jwt::verify` ES256 (P-256)"),
+    ("jwt_verify/RS256", "`jwt::verify` RS256 (RSA 2048)"),
+    ("jwt/cache_hit", "JWT hit: `KeyHash::of(token)` + `cache::find`"),
+]
+
+
+def med(values) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def summary(row: R.Row) -> dict:
+    runs = row.runs
+    rps = [m["rps"] for m in runs]
+    mid = med(rps)
+    return {
+        "rps": mid,
+        "spread": (max(rps) - min(rps)) / 2 / mid * 100 if len(rps) > 1 and mid else 0.0,
+        "p50_ms": med(m["p50_ms"] for m in runs),
+        "p99_ms": med(m["p99_ms"] for m in runs),
+        "errors": sum(m["errors"] for m in runs),
+        "cpu_us": med(m["cpu_us"] for m in runs),
+        "envoy_util": med(m["envoy_util"] for m in runs),
+        "wrk_util": med(m["wrk_util"] for m in runs),
+        "other_util": med(max(m["other_util"], m.get("other_load_util", 0.0)) for m in runs),
+        "ks_us": med(m["ks_us"] for m in runs) if row.keyservice else None,
+        "path_share": med(m.get("path_share") for m in runs) if row.expect else None,
+    }
+
+
+def pairwise(paired: dict, a: str, b: str, f: Callable[[dict, dict], float]) -> float:
+    return med(f(x, y) for x, y in zip(paired[a], paired[b]))
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases, wall,
+           usage_statuses=None, envoy_rss=None) -> str:
+    sums = {r.key: summary(r) for r in rows}
+    base = sums["baseline"]
+    out: list[str] = []
+    w = out.append
+
+    w(f"# keygate benchmark ({'quick' if s.quick else 'full'} run)\n")
+    w(f"Envoy {info['envoy']}; keygate {info['git']} (keygate.wasm {info.get('wasm', '?')}); "
+      f"{info['rustc']}. "
+      f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']}, Linux {info['kernel']}; "
+      f"load average {info['loadavg_start']} at start, {info['loadavg_end']} at end. "
+      f"Wall time {wall / 60:.1f} min.\n")
+    w(f"Each row is one Envoy (`--concurrency 1`, pinned to CPU 0) answering `GET {R.PATH}` "
+      "itself (`direct_response`), with only the row's filter in front. wrk (`-t1 "
+      f"-c{s.connections}`, `--latency`) and, for rows 4 and 9, the key service share CPU 1. "
+      f"{s.rounds} round(s) of {s.seconds} s per row (after a {s.warmup} s warm-up), "
+      "interleaved round-robin; medians shown. CPU is Envoy's own user+system time from "
+      "/proc/<pid>/stat over the run, per completed request.\n")
+
+    w("| # | row | req/s | ± | × baseline | p50 ms | p99 ms | errors | Envoy CPU µs/req "
+      "| Δ µs vs baseline | Envoy CPU | wrk CPU | key service µs/req | other work "
+      "| path check |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        m = sums[r.key]
+        path = "-"
+        if r.expect:
+            path = f"{r.expect[0]} {m['path_share']:.2f}/req"
+        ks = "" if m["ks_us"] is None else f"{m['ks_us']:.1f}"
+        w(f"| {r.number} | {r.label} | {fmt_int(m['rps'])} | {m['spread']:.0f}% "
+          f"| {m['rps'] / base['rps']:.2f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['errors']} "
+          f"| {m['cpu_us']:.1f} | {m['cpu_us'] - base['cpu_us']:+.1f} "
+          f"| {m['envoy_util'] * 100:.0f}% | {m['wrk_util'] * 100:.0f}% "
+          f"| {ks} | {m['other_util'] * 100:.0f}% | {path} |")
+    w("")
+    w("± is half the range of the rounds' req/s, relative to the median. \"Envoy CPU\" below "
+      "~95% means Envoy was not the bottleneck (the client, the key service on CPU 1, or other "
+      "load on the machine was); \"other work\" is how much of CPU 0 or CPU 1 (the busier) other "
+      "processes used during the run (a run above 10% is run again, within a budget; "
+      f"{info.get('retries', 0)} reruns this time; before each window the run also waits for "
+      f"both CPUs to be free of other work, {info.get('quiet_waited', 0)} s in all). \"path check\" is how much the named keygate "
+      "counter rose per request (1.00: every request took that path). Rows 7 and 8 (Envoy's native filters) check no per-route "
+      "permissions; keygate and ext_authz (row 9, sent `x-keygate-required-permissions: "
+      "orders:read`) do.\n")
+
+    # ---- targets ----------------------------------------------------------------------------
+    def pr(a, b, f):
+        return pairwise(paired, a, b, f)
+
+    ratio = lambda x, y: x["rps"] / y["rps"]  # noqa: E731
+    cpu_diff = lambda x, y: x["cpu_us"] - y["cpu_us"]  # noqa: E731
+    p99_diff = lambda x, y: x["p99_ms"] - y["p99_ms"]  # noqa: E731
+    p50_diff = lambda x, y: x["p50_ms"] - y["p50_ms"]  # noqa: E731
+    hit = sums["kg-key-hit"]
+    targets: list[tuple[str, str, bool]] = []
+    r_base = pr("kg-key-hit", "baseline", ratio)
+    targets.append(("API key cache hit (row 3) ≥ 0.85× baseline req/s",
+                    f"{r_base:.2f}× paired ({hit['rps'] / base['rps']:.2f}× in the table)",
+                    r_base >= 0.85))
+    r_noop = pr("kg-key-hit", "noop", ratio)
+    targets.append(("API key cache hit within 5% of the no-op floor (row 2)",
+                    f"{r_noop:.2f}× the no-op's req/s, paired "
+                    f"({hit['rps'] / sums['noop']['rps']:.2f}× in the table)", r_noop >= 0.95))
+    d_cpu = pr("kg-key-hit", "baseline", cpu_diff)
+    targets.append(("API key cache hit ≤ +10 µs Envoy CPU/request over baseline",
+                    f"{d_cpu:+.1f} µs paired ({hit['cpu_us'] - base['cpu_us']:+.1f} µs in the "
+                    f"table; no-op floor alone {pr('noop', 'baseline', cpu_diff):+.1f} µs)",
+                    d_cpu <= 10))
+    for alg in R.ALGORITHMS:
+        m = sums[f"kg-jwt-hit-{alg}"]
+        native = sums[f"jwt-authn-cache-{alg}"]
+        targets.append((f"JWT cache hit {alg} (row 5) ≥ 0.80× baseline",
+                        f"{m['rps'] / base['rps']:.2f}×", m["rps"] / base["rps"] >= 0.80))
+        targets.append((f"JWT cache hit {alg} ≥ native jwt_authn with cache (row 8)",
+                        f"{m['rps'] / native['rps']:.2f}× ({fmt_int(m['rps'])} vs "
+                        f"{fmt_int(native['rps'])} req/s)", m["rps"] >= native["rps"]))
+    for alg in ("EdDSA", "ES256", "RS256"):
+        m = sums[f"kg-jwt-new-{alg}"]
+        native = sums[f"jwt-authn-{alg}"]
+        label = f"JWT uncached {alg} (row 6) within 2× of native jwt_authn without cache"
+        if alg == "RS256":
+            label += " (not a target; for reference)"
+        targets.append((label,
+                        f"{m['rps'] / native['rps']:.2f}× its req/s ({fmt_int(m['rps'])} vs "
+                        f"{fmt_int(native['rps'])}); CPU/request "
+                        f"{m['cpu_us'] / native['cpu_us']:.1f}× ({m['cpu_us']:.0f} vs "
+                        f"{native['cpu_us']:.0f} µs)", m["rps"] >= 0.5 * native["rps"]))
+    miss, ext = sums["kg-key-miss"], sums["ext-authz"]
+    targets.append(("Miss path (row 4) ≥ 1.5× ext_authz (row 9) req/s",
+                    f"{miss['rps'] / ext['rps']:.2f}× ({fmt_int(miss['rps'])} vs "
+                    f"{fmt_int(ext['rps'])} req/s)", miss["rps"] >= 1.5 * ext["rps"]))
+    lat_p99 = pairwise(latency, "kg-key-hit", "baseline", p99_diff)
+    targets.append(("p99 added by keygate on a cache hit < 0.2 ms over baseline",
+                    f"{lat_p99:+.3f} ms at 1 connection, paired "
+                    f"({hit['p99_ms'] - base['p99_ms']:+.2f} ms at {s.connections} connections "
+                    "in the table, where queueing multiplies it)", lat_p99 < 0.2))
+    r_rules = pr("kg-key-hit-1000", "kg-key-hit", ratio)
+    targets.append(("1,000 route rules cost < 5% against 10",
+                    f"{r_rules:.3f}× the req/s of 10 rules, "
+                    f"{pr('kg-key-hit-1000', 'kg-key-hit', cpu_diff):+.1f} µs CPU/request, "
+                    f"paired (natively {natives.get('route_lookup/1000', 0):.0f} vs "
+                    f"{natives.get('route_lookup/10', 0):.0f} ns per lookup)", r_rules >= 0.95))
+    w("## Targets\n")
+    w("| target | measured | |")
+    w("|---|---|---|")
+    for name, measured, ok in targets:
+        w(f"| {name} | {measured} | {verdict(ok)} |")
+    w("")
+
+    # ---- paired -----------------------------------------------------------------------------
+    n_pairs = len(paired["baseline"])
+    w("## Close rows, paired\n")
+    w(f"{n_pairs} rounds of {s.pair_seconds} s windows alternating baseline, no-op, host-call "
+      "probe (2b), keygate hit (10 and 1,000 rules), order reversed every round; medians of the "
+      "per-round differences. Row 2b makes the 10 host calls keygate makes on an API key hit "
+      "(get all request headers, clock, one shared-data read, remove the key header, set 4 "
+      "identity headers, bump 2 counters) and nothing else, so keygate's cost splits into host "
+      "calls (2b − 2) and its own Wasm work (3 − 2b).\n")
+    w("| comparison | req/s ratio | Δ Envoy CPU µs/req | Δ p99 ms |")
+    w("|---|---:|---:|---:|")
+    for a, b, label in [("kg-key-hit", "baseline", "keygate hit vs baseline"),
+                        ("kg-key-hit", "noop", "keygate hit vs no-op floor"),
+                        ("noop", "baseline", "no-op floor vs baseline"),
+                        ("probe", "noop", "hit-path host calls alone (2b) vs no-op floor"),
+                        ("kg-key-hit", "probe", "keygate hit vs its host calls alone (2b)"),
+                        ("kg-key-hit-1000", "kg-key-hit", "1,000 rules vs 10 rules")]:
+        w(f"| {label} | {pr(a, b, ratio):.3f} | {pr(a, b, cpu_diff):+.2f} "
+          f"| {pr(a, b, p99_diff):+.3f} |")
+    w("")
+    w("Single connection (no queueing), same alternation, "
+      f"{len(latency['baseline'])} rounds of {s.latency_seconds} s:\n")
+    w("| row | p50 ms | p99 ms | Envoy CPU µs/req |")
+    w("|---|---:|---:|---:|")
+    for k, label in [("baseline", "baseline"), ("noop", "no-op floor"),
+                     ("kg-key-hit", "keygate API key hit")]:
+        runs = latency[k]
+        w(f"| {label} | {med(m['p50_ms'] for m in runs):.3f} | {med(m['p99_ms'] for m in runs):.3f} "
+          f"| {med(m['cpu_us'] for m in runs):.1f} |")
+    w(f"\nkeygate hit minus baseline, paired: p50 "
+      f"{pairwise(latency, 'kg-key-hit', 'baseline', p50_diff):+.3f} ms, p99 {lat_p99:+.3f} ms; "
+      f"minus no-op: p50 {pairwise(latency, 'kg-key-hit', 'noop', p50_diff):+.3f} ms, p99 "
+      f"{pairwise(latency, 'kg-key-hit', 'noop', p99_diff):+.3f} ms.\n")
+
+    # ---- memory -----------------------------------------------------------------------------
+    mem = memory
+    w("## Cache memory and hit cost by cache size\n")
+    w(f"A separate keygate Envoy (cache.max_entries {mem['cache_entries']:,}, usage reports "
+      f"off) warmed through the filter: 1,000 then {mem['warm_keys']:,} distinct valid keys, each "
+      f"one callout ({mem['callouts']:,} callouts, {mem['warm_seconds']:.0f} s). Hits then cycle "
+      "through the warm keys. The cache is 4-way set-associative (buckets of 4 entries), so it "
+      "is sized at 8x the keys: at max_entries = keys, about 57% of keys share a bucket with 4 or "
+      "more others (Poisson, mean 4 per bucket) and a round-robin over them misses every time.\n")
+    w("| | Envoy RSS | hit req/s | hit Envoy CPU µs/req | hit p99 ms | hit share |")
+    w("|---|---:|---:|---:|---:|---:|")
+    w(f"| 1 key cached | {mem['rss_start_kib'] / 1024:.1f} MiB | | | | |")
+    h1, ha = mem["hits_1k"], mem["hits_all"]
+    w(f"| 1,000 keys cached | {mem['rss_1k_kib'] / 1024:.1f} MiB | {fmt_int(h1['rps'])} "
+      f"| {h1['cpu_us']:.1f} | {h1['p99_ms']:.2f} | {h1['hit_share']:.3f} |")
+    w(f"| {mem['warm_keys']:,} keys cached | {mem['rss_all_kib'] / 1024:.1f} MiB "
+      f"| {fmt_int(ha['rps'])} | {ha['cpu_us']:.1f} | {ha['p99_ms']:.2f} | {ha['hit_share']:.3f} |")
+    if mem["bytes_per_entry"] is not None:
+        w(f"\nRSS per cached key: {mem['bytes_per_entry']:.0f} bytes "
+          f"(({mem['rss_all_kib']:,} − {mem['rss_1k_kib']:,}) KiB / "
+          f"{mem['warm_keys'] - 1000:,} keys). Hit cost with {mem['warm_keys']:,} vs 1,000 keys "
+          f"cached: {ha['cpu_us'] - h1['cpu_us']:+.1f} µs CPU/request, "
+          f"{ha['rps'] / h1['rps']:.2f}× req/s (rotating keys: each request reads a different "
+          "bucket).\n")
+
+    if envoy_rss:
+        w("Envoy RSS by configuration at the end of the run (each with one worker, so two Wasm "
+          "VMs where there is a Wasm filter: main thread and worker):\n")
+        w("| Envoy | RSS |")
+        w("|---|---:|")
+        for name, kib in envoy_rss.items():
+            w(f"| {name} | {kib / 1024:.1f} MiB |")
+        w("")
+
+    # ---- key service ------------------------------------------------------------------------
+    lk = alone["lookups"]
+    cr = alone["creates"]
+    w(f"## Key service alone ({alone['keys']:,} keys in SQLite)\n")
+    w("keygate-server (release, default settings, log level info) pinned to CPU 0, wrk on CPU 1. "
+      f"Lookups: {len(lk)} run(s) of {s.ks_seconds} s, `POST /v1/lookup` of random existing "
+      f"hashes, {s.ks_connections} connections. Creations: `POST /v1/keys` (one durable "
+      "transaction each, `synchronous=FULL`), 16 connections.\n")
+    w("| | req/s | p50 ms | p99 ms | errors | CPU µs/req | CPU |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    w(f"| lookups | {fmt_int(med(m['rps'] for m in lk))} | {med(m['p50_ms'] for m in lk):.2f} "
+      f"| {med(m['p99_ms'] for m in lk):.2f} | {sum(m['errors'] for m in lk)} "
+      f"| {med(m['cpu_us'] for m in lk):.1f} | {med(m['util'] for m in lk) * 100:.0f}% |")
+    w(f"| key creations | {fmt_int(cr['rps'])} | {cr['p50_ms']:.2f} | {cr['p99_ms']:.2f} "
+      f"| {cr['errors']} | {cr['cpu_us']:.1f} | {cr['util'] * 100:.0f}% |")
+    w(f"\nPeak memory (VmHWM): {alone['hwm_kib'] / 1024:.1f} MiB.\n")
+
+    # ---- native -----------------------------------------------------------------------------
+    w("## Native (criterion, core/benches/core.rs, pinned to CPU 0)\n")
+    w("Medians. These run natively; in Envoy the same code runs as Wasm in V8, and the host "
+      "calls around it (headers, shared data) are not included.\n")
+    w("| what | time |")
+    w("|---|---:|")
+    for key, label in NATIVE_LABELS:
+        ns = natives.get(key)
+        if ns is None:
+            continue
+        w(f"| {label} | {ns / 1000:.2f} µs |" if ns >= 1000 else f"| {label} | {ns:.0f} ns |")
+    w("")
+
+    # ---- notes ------------------------------------------------------------------------------
+    notes = []
+    for name, counters in usage.items():
+        failures = counters.get("usage_report_failure", 0)
+        if failures:
+            notes.append(f"Envoy `{name}`: {failures} usage report(s) failed "
+                         "(`keygate.usage_report_failure`).")
+        bad = {k: v for k, v in counters.items()
+               if (k.startswith("denied.") and k != "denied.missing_credential"
+                   and k != "denied.unknown_key" and k != "denied.invalid_token" and v)
+               or (k in ("callout_failure", "unavailable") and v)}
+        if bad:
+            notes.append(f"Envoy `{name}`: unexpected keygate counters {bad}.")
+    if usage_statuses and any(k != "204" for k in usage_statuses):
+        notes.append("The key service answered the filters' usage reports (`POST /v1/usage`) "
+                     "with " + ", ".join(f"{n}× {k}" for k, n in sorted(usage_statuses.items()))
+                     + ". A 413 is a report over the key service's 64 KiB body limit: with "
+                     "thousands of distinct keys used per report interval (row 4), the batch "
+                     "never fits, and the filter keeps retrying it.")
+    if notes:
+        w("## Notes\n")
+        for n in notes:
+            w(f"- {n}")
+        w("")
+
+    # ---- settings ---------------------------------------------------------------------------
+    w("## Settings\n")
+    w(f"- connections {s.connections}; rounds {s.rounds} × {s.seconds} s (+{s.warmup} s warm-up); "
+      f"paired {s.pair_rounds} × {s.pair_seconds} s; single-connection {s.latency_rounds} × "
+      f"{s.latency_seconds} s")
+    w(f"- keys in the database {s.db_keys:,}; row 4 cycles {s.cycle_keys:,} keys; tokens per "
+      f"algorithm {s.jwt_tokens:,} (RS256 {s.rsa_tokens:,}); rows 4 and 6 run with "
+      f"cache.max_entries and jwt.cache_max_entries {R.MISS_CACHE_ENTRIES:,} so every "
+      "credential is evicted before it recurs")
+    w("- keygate config: defaults (cache 10,000 entries, ttl 60 s, usage reports every 10 s), "
+      "10 route rules (1,000 in row 3b), one JWT provider with an inline JWKS of three keys "
+      "(EdDSA, ES256, RS256); the key service answers with cache_ttl_secs 3600")
+    w(f"- noise guards: a window waits up to 10 s for both CPUs to be free of other work (at most "
+      f"{s.quiet_budget:.0f} s per run); a window where other work took over 10% of a CPU is "
+      f"run again (at most {s.retry_budget} reruns per run)")
+    w("- phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
+    w("")
+    return "\n".join(out)
