@@ -252,20 +252,8 @@ impl RequestFilter {
 }
 
 fn dispatch_lookup(worker: &Worker, hash: &KeyHash) -> HostResult<u32> {
-    let ks = &worker.config.key_service;
     let body = serde_json::to_vec(&LookupRequest { key_hash: *hash }).unwrap_or_default();
-    host::dispatch_http_call(
-        &ks.cluster,
-        vec![
-            (":method", "POST"),
-            (":path", &ks.lookup_path),
-            (":authority", &ks.authority),
-            ("content-type", "application/json"),
-            ("authorization", &ks.authorization),
-        ],
-        &body,
-        ks.timeout,
-    )
+    worker.post_to_key_service(&worker.config.key_service.lookup_path, &body)
 }
 
 impl Context for RequestFilter {

@@ -41,6 +41,13 @@ impl FilterRoot {
         }
     }
 
+    /// Makes host calls act on this root context again, after finishing other streams.
+    fn restore_context(&self) {
+        if let Err(e) = host::set_effective_context(self.context_id) {
+            log::warn!("{e}");
+        }
+    }
+
     /// Fails the waiters of lookups that have outlived their timeout: their owner's stream ended
     /// before the answer came, so nobody else will finish them.
     fn sweep_orphans(&self, worker: &Worker, now: u64) {
@@ -65,9 +72,7 @@ impl FilterRoot {
                 http::finish_paused(worker, decision::unavailable(&worker.config), &w.strip, now);
             }
         }
-        if let Err(e) = host::set_effective_context(self.context_id) {
-            log::warn!("{e}");
-        }
+        self.restore_context();
     }
 
     fn report_usage(&mut self, worker: &Worker, interval: Duration, now: u64) {
@@ -86,20 +91,8 @@ impl FilterRoot {
             usage.drain()
         };
         self.last_report = now;
-        let ks = &worker.config.key_service;
         let body = serde_json::to_vec(&report).unwrap_or_default();
-        let sent = host::dispatch_http_call(
-            &ks.cluster,
-            vec![
-                (":method", "POST"),
-                (":path", &ks.usage_path),
-                (":authority", &ks.authority),
-                ("content-type", "application/json"),
-                ("authorization", &ks.authorization),
-            ],
-            &body,
-            ks.timeout,
-        );
+        let sent = worker.post_to_key_service(&worker.config.key_service.usage_path, &body);
         match sent {
             Ok(token) => self.report_in_flight = Some((token, report)),
             Err(e) => {
@@ -127,9 +120,7 @@ impl Context for FilterRoot {
                 };
                 worker.on_fetch_response(index, body, now);
                 worker.settle_jwt_waiters(now);
-                if let Err(e) = host::set_effective_context(self.context_id) {
-                    log::warn!("{e}");
-                }
+                self.restore_context();
                 return;
             }
         }
@@ -214,9 +205,7 @@ impl RootContext for FilterRoot {
         if worker.config.jwt.enabled() {
             worker.start_due_fetches(now);
             worker.settle_jwt_waiters(now);
-            if let Err(e) = host::set_effective_context(self.context_id) {
-                log::warn!("{e}");
-            }
+            self.restore_context();
         }
         if let Some(interval) = worker.config.usage_interval {
             self.report_usage(&worker, interval, now);

@@ -71,6 +71,24 @@ impl Worker {
         }
     }
 
+    /// `POST`s a JSON body to the key service at `path`, with the filter's token. The answer
+    /// arrives in `on_http_call_response` of the calling context.
+    pub fn post_to_key_service(&self, path: &str, body: &[u8]) -> host::HostResult<u32> {
+        let ks = &self.config.key_service;
+        host::dispatch_http_call(
+            &ks.cluster,
+            vec![
+                (":method", "POST"),
+                (":path", path),
+                (":authority", &ks.authority),
+                ("content-type", "application/json"),
+                ("authorization", &ks.authorization),
+            ],
+            body,
+            ks.timeout,
+        )
+    }
+
     /// The cached answer for `hash`, if one is fresh. A host failure is a miss.
     pub fn cache_get(&self, layout: &CacheLayout, hash: &KeyHash, now: u64) -> Option<Answer> {
         match host::shared_get(&layout.bucket_key(hash)) {
