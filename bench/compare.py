@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Compares builds of keygate on the hit paths, for optimisation work: `make bench` answers "how
+does keygate compare with Envoy's own filters", this answers "did my change make the hit path
+cheaper", in a few minutes.
+
+    python3 bench/compare.py [--rounds N] [--seconds S] [--probe GROUPS ...] A.wasm [B.wasm ...]
+
+Each .wasm gets its own Envoy with keygate's bench configuration (10 rules, an inline EdDSA
+JWKS), beside Envoy alone and the no-op Wasm filter; `--probe` adds the no-op filter making only
+the listed host-call groups (bench/noop-filter: headers, clock, shared, remove, set, metrics), to
+price host calls one group at a time. Every row is checked as in `make bench` (no credential
+refused, the right one passes, keygate's counters show the named path). Then short windows
+alternate over all rows (order reversed every round) and the report gives, per row, the median
+over rounds of its difference to the baseline in the same round: Envoy CPU µs per request, and
+the req/s ratio. Same CPU layout as bench/run.sh (Envoy on CPU 0, wrk on CPU 1).
+
+Needs what `make bench` builds (run it, or `make wasm` and the bench crates in release, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench as B  # noqa: E402
+import rows as R  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("wasm", nargs="+", type=Path, help="keygate .wasm builds to compare")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--seconds", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--probe", action="append", default=[],
+                    help="host-call groups for one more no-op row, e.g. headers,set")
+    ap.add_argument("--no-jwt", action="store_true", help="API key rows only")
+    args = ap.parse_args()
+
+    s = B.Settings.from_env()
+    s.db_keys, s.cycle_keys, s.warm_keys, s.jwt_tokens, s.rsa_tokens = 3000, 10, 1100, 10, 10
+    work = Path(tempfile.mkdtemp(prefix="keygate-compare-"))
+    fx = B.make_fixtures(s, work)
+
+    names = [f"{i}:{w.name}" for i, w in enumerate(args.wasm)]
+    key = R.Static("x-api-key", fx.hit_key)
+    token = R.Static("authorization", "Bearer " + fx.hit_token["EdDSA"])
+    rows = [R.Row("baseline", "1", "Envoy alone", "baseline", key, open=True),
+            R.Row("noop", "2", "no-op Wasm", "noop", key, open=True)]
+    for groups in args.probe:
+        rows.append(R.Row(f"probe:{groups}", "2b", f"no-op + host calls {groups}",
+                          f"probe:{groups}", key, open=True))
+    for name in names:
+        rows.append(R.Row(f"key {name}", "3", f"key hit {name}", name, key, bad=fx.unknown_key,
+                          expect=("cache_hit", 0.99)))
+        if not args.no_jwt:
+            rows.append(R.Row(f"jwt {name}", "5", f"JWT EdDSA hit {name}", name, token,
+                              bad="Bearer " + fx.bad_token["EdDSA"],
+                              expect=("jwt_cache_hit", 0.99)))
+
+    def filters(ks_port: int) -> dict:
+        ks = [R.keyservice_cluster(ks_port)]
+        out = {"baseline": ([R.ROUTER], []),
+               "noop": ([R.wasm_filter("noop", B.NOOP_WASM), R.ROUTER], [])}
+        for groups in args.probe:
+            out[f"probe:{groups}"] = (
+                [R.wasm_filter("probe", B.NOOP_WASM, f"hostcalls:{groups}"), R.ROUTER], [])
+        for name, wasm in zip(names, args.wasm):
+            config = R.keygate_config(fx.filter_token, fx.jwks)
+            out[name] = ([R.wasm_filter("keygate", wasm.resolve(), config), R.ROUTER], ks)
+        return out
+
+    B.envoy_filters = lambda _s, _fx, ks_port: filters(ks_port)
+    bench = B.Bench(s, fx)
+    try:
+        bench.start(rows)
+        for row in rows:  # warm every VM and connection pool once
+            bench.measure(row, 1, args.connections)
+        keys = [r.key for r in rows]
+        by_key = {r.key: r for r in rows}
+        B.log(f"{args.rounds} rounds of {args.seconds} s windows over {len(rows)} rows")
+        paired = bench.paired(by_key, keys, args.rounds, args.seconds, args.connections)
+    finally:
+        bench.stop_all()
+
+    base = paired["baseline"]
+    print(f"\n{args.rounds} rounds x {args.seconds} s, {args.connections} connections; "
+          "medians of per-round differences to Envoy alone\n")
+    print("| row | Δ Envoy CPU µs/req | req/s × baseline | req/s |")
+    print("|---|---:|---:|---:|")
+    for k in keys:
+        runs = paired[k]
+        d_cpu = statistics.median(m["cpu_us"] - b["cpu_us"] for m, b in zip(runs, base))
+        ratio = statistics.median(m["rps"] / b["rps"] for m, b in zip(runs, base))
+        rps = statistics.median(m["rps"] for m in runs)
+        print(f"| {by_key[k].label} | {d_cpu:+.2f} | {ratio:.3f} | {rps:,.0f} |")
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for kind in ("key", "jwt"):
+                if f"{kind} {a}" not in paired or f"{kind} {b}" not in paired:
+                    continue
+                d = statistics.median(y["cpu_us"] - x["cpu_us"] for x, y in
+                                      zip(paired[f"{kind} {a}"], paired[f"{kind} {b}"]))
+                print(f"\n{kind} hit, {b} minus {a}: {d:+.2f} µs Envoy CPU/req (median of pairs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+//! Times each step of keygate's cache-hit path as Wasm. Build for `wasm32-wasip1` and run in V8
+//! with `bench/hotpath/run.mjs`; natively it runs too (`cargo run --release -p
+//! keygate-bench-hotpath`), which gives the native/V8 ratio per step.
+
+// A timing harness's fixtures are fixed: a broken one should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use keygate_core::cache::{self, Entry};
+use keygate_core::config::{CachePolicy, FilterConfig};
+use keygate_core::decision::{self, Outcome, Plan, RequestView};
+use keygate_core::key::{ApiKey, KeyHash, KEY_RANDOM_BYTES};
+use keygate_core::local::{LocalCache, Tagger};
+use keygate_core::route::normalize_path;
+use keygate_core::usage::UsageBook;
+use keygate_core::wire::LookupResponse;
+use std::hash::RandomState;
+
+const NOW: u64 = 1_800_000_000;
+
+fn time(name: &str, iters: u32, mut f: impl FnMut()) {
+    for _ in 0..iters / 10 {
+        f();
+    }
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / f64::from(iters));
+    }
+    println!("{name:<40} {best:>9.0} ns");
+}
+
+fn main() {
+    let cfg = FilterConfig::from_json(
+        br#"{"key_service": {"cluster": "ks", "token": "t"},
+            "routes": [
+              {"path": "/healthz", "public": true},
+              {"prefix": "/public", "public": true},
+              {"methods": ["POST"], "path": "/orders", "permissions": ["orders:write"]},
+              {"methods": ["GET"], "path": "/orders/*/items", "permissions": ["orders:read"]},
+              {"prefix": "/admin", "permissions": ["admin"]},
+              {"prefix": "/reports", "permissions": ["reports:read"]},
+              {"methods": ["GET"], "prefix": "/customers", "permissions": ["customers:read"]},
+              {"methods": ["GET", "POST"], "path": "/carts/*", "permissions": []},
+              {"methods": ["GET"], "path": "/orders/*", "permissions": ["orders:read"]},
+              {"prefix": "/me", "permissions": []}]}"#,
+    )
+    .unwrap();
+    let key = ApiKey::from_random([7; KEY_RANDOM_BYTES]);
+    let secret = key.expose_secret().to_owned();
+    let raw: Vec<(&str, &str)> = vec![
+        (":authority", "127.0.0.1:10000"),
+        (":path", "/orders/42"),
+        (":method", "GET"),
+        (":scheme", "http"),
+        ("x-api-key", &secret),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"),
+    ];
+    let headers: Vec<(String, String)> = raw
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    let response = LookupResponse::Valid {
+        key_id: "key_0123456789abcdef".to_owned(),
+        tenant: "bench".to_owned(),
+        permissions: vec!["orders:read".to_owned()],
+        expires_at: None,
+        cache_ttl_secs: 60,
+    };
+    let policy = CachePolicy {
+        max_entries: 10_000,
+        ttl_secs: 60,
+        negative_ttl_secs: 10,
+    };
+    let entry = Entry::from_lookup(key.hash(), &response, &policy, NOW).unwrap();
+    let bucket = cache::insert(None, &entry, NOW).unwrap();
+    let layout = cache::CacheLayout::keys(&policy);
+    let hash = key.hash();
+    let token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImJlbmNoLWVkIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5iZW5jaCIsInN1YiI6InVzZXItMDAwMDEiLCJhdWQiOiJiZW5jaC1hcGkiLCJleHAiOjE4MDAwMDAwMDAsImlhdCI6MTcwMDAwMDAwMCwicGVybWlzc2lvbnMiOlsib3JkZXJzOnJlYWQiXSwidGVuYW50IjoiYmVuY2gifQ.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl";
+
+    let n = 20_000;
+    time("headers to Vec<(String, String)>", n, || {
+        let v: Vec<(String, String)> = raw
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        black_box(v);
+    });
+    time("spoofed_headers scan", n, || {
+        black_box(decision::spoofed_headers(&cfg, black_box(&headers)).count());
+    });
+    time("normalize_path", n, || {
+        black_box(normalize_path(black_box("/orders/42")).ok());
+    });
+    time("ApiKey::parse (checksum SHA-256)", n, || {
+        black_box(ApiKey::parse(black_box(&secret)).ok());
+    });
+    time("KeyHash::of(key) (SHA-256, 51 B)", n, || {
+        black_box(KeyHash::of(black_box(secret.as_bytes())));
+    });
+    time("KeyHash::of(token) (SHA-256, JWT)", n, || {
+        black_box(KeyHash::of(black_box(token.as_bytes())));
+    });
+    let view = RequestView {
+        method: "GET",
+        path: "/orders/42",
+        headers: &headers,
+        route_name: None,
+    };
+    time("decision::plan (whole)", n, || {
+        black_box(decision::plan(&cfg, black_box(&view)));
+    });
+    time("bucket_key", n, || {
+        black_box(layout.bucket_key(black_box(&hash)));
+    });
+    time("cache::find (decode identity)", n, || {
+        black_box(cache::find(black_box(&bucket), &hash, NOW));
+    });
+    let answer = cache::find(&bucket, &hash, NOW).unwrap();
+    let Plan::CheckKey { required, .. } = decision::plan(&cfg, &view) else {
+        panic!()
+    };
+    time("Outcome::prepare (identity headers)", n, || {
+        black_box(Outcome::prepare(&cfg, black_box(answer.clone())));
+    });
+    let outcome = Outcome::prepare(&cfg, answer.clone());
+    time("decision::judge", n, || {
+        black_box(decision::judge(black_box(&outcome), required));
+    });
+    let mut local = LocalCache::new(10_000);
+    local.put(hash, NOW + 60, outcome.clone(), NOW);
+    time("LocalCache::get", n, || {
+        black_box(local.get(black_box(&hash), NOW).cloned());
+    });
+    let tagger = Tagger::new(RandomState::new(), RandomState::new());
+    time("Tagger::tag(token)", n, || {
+        black_box(tagger.tag(black_box(token)));
+    });
+    let mut book = UsageBook::default();
+    time("UsageBook::record", n, || {
+        book.record(black_box("key_0123456789abcdef"), NOW);
+    });
+    time("whole hit path (plan, local get, judge, record)", n, || {
+        let v: Vec<(String, String)> = raw
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        let view = RequestView {
+            method: "GET",
+            path: "/orders/42",
+            headers: &v,
+            route_name: None,
+        };
+        black_box(decision::spoofed_headers(&cfg, &v).count());
+        if let Plan::CheckKey { hash, required, .. } = decision::plan(&cfg, &view) {
+            let outcome = local.get(&hash, NOW).cloned().unwrap();
+            let verdict = decision::judge(&outcome, required);
+            if let decision::Verdict::Allow(grant) = &verdict {
+                book.record(grant.key_id.as_deref().unwrap(), NOW);
+            }
+            black_box(verdict);
+        }
+    });
+}
