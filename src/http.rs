@@ -3,12 +3,12 @@
 
 use std::rc::Rc;
 
-use keygate_core::cache::{self, Answer, Entry, Identity, Principal};
+use keygate_core::cache::{self, Entry};
 use keygate_core::config::KeySource;
 use keygate_core::credential::Strip;
-use keygate_core::decision::{self, Denial, DenyReason, Plan, RequestView, Verdict};
+use keygate_core::decision::{self, Denial, DenyReason, Outcome, Plan, RequestView, Verdict};
 use keygate_core::jwt::{self, JwtError};
-use keygate_core::key::KeyHash;
+use keygate_core::key::{KeyHash, UncheckedKey};
 use keygate_core::route::Permission;
 use keygate_core::wire::{LookupRequest, LookupResponse};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -81,31 +81,38 @@ impl RequestFilter {
                 Ok(Action::Continue)
             }
             Plan::CheckKey {
+                key,
                 hash,
                 required,
                 strip,
-            } => self.check_key(&worker, hash, required, strip),
+            } => self.check_key(&worker, key, hash, required, strip),
             Plan::CheckJwt {
                 token,
-                hash,
                 required,
                 strip,
-            } => self.check_jwt(&worker, token, hash, required, strip),
+            } => self.check_jwt(&worker, token, required, strip),
         }
     }
 
     fn check_key(
         &mut self,
         worker: &Worker,
+        key: UncheckedKey,
         hash: KeyHash,
         required: &[Permission],
         strip: Strip,
     ) -> HostResult<Action> {
         let now = host::now_secs()?;
-        if let Some(answer) = worker.cache_get(&worker.key_layout, &hash, now) {
+        let cached = worker
+            .keys
+            .local(&hash, now)
+            .or_else(|| worker.cache_shared(&worker.keys, hash, &hash, now));
+        if let Some(outcome) = cached {
             worker.metrics.inc(worker.metrics.cache_hit);
-            let verdict = decision::judge(&worker.config, &answer, required);
-            return carry_out(worker, verdict, &strip, now);
+            return carry_out(worker, decision::judge(&outcome, required), &strip, now);
+        }
+        if let Some(denial) = decision::before_lookup(key) {
+            return deny(worker, &denial);
         }
         worker.metrics.inc(worker.metrics.cache_miss);
 
@@ -161,31 +168,18 @@ impl RequestFilter {
         &mut self,
         worker: &Worker,
         token: String,
-        hash: KeyHash,
         required: &[Permission],
         strip: Strip,
     ) -> HostResult<Action> {
         let now = host::now_secs()?;
-        if let Some(answer) = worker.cache_get(&worker.token_layout, &hash, now) {
-            worker.metrics.inc(worker.metrics.jwt_cache_hit);
-            let provider = match &answer {
-                Answer::Valid(Identity {
-                    principal: Principal::Jwt { provider, .. },
-                    ..
-                }) => worker
-                    .config
-                    .jwt
-                    .providers
-                    .iter()
-                    .position(|p| p.name() == provider),
-                _ => None,
-            };
-            let strip = match provider {
-                Some(i) => worker.strip_for(i, strip),
-                None => strip,
-            };
-            let verdict = decision::judge(&worker.config, &answer, required);
-            return carry_out(worker, verdict, &strip, now);
+        // The worker's own copy first, by tag: a hit then never hashes the whole token.
+        let tag = worker.tagger.tag(&token);
+        if let Some(outcome) = worker.tokens.local(&tag, now) {
+            return token_hit(worker, &outcome, required, strip, now);
+        }
+        let hash = KeyHash::of(token.as_bytes());
+        if let Some(outcome) = worker.cache_shared(&worker.tokens, tag, &hash, now) {
+            return token_hit(worker, &outcome, required, strip, now);
         }
         let provider =
             jwt::peek_issuer(&token).and_then(|iss| worker.config.jwt.provider_for(&iss));
@@ -195,7 +189,7 @@ impl RequestFilter {
         // Verified, rejected, or parked until the provider's keys (re)arrive.
         match worker.verify_jwt(index, &token, now) {
             JwtCheck::Verified(v) => {
-                let verdict = worker.accept_token(&hash, v, required, now);
+                let verdict = worker.accept_token(&hash, tag, v, required, now);
                 return carry_out(worker, verdict, &worker.strip_for(index, strip), now);
             }
             JwtCheck::Rejected(JwtError::UnknownKid) if worker.request_refetch(index, now) => {}
@@ -213,6 +207,7 @@ impl RequestFilter {
             provider: index,
             token,
             hash,
+            tag,
             required: required.to_vec(),
             strip,
             deadline: now + timeout + JWKS_WAIT_GRACE_SECS,
@@ -222,7 +217,7 @@ impl RequestFilter {
     }
 
     /// Reads the key service's answer; `None` when the lookup failed in any way.
-    fn read_lookup(&self, hash: &KeyHash, body_size: usize, now: u64) -> Option<Answer> {
+    fn read_lookup(&self, hash: &KeyHash, body_size: usize, now: u64) -> Option<Outcome> {
         let worker = &self.worker;
         let status = host::call_response_status().ok().flatten();
         if status != Some(200) {
@@ -244,11 +239,31 @@ impl RequestFilter {
                 return None;
             }
         };
+        let outcome = Outcome::prepare(&worker.config, cache::answer_of(&response, now));
         if let Some(entry) = Entry::from_lookup(*hash, &response, &worker.config.cache, now) {
-            worker.cache_put(&worker.key_layout, &entry, now);
+            worker.cache_put(&worker.keys, *hash, &entry, &outcome, now);
         }
-        Some(cache::answer_of(&response, now))
+        Some(outcome)
     }
+}
+
+/// A token found in the verified-token cache: the provider's `forward_token` decides the strip.
+fn token_hit(
+    worker: &Worker,
+    outcome: &Outcome,
+    required: &[Permission],
+    strip: Strip,
+    now: u64,
+) -> HostResult<Action> {
+    worker.metrics.inc(worker.metrics.jwt_cache_hit);
+    let strip = match outcome {
+        Outcome::Valid(grant) => match grant.provider {
+            Some(i) => worker.strip_for(i, strip),
+            None => strip,
+        },
+        Outcome::Invalid(_) => strip,
+    };
+    carry_out(worker, decision::judge(outcome, required), &strip, now)
 }
 
 fn dispatch_lookup(worker: &Worker, hash: &KeyHash) -> HostResult<u32> {
@@ -275,7 +290,7 @@ impl Context for RequestFilter {
         }
         let now = now.unwrap_or(0);
         let verdict_for = |required: &[Permission]| match &answer {
-            Some(a) => decision::judge(&worker.config, a, required),
+            Some(outcome) => decision::judge(outcome, required),
             None => decision::unavailable(&worker.config),
         };
 
@@ -324,17 +339,16 @@ pub fn finish_paused(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64)
 /// Carries out a verdict on the current stream. `Continue` means: let it go upstream.
 fn carry_out(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64) -> HostResult<Action> {
     match verdict {
-        Verdict::Allow {
-            identity_headers,
-            key_id,
-        } => {
+        Verdict::Allow(grant) => {
             apply_strip(strip)?;
-            for (name, value) in &identity_headers {
+            for (name, value) in &grant.identity_headers {
                 host::set_request_header(name, value)?;
             }
             worker.metrics.allowed();
-            if let Some(id) = key_id.filter(|_| worker.config.usage_interval.is_some()) {
-                worker.usage.borrow_mut().record(&id, now);
+            if let Some(id) = grant.key_id.as_deref() {
+                if worker.config.usage_interval.is_some() {
+                    worker.usage.borrow_mut().record(id, now);
+                }
             }
             Ok(Action::Continue)
         }

@@ -5,12 +5,14 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use keygate_core::cache::{Answer, Entry};
 use keygate_core::config::{KeySource, Provider, RemoteJwks};
 use keygate_core::credential::Strip;
-use keygate_core::decision::{self, Denial, DenyReason, Verdict};
+use keygate_core::decision::{self, Denial, DenyReason, Outcome, Verdict};
 use keygate_core::jwks::{self, FetchSchedule};
 use keygate_core::jwt::{self, Jwks, JwtError, VerifiedToken};
 use keygate_core::key::KeyHash;
+use keygate_core::local::TokenTag;
 use keygate_core::route::Permission;
 use proxy_wasm::types::Status;
 
@@ -49,6 +51,7 @@ pub struct JwtWaiter {
     pub provider: usize,
     pub token: String,
     pub hash: KeyHash,
+    pub tag: TokenTag,
     pub required: Vec<Permission>,
     pub strip: Strip,
     /// Unix seconds after which it is answered with what there is.
@@ -287,7 +290,7 @@ impl Worker {
         };
         for w in ready {
             let verdict = match self.verify_jwt(w.provider, &w.token, now) {
-                JwtCheck::Verified(v) => self.accept_token(&w.hash, v, &w.required, now),
+                JwtCheck::Verified(v) => self.accept_token(&w.hash, w.tag, v, &w.required, now),
                 JwtCheck::Rejected(e) => self.reject_token(&e),
                 JwtCheck::NoKeys => decision::unavailable(&self.config),
             };
@@ -302,20 +305,18 @@ impl Worker {
     pub fn accept_token(
         &self,
         hash: &KeyHash,
+        tag: TokenTag,
         token: VerifiedToken,
         required: &[Permission],
         now: u64,
     ) -> Verdict {
         self.metrics.inc(self.metrics.jwt_verified);
         let identity = decision::jwt_identity(token);
-        if let Some(entry) = keygate_core::cache::Entry::verified(*hash, identity.clone(), now) {
-            self.cache_put(&self.token_layout, &entry, now);
+        let outcome = Outcome::prepare(&self.config, Answer::Valid(identity.clone()));
+        if let Some(entry) = Entry::verified(*hash, identity, now) {
+            self.cache_put(&self.tokens, tag, &entry, &outcome, now);
         }
-        decision::judge(
-            &self.config,
-            &keygate_core::cache::Answer::Valid(identity),
-            required,
-        )
+        decision::judge(&outcome, required)
     }
 
     pub fn reject_token(&self, error: &JwtError) -> Verdict {

@@ -1,16 +1,20 @@
 //! State one worker's VM shares between its root context and its request contexts: the compiled
 //! config, metric ids, lookups in flight (to coalesce misses), and usage counts.
 //!
-//! Envoy runs one VM per worker thread, so this is per worker; the key cache itself lives in
-//! shared data, common to all workers.
+//! Envoy runs one VM per worker thread, so this is per worker; the caches of record live in
+//! shared data, common to all workers, and each worker keeps the outcomes it used recently ready
+//! in front of them (`keygate_core::local`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{Hash, RandomState};
 
-use keygate_core::cache::{self, Answer, CacheLayout, Entry};
+use keygate_core::cache::{self, CacheLayout, Entry};
 use keygate_core::config::FilterConfig;
 use keygate_core::credential::Strip;
+use keygate_core::decision::Outcome;
 use keygate_core::key::KeyHash;
+use keygate_core::local::{LocalCache, Tagger, TokenTag};
 use keygate_core::route::Permission;
 use keygate_core::usage::UsageBook;
 use proxy_wasm::types::Status;
@@ -24,10 +28,11 @@ const CAS_ATTEMPTS: usize = 3;
 
 pub struct Worker {
     pub config: FilterConfig,
-    /// The API key lookup cache.
-    pub key_layout: CacheLayout,
-    /// The verified-token cache.
-    pub token_layout: CacheLayout,
+    /// The API key lookup cache, kept in the worker under each key's hash.
+    pub keys: Cache<KeyHash>,
+    /// The verified-token cache, kept in the worker under each token's tag.
+    pub tokens: Cache<TokenTag>,
+    pub tagger: Tagger,
     pub metrics: Metrics,
     /// Per JWT provider, in config order: this worker's copy of its keys.
     pub providers: Vec<ProviderState>,
@@ -36,6 +41,26 @@ pub struct Worker {
     /// Lookups in flight from this worker, by key hash.
     pub pending: RefCell<HashMap<KeyHash, Pending>>,
     pub usage: RefCell<UsageBook>,
+}
+
+/// One cache: its table in shared data, and this worker's prepared outcomes in front of it.
+pub struct Cache<K> {
+    layout: CacheLayout,
+    local: RefCell<LocalCache<K>>,
+}
+
+impl<K: Eq + Hash + Copy> Cache<K> {
+    fn new(layout: CacheLayout, max_entries: u64) -> Self {
+        Self {
+            layout,
+            local: RefCell::new(LocalCache::new(max_entries)),
+        }
+    }
+
+    /// This worker's fresh outcome for `key`, if it has one.
+    pub fn local(&self, key: &K, now: u64) -> Option<Outcome> {
+        self.local.borrow().get(key, now).cloned()
+    }
 }
 
 /// A lookup in flight. The request that dispatched it finishes the `waiters` when it answers.
@@ -55,8 +80,13 @@ pub struct Waiter {
 impl Worker {
     pub fn new(config: FilterConfig, metrics: Metrics) -> Self {
         Self {
-            key_layout: CacheLayout::keys(&config.cache),
-            token_layout: CacheLayout::tokens(&config.jwt.cache),
+            keys: Cache::new(CacheLayout::keys(&config.cache), config.cache.max_entries),
+            tokens: Cache::new(
+                CacheLayout::tokens(&config.jwt.cache),
+                config.jwt.cache.max_entries,
+            ),
+            // std seeds each RandomState from the host's randomness (WASI random_get).
+            tagger: Tagger::new(RandomState::new(), RandomState::new()),
             providers: config
                 .jwt
                 .providers
@@ -89,21 +119,51 @@ impl Worker {
         )
     }
 
-    /// The cached answer for `hash`, if one is fresh. A host failure is a miss.
-    pub fn cache_get(&self, layout: &CacheLayout, hash: &KeyHash, now: u64) -> Option<Answer> {
-        match host::shared_get(&layout.bucket_key(hash)) {
-            Ok((Some(bytes), _)) => cache::find(&bytes, hash, now),
-            Ok((None, _)) => None,
+    /// Shared data's fresh outcome for `hash`, if it has one; then kept in this worker under
+    /// `key` until the shared entry's end. A host failure is a miss.
+    pub fn cache_shared<K: Eq + Hash + Copy>(
+        &self,
+        cache: &Cache<K>,
+        key: K,
+        hash: &KeyHash,
+        now: u64,
+    ) -> Option<Outcome> {
+        let entry = match host::shared_get(&cache.layout.bucket_key(hash)) {
+            Ok((Some(bytes), _)) => cache::find_entry(&bytes, hash, now)?,
+            Ok((None, _)) => return None,
             Err(e) => {
                 log::warn!("cache read: {e}");
-                None
+                return None;
             }
-        }
+        };
+        let outcome = Outcome::prepare(&self.config, entry.answer);
+        cache
+            .local
+            .borrow_mut()
+            .put(key, entry.fresh_until, outcome.clone(), now);
+        Some(outcome)
     }
 
-    /// Stores an entry, retrying when another worker wrote the bucket in between. Best effort: a
-    /// lost write costs one more lookup later, nothing else.
-    pub fn cache_put(&self, layout: &CacheLayout, entry: &Entry, now: u64) {
+    /// Caches `outcome`, the prepared answer of `entry`: here under `key`, and in shared data
+    /// for the other workers.
+    pub fn cache_put<K: Eq + Hash + Copy>(
+        &self,
+        cache: &Cache<K>,
+        key: K,
+        entry: &Entry,
+        outcome: &Outcome,
+        now: u64,
+    ) {
+        cache
+            .local
+            .borrow_mut()
+            .put(key, entry.fresh_until, outcome.clone(), now);
+        self.shared_put(&cache.layout, entry, now);
+    }
+
+    /// Stores an entry in shared data, retrying when another worker wrote the bucket in between.
+    /// Best effort: a lost write costs one more lookup later, nothing else.
+    fn shared_put(&self, layout: &CacheLayout, entry: &Entry, now: u64) {
         let key = layout.bucket_key(&entry.hash);
         for _ in 0..CAS_ATTEMPTS {
             let (current, cas) = match host::shared_get(&key) {

@@ -5,8 +5,9 @@
 //! - `api_key/*`: a key hit is `ApiKey::parse` (format and checksum, inside `decision::plan`),
 //!   `KeyHash::of` and `cache::find` on the bucket's bytes; `cache/insert` is the miss path's
 //!   bucket rewrite.
-//! - `decision/*`: the whole of `plan` (path, route, credential, hash) and `judge` (permissions,
-//!   identity headers) for a typical request, with the 10-rule table.
+//! - `decision/*`: the whole of `plan` (path, route, credential, hash), `prepare` (identity
+//!   headers, once per credential and worker) and `judge` (permissions) for a typical request,
+//!   with the 10-rule table.
 //! - `route_lookup/{10,100,1000}`: `normalize_path` plus `RouteTable::lookup` of `GET /orders/42`,
 //!   whose rule comes after all the generated ones (the same table shape as the end-to-end rows).
 //! - `jwt_verify/{EdDSA,ES256,RS256}`: `jwt::verify` of a token minted with jsonwebtoken (ring).
@@ -184,8 +185,12 @@ fn api_key(c: &mut Criterion) {
     let Plan::CheckKey { required, .. } = decision::plan(&cfg, &view) else {
         panic!("not a key check")
     };
+    c.bench_function("decision/prepare", |b| {
+        b.iter(|| decision::Outcome::prepare(&cfg, black_box(answer.clone())))
+    });
+    let outcome = decision::Outcome::prepare(&cfg, answer);
     c.bench_function("decision/judge", |b| {
-        b.iter(|| decision::judge(&cfg, black_box(&answer), black_box(required)))
+        b.iter(|| decision::judge(black_box(&outcome), black_box(required)))
     });
 }
 

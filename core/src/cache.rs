@@ -198,12 +198,23 @@ impl CacheLayout {
 
 /// Finds a fresh answer for `hash` in a bucket's bytes. Unreadable bytes are a miss.
 pub fn find(bucket: &[u8], hash: &KeyHash, now: u64) -> Option<Answer> {
+    find_entry(bucket, hash, now).map(|e| e.answer)
+}
+
+/// [`find`], with the entry's lifetime: an entry found here may be kept elsewhere until its
+/// `fresh_until`, never longer.
+pub fn find_entry(bucket: &[u8], hash: &KeyHash, now: u64) -> Option<Entry> {
     let mut r = Reader::bucket(bucket)?;
     while let Some(raw) = r.raw_entry() {
         if raw.hash == hash.as_bytes() {
             return (raw.fresh_until > now)
                 .then(|| raw.decode_answer())
-                .flatten();
+                .flatten()
+                .map(|answer| Entry {
+                    hash: *hash,
+                    fresh_until: raw.fresh_until,
+                    answer,
+                });
         }
     }
     None

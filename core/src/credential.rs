@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use crate::config::ApiKeySources;
 use crate::jwt;
-use crate::key::{self, ApiKey, KeyFormatError};
+use crate::key::{self, KeyFormatError, UncheckedKey};
 
 /// A request header as the host gives it: lowercase name, value.
 pub type Header = (String, String);
@@ -25,7 +25,8 @@ pub type Header = (String, String);
 /// The credential a request carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    ApiKey(ApiKey),
+    /// An API key of the right shape; its checksum is checked when its hash is not cached.
+    ApiKey(UncheckedKey),
     /// A compact JWS, not yet verified.
     Jwt(String),
 }
@@ -134,7 +135,7 @@ pub fn extract(
     let credential = match found.split_first() {
         None => Ok(None),
         Some((first, rest)) if rest.iter().any(|v| v != first) => Err(CredentialError::Ambiguous),
-        Some((first, _)) => ApiKey::parse(first)
+        Some((first, _)) => UncheckedKey::parse(first)
             .map(|k| Some(Credential::ApiKey(k)))
             .map_err(CredentialError::MalformedKey),
     };
@@ -218,7 +219,7 @@ fn hex_digit(b: u8) -> Option<u8> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::key::KEY_RANDOM_BYTES;
+    use crate::key::{ApiKey, KEY_RANDOM_BYTES};
 
     fn sources() -> ApiKeySources {
         ApiKeySources {
@@ -252,7 +253,7 @@ mod tests {
             &[h("x-api-key", k.expose_secret())],
             "/o",
         );
-        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.into()))));
         assert_eq!(x.strip.headers, ["x-api-key"]);
         assert_eq!(x.strip.path, None);
     }
@@ -262,7 +263,7 @@ mod tests {
         let k = key(2);
         let path = format!("/o?a=1&api_key={}&b=%20x+y&c", k.expose_secret());
         let x = extract(&sources(), false, &[], &path);
-        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.into()))));
         assert_eq!(x.strip.path.as_deref(), Some("/o?a=1&b=%20x+y&c"));
     }
 
@@ -283,7 +284,7 @@ mod tests {
         let k = key(3);
         let encoded: String = k.expose_secret().replace('_', "%5F");
         let x = extract(&sources(), false, &[], &format!("/o?api%5Fkey={encoded}"));
-        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.into()))));
         assert_eq!(x.strip.path.as_deref(), Some("/o"));
     }
 
@@ -293,7 +294,7 @@ mod tests {
         for scheme in ["Bearer", "bearer", "BEARER"] {
             let v = format!("{scheme} {}", k.expose_secret());
             let x = extract(&sources(), false, &[h("authorization", &v)], "/");
-            assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.clone()))));
+            assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.clone().into()))));
             assert_eq!(x.strip.headers, ["authorization"]);
         }
     }
@@ -367,7 +368,7 @@ mod tests {
             &[h("x-api-key", k.expose_secret())],
             &format!("/o?api_key={}", k.expose_secret()),
         );
-        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k))));
+        assert_eq!(x.credential, Ok(Some(Credential::ApiKey(k.into()))));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! What to do with a request. The filter's glue reads what the host has, calls [`plan`], and
 //! carries out the result; after a cache hit or a lookup it calls [`judge`]. Nothing here does I/O.
 
+use std::rc::Rc;
+
 use crate::cache::{Answer, Identity, Principal};
 use crate::config::{FailureMode, FilterConfig, Provider, Unmatched};
 use crate::credential::{self, Credential, CredentialError, Header, Strip};
 use crate::jwt::{JwtError, VerifiedToken};
-use crate::key::KeyHash;
+use crate::key::{KeyHash, UncheckedKey};
 use crate::route::{normalize_path, Access, Permission};
 use crate::wire::InvalidReason;
 
@@ -27,18 +29,19 @@ pub enum Plan<'c> {
     Deny(Denial),
     /// Public route: forward with credentials stripped and no identity.
     Forward(Strip),
-    /// Protected route with a well-formed key: find the answer for `hash` (cache, then key
-    /// service), then [`judge`] it against `required`.
+    /// Protected route with a key of the right shape: find the answer for `hash` in the cache;
+    /// on a miss, [`before_lookup`] then the key service; then [`judge`] it against `required`.
     CheckKey {
+        key: UncheckedKey,
         hash: KeyHash,
         required: &'c [Permission],
         strip: Strip,
     },
-    /// Protected route with a JWT: find it in the verified-token cache by `hash` (SHA-256 of the
-    /// token), else verify it, then [`judge`] it against `required`.
+    /// Protected route with a JWT: find it in the verified-token cache (by its
+    /// [`crate::local::TokenTag`] in the worker, else by its SHA-256 in shared data), else verify
+    /// it, then [`judge`] it against `required`.
     CheckJwt {
         token: String,
-        hash: KeyHash,
         required: &'c [Permission],
         strip: Strip,
     },
@@ -47,11 +50,8 @@ pub enum Plan<'c> {
 /// The final step for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Forward, adding these identity headers. `key_id` is the API key to count usage against.
-    Allow {
-        identity_headers: Vec<(String, String)>,
-        key_id: Option<String>,
-    },
+    /// Forward, adding the grant's identity headers.
+    Allow(Rc<Grant>),
     /// Forward with no identity: the key service could not answer and `failure_mode` is `open`.
     AllowUnverified,
     Deny(Denial),
@@ -219,6 +219,7 @@ pub fn plan<'c>(cfg: &'c FilterConfig, req: &RequestView<'_>) -> Plan<'c> {
     match extracted.credential {
         Ok(Some(Credential::ApiKey(key))) => Plan::CheckKey {
             hash: key.hash(),
+            key,
             required,
             strip,
         },
@@ -226,7 +227,6 @@ pub fn plan<'c>(cfg: &'c FilterConfig, req: &RequestView<'_>) -> Plan<'c> {
         Err(CredentialError::Ambiguous) => Plan::Deny(Denial::new(DenyReason::AmbiguousCredential)),
         Err(CredentialError::MalformedKey(_)) => Plan::Deny(Denial::new(DenyReason::MalformedKey)),
         Ok(Some(Credential::Jwt(token))) => Plan::CheckJwt {
-            hash: KeyHash::of(token.as_bytes()),
             token,
             required,
             strip,
@@ -235,11 +235,69 @@ pub fn plan<'c>(cfg: &'c FilterConfig, req: &RequestView<'_>) -> Plan<'c> {
     }
 }
 
-/// Decides the final step once the key's answer is known.
-pub fn judge(cfg: &FilterConfig, answer: &Answer, required: &[Permission]) -> Verdict {
-    let identity = match answer {
-        Answer::Valid(identity) => identity,
-        Answer::Invalid(reason) => {
+/// A credential's answer, prepared once for all the requests that carry it: the filter keeps
+/// it per worker ([`crate::local::LocalCache`]) so a cache hit only checks permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Valid(Rc<Grant>),
+    Invalid(InvalidReason),
+}
+
+/// What a valid credential lets through: its permissions, and the identity headers the
+/// upstream gets, built once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Header names and values, made header-safe, in the order they are set.
+    pub identity_headers: Vec<(String, String)>,
+    /// The API key to count usage against; `None` for a JWT.
+    pub key_id: Option<String>,
+    /// For a JWT, the index in `jwt.providers` of the provider that issued it (its
+    /// `forward_token` decides whether the token goes upstream).
+    pub provider: Option<usize>,
+    permissions: Vec<String>,
+}
+
+impl Grant {
+    pub fn holds(&self, permission: &Permission) -> bool {
+        self.permissions.iter().any(|p| p == permission.as_str())
+    }
+}
+
+impl Outcome {
+    pub fn prepare(cfg: &FilterConfig, answer: Answer) -> Self {
+        match answer {
+            Answer::Valid(identity) => Self::Valid(Rc::new(Grant {
+                identity_headers: identity_headers(&cfg.forwarding.header_prefix, &identity),
+                provider: match &identity.principal {
+                    Principal::Jwt { provider, .. } => {
+                        cfg.jwt.providers.iter().position(|p| p.name() == provider)
+                    }
+                    Principal::ApiKey { .. } => None,
+                },
+                key_id: match identity.principal {
+                    Principal::ApiKey { key_id } => Some(key_id),
+                    Principal::Jwt { .. } => None,
+                },
+                permissions: identity.permissions,
+            })),
+            Answer::Invalid(reason) => Self::Invalid(reason),
+        }
+    }
+}
+
+/// Before a lookup for a key the cache did not have: a key whose checksum does not match is a
+/// typo or junk, turned away with no callout.
+pub fn before_lookup(key: UncheckedKey) -> Option<Denial> {
+    key.check()
+        .err()
+        .map(|_| Denial::new(DenyReason::MalformedKey))
+}
+
+/// Decides the final step once the credential's answer is known.
+pub fn judge(outcome: &Outcome, required: &[Permission]) -> Verdict {
+    let grant = match outcome {
+        Outcome::Valid(grant) => grant,
+        Outcome::Invalid(reason) => {
             return Verdict::Deny(Denial::new(match reason {
                 InvalidReason::Unknown => DenyReason::UnknownKey,
                 InvalidReason::Revoked => DenyReason::RevokedKey,
@@ -247,25 +305,18 @@ pub fn judge(cfg: &FilterConfig, answer: &Answer, required: &[Permission]) -> Ve
             }))
         }
     };
-    let missing: Vec<String> = required
-        .iter()
-        .filter(|p| !identity.permissions.iter().any(|held| held == p.as_str()))
-        .map(|p| p.as_str().to_owned())
-        .collect();
-    if !missing.is_empty() {
-        return Verdict::Deny(Denial {
-            reason: DenyReason::Forbidden,
-            missing,
-            detail: None,
-        });
+    if required.iter().all(|p| grant.holds(p)) {
+        return Verdict::Allow(Rc::clone(grant));
     }
-    Verdict::Allow {
-        identity_headers: identity_headers(&cfg.forwarding.header_prefix, identity),
-        key_id: match &identity.principal {
-            Principal::ApiKey { key_id } => Some(key_id.clone()),
-            Principal::Jwt { .. } => None,
-        },
-    }
+    Verdict::Deny(Denial {
+        reason: DenyReason::Forbidden,
+        missing: required
+            .iter()
+            .filter(|p| !grant.holds(p))
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        detail: None,
+    })
 }
 
 /// The identity a verified token stands for.
@@ -474,6 +525,7 @@ mod tests {
             &[h("x-api-key", k.expose_secret())],
         );
         let Plan::CheckKey {
+            key,
             hash,
             required,
             strip,
@@ -484,6 +536,26 @@ mod tests {
         assert_eq!(hash, k.hash());
         assert_eq!(required, perms(&["orders:read"]).as_slice());
         assert_eq!(strip.headers, ["x-api-key"]);
+        assert_eq!(before_lookup(key), None);
+    }
+
+    #[test]
+    fn key_with_a_wrong_checksum_is_401_before_its_lookup() {
+        let cfg = config();
+        let k = key();
+        let mut typo = k.expose_secret().to_owned();
+        let last = if typo.ends_with('0') { "1" } else { "0" };
+        typo.replace_range(typo.len() - 1.., last);
+        let p = plan_for(&cfg, "GET", "/orders/1", &[h("x-api-key", &typo)]);
+        let Plan::CheckKey { key, hash, .. } = p else {
+            panic!("{p:?}")
+        };
+        assert_ne!(hash, k.hash());
+        let denial = before_lookup(key).expect("a checksum mismatch is refused");
+        assert_eq!(
+            (denial.reason, denial.status()),
+            (DenyReason::MalformedKey, 401)
+        );
     }
 
     #[test]
@@ -546,20 +618,16 @@ mod tests {
     fn valid_key_with_all_permissions_is_allowed_with_identity_headers() {
         let cfg = config();
         let v = judge(
-            &cfg,
-            &identity(&["orders:read", "x"]),
+            &Outcome::prepare(&cfg, identity(&["orders:read", "x"])),
             &perms(&["orders:read"]),
         );
-        let Verdict::Allow {
-            identity_headers,
-            key_id,
-        } = v
-        else {
+        let Verdict::Allow(grant) = v else {
             panic!("{v:?}")
         };
-        assert_eq!(key_id.as_deref(), Some("key_1"));
+        assert_eq!(grant.key_id.as_deref(), Some("key_1"));
+        assert_eq!(grant.provider, None);
         assert_eq!(
-            identity_headers,
+            grant.identity_headers,
             [
                 ("x-keygate-auth".to_owned(), "api_key".to_owned()),
                 ("x-keygate-key-id".to_owned(), "key_1".to_owned()),
@@ -575,7 +643,10 @@ mod tests {
     #[test]
     fn missing_permission_is_403_naming_what_is_missing() {
         let cfg = config();
-        let v = judge(&cfg, &identity(&["admin"]), &perms(&["admin", "audit"]));
+        let v = judge(
+            &Outcome::prepare(&cfg, identity(&["admin"])),
+            &perms(&["admin", "audit"]),
+        );
         let Verdict::Deny(d) = v else { panic!("{v:?}") };
         assert_eq!(d.status(), 403);
         assert_eq!(d.missing, ["audit"]);
@@ -594,7 +665,7 @@ mod tests {
             (InvalidReason::Revoked, DenyReason::RevokedKey),
             (InvalidReason::Expired, DenyReason::ExpiredKey),
         ] {
-            let v = judge(&cfg, &Answer::Invalid(reason), &[]);
+            let v = judge(&Outcome::prepare(&cfg, Answer::Invalid(reason)), &[]);
             let Verdict::Deny(d) = v else { panic!("{v:?}") };
             assert_eq!((d.reason, d.status()), (expected, 401));
             assert!(d.headers().iter().any(|(_, v)| v.contains("invalid_token")));

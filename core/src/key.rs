@@ -43,18 +43,7 @@ pub struct ApiKey(String);
 impl ApiKey {
     /// Checks prefix, length, alphabet and checksum. Cheap: one SHA-256 over 43 bytes.
     pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
-        let body = s.strip_prefix(KEY_PREFIX).ok_or(KeyFormatError::Prefix)?;
-        if s.len() != KEY_LEN {
-            return Err(KeyFormatError::Length);
-        }
-        if !body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(KeyFormatError::Charset);
-        }
-        let (stem, checksum) = s.split_at(KEY_PREFIX.len() + RANDOM_HEX_LEN);
-        if checksum_hex(stem) != checksum {
-            return Err(KeyFormatError::Checksum);
-        }
-        Ok(Self(s.to_owned()))
+        UncheckedKey::parse(s)?.check()
     }
 
     /// Builds a key from fresh random bytes. The caller supplies the randomness (the key service
@@ -76,6 +65,53 @@ impl ApiKey {
     /// The SHA-256 of the key: the only form in which a key is stored or leaves the edge.
     pub fn hash(&self) -> KeyHash {
         KeyHash::of(self.0.as_bytes())
+    }
+}
+
+/// A string of a key's shape (prefix, length, alphabet) whose checksum is not checked yet.
+///
+/// The filter checks the checksum only when the key's hash is not in its cache: every cached
+/// hash came from a key that passed the check before its lookup, so a cache hit needs no second
+/// SHA-256, and a key that fails the check is still turned away before any callout.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UncheckedKey(String);
+
+impl UncheckedKey {
+    pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
+        let body = s.strip_prefix(KEY_PREFIX).ok_or(KeyFormatError::Prefix)?;
+        if s.len() != KEY_LEN {
+            return Err(KeyFormatError::Length);
+        }
+        if !body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(KeyFormatError::Charset);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The SHA-256 of the key, as [`ApiKey::hash`].
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(self.0.as_bytes())
+    }
+
+    /// The key, once its checksum matches.
+    pub fn check(self) -> Result<ApiKey, KeyFormatError> {
+        let (stem, checksum) = self.0.split_at(KEY_PREFIX.len() + RANDOM_HEX_LEN);
+        if checksum_hex(stem) != checksum {
+            return Err(KeyFormatError::Checksum);
+        }
+        Ok(ApiKey(self.0))
+    }
+}
+
+impl From<ApiKey> for UncheckedKey {
+    fn from(key: ApiKey) -> Self {
+        Self(key.0)
+    }
+}
+
+impl fmt::Debug for UncheckedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UncheckedKey(<redacted>)")
     }
 }
 

@@ -22,6 +22,7 @@ pub mod decision;
 pub mod jwks;
 pub mod jwt;
 pub mod key;
+pub mod local;
 pub mod route;
 pub mod usage;
 pub mod wire;
