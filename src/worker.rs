@@ -50,10 +50,10 @@ pub struct Cache<K> {
 }
 
 impl<K: Eq + Hash + Copy> Cache<K> {
-    fn new(layout: CacheLayout, max_entries: u64) -> Self {
+    fn new(layout: CacheLayout, worker_entries: usize) -> Self {
         Self {
             layout,
-            local: RefCell::new(LocalCache::new(max_entries)),
+            local: RefCell::new(LocalCache::new(worker_entries)),
         }
     }
 
@@ -80,10 +80,13 @@ pub struct Waiter {
 impl Worker {
     pub fn new(config: FilterConfig, metrics: Metrics) -> Self {
         Self {
-            keys: Cache::new(CacheLayout::keys(&config.cache), config.cache.max_entries),
+            keys: Cache::new(
+                CacheLayout::keys(&config.cache),
+                config.worker_cache_entries,
+            ),
             tokens: Cache::new(
                 CacheLayout::tokens(&config.jwt.cache),
-                config.jwt.cache.max_entries,
+                config.worker_cache_entries,
             ),
             // std seeds each RandomState from the host's randomness (WASI random_get).
             tagger: Tagger::new(RandomState::new(), RandomState::new()),

@@ -224,6 +224,9 @@ pub struct RawCache {
     pub ttl_secs: u64,
     #[serde(default = "default_negative_ttl_secs")]
     pub negative_ttl_secs: u64,
+    /// Answers each worker keeps ready in front of shared data, per cache (keys, tokens).
+    #[serde(default = "default_worker_max_entries")]
+    pub worker_max_entries: u64,
 }
 
 impl Default for RawCache {
@@ -232,8 +235,13 @@ impl Default for RawCache {
             max_entries: default_max_entries(),
             ttl_secs: default_ttl_secs(),
             negative_ttl_secs: default_negative_ttl_secs(),
+            worker_max_entries: default_worker_max_entries(),
         }
     }
+}
+
+fn default_worker_max_entries() -> u64 {
+    4096
 }
 
 fn default_max_entries() -> u64 {
@@ -315,6 +323,9 @@ pub struct FilterConfig {
     pub key_service: KeyServiceConfig,
     pub api_keys: ApiKeySources,
     pub cache: CachePolicy,
+    /// Entries each worker keeps in its own cache in front of shared data, for keys and for
+    /// tokens alike (`keygate_core::local`); 0 turns the worker caches off.
+    pub worker_cache_entries: usize,
     pub failure_mode: FailureMode,
     pub forwarding: Forwarding,
     /// `None` when usage reporting is off.
@@ -469,6 +480,15 @@ impl TryFrom<RawConfig> for FilterConfig {
 
         let forwarding = compile_forwarding(raw.forwarding)?;
         let api_keys = compile_api_keys(raw.api_keys, &forwarding.header_prefix)?;
+        let worker_cache_entries = match usize::try_from(raw.cache.worker_max_entries) {
+            Ok(n) if n <= 1_000_000 => n,
+            _ => {
+                return Err(ConfigError::new(
+                    "cache.worker_max_entries",
+                    "must be 0 (off) to 1000000",
+                ))
+            }
+        };
         let cache = compile_cache(raw.cache)?;
         let routes = RouteTable::compile(&raw.routes, raw.case_sensitive_paths)
             .map_err(|e| ConfigError::new(e.field(), e.message()))?;
@@ -486,6 +506,7 @@ impl TryFrom<RawConfig> for FilterConfig {
             },
             api_keys,
             cache,
+            worker_cache_entries,
             failure_mode: raw.failure_mode,
             forwarding,
             usage_interval: match raw.usage.report_interval_secs {
@@ -795,6 +816,7 @@ mod tests {
                 negative_ttl_secs: 10
             }
         );
+        assert_eq!(c.worker_cache_entries, 4096);
         assert_eq!(c.failure_mode, FailureMode::Closed);
         assert_eq!(c.forwarding.header_prefix, "x-keygate-");
         assert!(c.forwarding.strip_credentials);
@@ -830,6 +852,10 @@ mod tests {
         let cases = [
             (r#""cache":{"max_entries":0}"#, "cache.max_entries"),
             (r#""cache":{"ttl_secs":0}"#, "cache.ttl_secs"),
+            (
+                r#""cache":{"worker_max_entries":1000001}"#,
+                "cache.worker_max_entries",
+            ),
             (
                 r#""api_keys":{"headers":["bad header"]}"#,
                 "api_keys.headers[0]",

@@ -20,9 +20,6 @@ use std::hash::{BuildHasher, Hash, RandomState};
 
 use crate::decision::Outcome;
 
-/// Largest number of entries one worker keeps, whatever `cache.max_entries` says.
-pub const MAX_LOCAL_ENTRIES: usize = 4096;
-
 /// A worker's name for a bearer token: two independent, randomly keyed 64-bit hashes of it
 /// (std's `RandomState`, a keyed SipHash made to resist chosen collisions). The keys never leave
 /// the worker's memory, so a client cannot craft a token that shares another token's tag, and
@@ -55,10 +52,8 @@ pub struct LocalCache<K> {
 }
 
 impl<K: Eq + Hash + Copy> LocalCache<K> {
-    /// A cache of at most `min(capacity, MAX_LOCAL_ENTRIES)` entries; 0 keeps nothing.
-    pub fn new(capacity: u64) -> Self {
-        let capacity =
-            usize::try_from(capacity).map_or(MAX_LOCAL_ENTRIES, |c| c.min(MAX_LOCAL_ENTRIES));
+    /// A cache of at most `capacity` entries (`cache.worker_max_entries`); 0 keeps nothing.
+    pub fn new(capacity: usize) -> Self {
         Self {
             map: HashMap::new(),
             capacity,
@@ -186,11 +181,10 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_capped_and_zero_keeps_nothing() {
-        let mut c = LocalCache::new(u64::MAX);
-        assert_eq!(c.capacity, MAX_LOCAL_ENTRIES);
-        c = LocalCache::new(0);
+    fn capacity_zero_keeps_nothing() {
+        let mut c = LocalCache::new(0);
         c.put(hash(1), NOW + 100, revoked(), NOW);
         assert!(c.is_empty());
+        assert_eq!(c.get(&hash(1), NOW), None);
     }
 }
