@@ -91,7 +91,7 @@ class Settings:
             latency_seconds=1,
             db_keys=100_000 if quick else 1_000_000,
             cycle_keys=20_000 if quick else 100_000,
-            warm_keys=20_000 if quick else 100_000,
+            warm_keys=20_000 if quick else 1_000_000,
             jwt_tokens=10_000 if quick else 30_000,
             rsa_tokens=5_000 if quick else 10_000,
             ks_rounds=1 if quick else 3,
@@ -233,6 +233,8 @@ def envoy_filters(s: Settings, fx: Fixtures, ks_port: int) -> dict[str, tuple[li
         "probe": ([R.wasm_filter("probe", NOOP_WASM, "hostcalls"), R.ROUTER], []),
         "keygate": ([keygate(), R.ROUTER], ks),
         "keygate-1000-rules": ([keygate(rules=1000), R.ROUTER], ks),
+        # Every hit read from shared data, as when the worker's own cache lacks the key.
+        "keygate-shared": ([keygate(worker_cache_entries=0), R.ROUTER], ks),
         "keygate-miss": ([keygate(cache_entries=R.MISS_CACHE_ENTRIES,
                                   jwt_cache_entries=R.MISS_CACHE_ENTRIES), R.ROUTER], ks),
         # Usage reporting off, so the memory growth is the cache's alone. Sized 8x the keys: a
@@ -266,6 +268,8 @@ def define_rows(fx: Fixtures) -> list[R.Row]:
               bad=fx.unknown_key, expect=("cache_hit", 0.99)),
         R.Row("kg-key-hit-1000", "3b", "keygate API key, cache hit, 1,000 rules",
               "keygate-1000-rules", key, bad=fx.unknown_key, expect=("cache_hit", 0.99)),
+        R.Row("kg-key-hit-shared", "3c", "keygate API key, cache hit, worker cache off",
+              "keygate-shared", key, bad=fx.unknown_key, expect=("cache_hit", 0.99)),
         R.Row("kg-key-miss", "4", "keygate API key, new key each request (callout)",
               "keygate-miss", R.Cycle(fx.cycle_keys, "x-api-key", _first(fx.cycle_keys)),
               bad=fx.unknown_key, keyservice=True, expect=("callout", 0.97)),
@@ -652,7 +656,8 @@ def main() -> int:
 
         t0 = time.monotonic()
         log(f"paired windows: {s.pair_rounds} x {s.pair_seconds} s, alternating")
-        paired = bench.paired(by_key, ["baseline", "noop", "probe", "kg-key-hit", "kg-key-hit-1000"],
+        paired = bench.paired(by_key, ["baseline", "noop", "probe", "kg-key-hit", "kg-key-hit-1000",
+                                       "kg-key-hit-shared"],
                               s.pair_rounds, s.pair_seconds, s.connections)
         log("single-connection latency")
         latency = bench.paired(by_key, ["baseline", "noop", "kg-key-hit"], s.latency_rounds,

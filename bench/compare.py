@@ -3,10 +3,15 @@
 does keygate compare with Envoy's own filters", this answers "did my change make the hit path
 cheaper", in a few minutes.
 
-    python3 bench/compare.py [--rounds N] [--seconds S] [--probe GROUPS ...] A.wasm [B.wasm ...]
+    python3 bench/compare.py [--rounds N] [--seconds S] [--probe GROUPS ...] [--miss]
+                             A.wasm[@JSON] [B.wasm[@JSON] ...]
 
 Each .wasm gets its own Envoy with keygate's bench configuration (10 rules, an inline EdDSA
-JWKS), beside Envoy alone and the no-op Wasm filter; `--probe` adds the no-op filter making only
+JWKS), beside Envoy alone and the no-op Wasm filter; `@JSON` merges top-level members into that
+build's configuration (`keygate.wasm@{"usage":{"report_interval_secs":0}}`), so one build can
+also be compared with itself under two settings. `--miss` adds, per build, the miss path of
+`make bench` row 4 (every request a new valid key, each a callout) and Envoy's ext_authz asking
+the key service on every request (row 9). `--probe` adds the no-op filter making only
 the listed host-call groups (bench/noop-filter: headers, clock, shared, remove, set, metrics), to
 price host calls one group at a time. Every row is checked as in `make bench` (no credential
 refused, the right one passes, keygate's counters show the named path). Then short windows
@@ -20,6 +25,7 @@ Needs what `make bench` builds (run it, or `make wasm` and the bench crates in r
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -34,21 +40,27 @@ import rows as R  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("wasm", nargs="+", type=Path, help="keygate .wasm builds to compare")
+    ap.add_argument("wasm", nargs="+", help="keygate .wasm builds to compare, each with an "
+                    "optional @JSON of configuration members")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--probe", action="append", default=[],
                     help="host-call groups for one more no-op row, e.g. headers,set")
     ap.add_argument("--no-jwt", action="store_true", help="API key rows only")
+    ap.add_argument("--miss", action="store_true", help="add the miss path and ext_authz rows")
     args = ap.parse_args()
+    builds: list[tuple[Path, dict]] = []
+    for spec in args.wasm:
+        path, _, extra = spec.partition("@")
+        builds.append((Path(path), json.loads(extra) if extra else {}))
 
     s = B.Settings.from_env()
-    s.db_keys, s.cycle_keys, s.warm_keys, s.jwt_tokens, s.rsa_tokens = 3000, 10, 1100, 10, 10
+    s.db_keys, s.cycle_keys, s.warm_keys, s.jwt_tokens, s.rsa_tokens = 60_000, 50_000, 1100, 10, 10
     work = Path(tempfile.mkdtemp(prefix="keygate-compare-"))
     fx = B.make_fixtures(s, work)
 
-    names = [f"{i}:{w.name}" for i, w in enumerate(args.wasm)]
+    names = [f"{i}:{w.name}{'@' if extra else ''}" for i, (w, extra) in enumerate(builds)]
     key = R.Static("x-api-key", fx.hit_key)
     token = R.Static("authorization", "Bearer " + fx.hit_token["EdDSA"])
     rows = [R.Row("baseline", "1", "Envoy alone", "baseline", key, open=True),
@@ -63,6 +75,13 @@ def main() -> int:
             rows.append(R.Row(f"jwt {name}", "5", f"JWT EdDSA hit {name}", name, token,
                               bad="Bearer " + fx.bad_token["EdDSA"],
                               expect=("jwt_cache_hit", 0.99)))
+        if args.miss:
+            rows.append(R.Row(f"miss {name}", "4", f"key miss (callout) {name}", f"miss {name}",
+                              R.Cycle(fx.cycle_keys, "x-api-key", B._first(fx.cycle_keys)),
+                              bad=fx.unknown_key, keyservice=True, expect=("callout", 0.97)))
+    if args.miss:
+        rows.append(R.Row("ext_authz", "9", "ext_authz -> key service", "ext_authz", key,
+                          bad=fx.unknown_key, keyservice=True))
 
     def filters(ks_port: int) -> dict:
         ks = [R.keyservice_cluster(ks_port)]
@@ -71,9 +90,19 @@ def main() -> int:
         for groups in args.probe:
             out[f"probe:{groups}"] = (
                 [R.wasm_filter("probe", B.NOOP_WASM, f"hostcalls:{groups}"), R.ROUTER], [])
-        for name, wasm in zip(names, args.wasm):
-            config = R.keygate_config(fx.filter_token, fx.jwks)
-            out[name] = ([R.wasm_filter("keygate", wasm.resolve(), config), R.ROUTER], ks)
+        for name, (wasm, extra) in zip(names, builds):
+            def config(**kw) -> str:
+                c = json.loads(R.keygate_config(fx.filter_token, fx.jwks, **kw))
+                c.update(extra)
+                return json.dumps(c)
+            out[name] = ([R.wasm_filter("keygate", wasm.resolve(), config()), R.ROUTER], ks)
+            if args.miss:
+                small = config(cache_entries=R.MISS_CACHE_ENTRIES,
+                               jwt_cache_entries=R.MISS_CACHE_ENTRIES)
+                out[f"miss {name}"] = (
+                    [R.wasm_filter("keygate", wasm.resolve(), small), R.ROUTER], ks)
+        if args.miss:
+            out["ext_authz"] = ([R.ext_authz_filter(ks_port), R.ROUTER], ks)
         return out
 
     B.envoy_filters = lambda _s, _fx, ks_port: filters(ks_port)
@@ -92,17 +121,19 @@ def main() -> int:
     base = paired["baseline"]
     print(f"\n{args.rounds} rounds x {args.seconds} s, {args.connections} connections; "
           "medians of per-round differences to Envoy alone\n")
-    print("| row | Δ Envoy CPU µs/req | req/s × baseline | req/s |")
-    print("|---|---:|---:|---:|")
+    print("| row | Δ Envoy CPU µs/req | req/s × baseline | req/s | key service µs/req |")
+    print("|---|---:|---:|---:|---:|")
     for k in keys:
         runs = paired[k]
         d_cpu = statistics.median(m["cpu_us"] - b["cpu_us"] for m, b in zip(runs, base))
         ratio = statistics.median(m["rps"] / b["rps"] for m, b in zip(runs, base))
         rps = statistics.median(m["rps"] for m in runs)
-        print(f"| {by_key[k].label} | {d_cpu:+.2f} | {ratio:.3f} | {rps:,.0f} |")
+        ks = [m["ks_us"] for m in runs if m.get("ks_us") is not None]
+        ks_us = f"{statistics.median(ks):.1f}" if ks else ""
+        print(f"| {by_key[k].label} | {d_cpu:+.2f} | {ratio:.3f} | {rps:,.0f} | {ks_us} |")
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            for kind in ("key", "jwt"):
+            for kind in ("key", "jwt", "miss"):
                 if f"{kind} {a}" not in paired or f"{kind} {b}" not in paired:
                     continue
                 d = statistics.median(y["cpu_us"] - x["cpu_us"] for x, y in

@@ -92,7 +92,8 @@ def route_rules(n: int) -> list[dict]:
 
 def keygate_config(filter_token: str, jwks: dict, *, rules: int = 10,
                    cache_entries: int | None = None, jwt_cache_entries: int | None = None,
-                   cache_ttl_secs: int | None = None, usage_interval_secs: int | None = None) -> str:
+                   cache_ttl_secs: int | None = None, usage_interval_secs: int | None = None,
+                   worker_cache_entries: int | None = None) -> str:
     """keygate's configuration: defaults everywhere except what a row needs to differ."""
     jwt: dict = {"providers": [{
         "name": "bench", "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": {"inline": jwks},
@@ -110,6 +111,8 @@ def keygate_config(filter_token: str, jwks: dict, *, rules: int = 10,
         cache["max_entries"] = cache_entries
     if cache_ttl_secs is not None:
         cache["ttl_secs"] = cache_ttl_secs
+    if worker_cache_entries is not None:
+        cache["worker_max_entries"] = worker_cache_entries
     if cache:
         config["cache"] = cache
     if usage_interval_secs is not None:

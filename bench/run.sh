@@ -17,6 +17,7 @@
 #   2b the same filter making only the host calls keygate makes on a cache hit, no logic: splits
 #      keygate's cost into host calls (2b - 2) and its own Wasm work (3 - 2b)
 #   3  keygate API key, cache hit            3b the same with 1,000 route rules instead of 10
+#   3c the same with the worker cache off (cache.worker_max_entries 0: every hit reads shared data)
 #   4  keygate API key, every request a new valid key (each a callout to the key service)
 #   5  keygate JWT cache hit, EdDSA/ES256/RS256
 #   6  keygate JWT, every request a new token (signature verified each time)
@@ -34,7 +35,7 @@
 # the pairwise differences), and their latency at one connection (no queueing). On a shared
 # machine each window first waits (bounded) for both CPUs to be free of other processes, and a
 # window where others took over 10% of a CPU is run again (bounded); the report shows how much.
-# Then: Envoy RSS with 1,000 and 100,000 keys cached (warmed through the filter), the hit cost at
+# Then: Envoy RSS with 1,000 and 1,000,000 keys cached (warmed through the filter), the hit cost at
 # both sizes; the key service alone (lookups/s over 1M keys seeded in bulk into a copy of the
 # database, key creations/s, peak memory); criterion benchmarks of the core (core/benches/).
 # No speed is asserted anywhere: the report lists each target with the measured figure and

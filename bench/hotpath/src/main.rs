@@ -133,7 +133,7 @@ fn main() {
     time("decision::judge", n, || {
         black_box(decision::judge(black_box(&outcome), required));
     });
-    let mut local = LocalCache::new(10_000);
+    let mut local = LocalCache::new(4096);
     local.put(hash, NOW + 60, outcome.clone(), NOW);
     time("LocalCache::get", n, || {
         black_box(local.get(black_box(&hash), NOW).cloned());

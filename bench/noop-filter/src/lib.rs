@@ -3,12 +3,13 @@
 //! - With no configuration, a request context whose request-headers callback returns `Continue`
 //!   and calls nothing on the host: what any proxy-wasm filter costs before it does any work.
 //! - With the configuration `hostcalls`, the same callback makes the host calls keygate makes
-//!   for an API key cache hit (read all request headers, read the clock, read one shared-data
-//!   bucket, remove the key header, set four identity headers, bump two counters) and nothing
-//!   else: the difference to the floor is the host calls' cost, and keygate's difference to
-//!   this is its own Wasm work (parsing, hashing, matching, decoding, allocating).
+//!   for an API key cache hit served by the worker's own cache (read all request headers, read
+//!   the clock, remove the key header, set four identity headers, bump two counters) and
+//!   nothing else: the difference to the floor is the host calls' cost, and keygate's
+//!   difference to this is its own Wasm work (parsing, hashing, matching, allocating).
 //!   `hostcalls:headers,clock,shared,remove,set,metrics` makes only the listed groups, to price
-//!   them one by one.
+//!   them one by one (`shared`, one shared-data read, is what a hit costs when the worker's
+//!   cache does not have the key).
 //!
 //! Host call results are ignored on purpose: this filter decides nothing and lets every
 //! request through.
@@ -49,7 +50,7 @@ impl Probe {
     fn parse(config: &[u8], counters: [u32; 2]) -> Option<Self> {
         let config = std::str::from_utf8(config).ok()?.trim();
         let groups = match config.strip_prefix("hostcalls") {
-            Some("") => "headers,clock,shared,remove,set,metrics",
+            Some("") => "headers,clock,remove,set,metrics",
             Some(rest) => rest.strip_prefix(':')?,
             None => return None,
         };
