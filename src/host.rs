@@ -78,6 +78,15 @@ pub fn set_request_header(name: &str, value: &str) -> HostResult<()> {
     )
 }
 
+/// Adds a value for `name`, keeping any it had. Cheaper than [`set_request_header`] for a
+/// header known to be absent.
+pub fn add_request_header(name: &str, value: &str) -> HostResult<()> {
+    tag(
+        "add_map_value",
+        hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
+    )
+}
+
 /// Envoy's name for the matched route, if it has one.
 pub fn route_name() -> HostResult<Option<String>> {
     let bytes = tag(

@@ -341,8 +341,9 @@ fn carry_out(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64) -> Host
     match verdict {
         Verdict::Allow(grant) => {
             apply_strip(strip)?;
+            // Every header under the identity prefix was removed when the request arrived.
             for (name, value) in &grant.identity_headers {
-                host::set_request_header(name, value)?;
+                host::add_request_header(name, value)?;
             }
             worker.metrics.allowed();
             if let Some(id) = grant.key_id.as_deref() {
