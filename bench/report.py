@@ -9,7 +9,8 @@ import rows as R
 
 NATIVE_LABELS = [
     ("api_key/parse", "`ApiKey::parse` (format and checksum: one SHA-256)"),
-    ("api_key/hash_and_find", "API key hit: `KeyHash::of` + `cache::find` (4-entry bucket)"),
+    ("api_key/worker_cache_hit", "API key hit in the worker cache: `KeyHash::of` + `LocalCache::get`"),
+    ("api_key/hash_and_find", "API key hit in shared data: `KeyHash::of` + `cache::find` (4-entry bucket)"),
     ("cache/find", "`cache::find` alone (target last of 4, answer decoded)"),
     ("cache/insert", "`cache::insert` into a full bucket (miss path)"),
     ("decision/plan", "`decision::plan` (path, route, credential, hash), 10 rules"),
@@ -21,7 +22,8 @@ NATIVE_LABELS = [
     ("jwt_verify/EdDSA", "`jwt::verify` EdDSA (Ed25519)"),
     ("jwt_verify/ES256", "`jwt::verify` ES256 (P-256)"),
     ("jwt_verify/RS256", "`jwt::verify` RS256 (RSA 2048)"),
-    ("jwt/cache_hit", "JWT hit: `KeyHash::of(token)` + `cache::find`"),
+    ("jwt/worker_cache_hit", "JWT hit in the worker cache: `Tagger::tag(token)` + `LocalCache::get`"),
+    ("jwt/cache_hit", "JWT hit in shared data: `KeyHash::of(token)` + `cache::find`"),
 ]
 
 

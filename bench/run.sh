@@ -4,8 +4,8 @@
 # wasm32-wasip1 target), builds everything in release mode, runs bench/bench.py, prints one
 # markdown report and saves it as bench/results/<timestamp>.md and bench/results/latest.md (raw
 # figures of every run in <timestamp>.json; `python3 bench/bench.py --render <it>` re-renders).
-# About 8-10 minutes once built; BENCH_QUICK=1 is a ~2.5 minute smoke version (1 round, 2 s runs,
-# 100k keys in the database, 20k keys warmed).
+# About 11-12 minutes once built (the memory phase warms 1M keys); BENCH_QUICK=1 is a ~3 minute
+# smoke version (1 round, 2 s runs, 100k keys in the database, 20k keys warmed).
 #
 # Layout: each Envoy runs with --concurrency 1 pinned to CPU 0 (taskset -c 0); wrk -t1 runs
 # pinned to CPU 1, and so does the key service when a row calls it (rows 4 and 9), so those rows

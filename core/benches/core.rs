@@ -11,7 +11,9 @@
 //! - `route_lookup/{10,100,1000}`: `normalize_path` plus `RouteTable::lookup` of `GET /orders/42`,
 //!   whose rule comes after all the generated ones (the same table shape as the end-to-end rows).
 //! - `jwt_verify/{EdDSA,ES256,RS256}`: `jwt::verify` of a token minted with jsonwebtoken (ring).
-//! - `jwt/cache_hit`: a verified-token cache hit: `KeyHash::of(token)` and `cache::find`.
+//! - `jwt/worker_cache_hit`: a verified-token hit in the worker's cache: `Tagger::tag` and
+//!   `LocalCache::get`; `jwt/cache_hit`: one in shared data: `KeyHash::of(token)` and
+//!   `cache::find`. `api_key/worker_cache_hit` is the key's: `KeyHash::of` and `LocalCache::get`.
 //!
 //! Everything the filter does on the host (shared-data reads, header maps, the Wasm boundary) is
 //! not here; the end-to-end rows measure it.
@@ -28,9 +30,11 @@ use keygate_core::config::{CachePolicy, FilterConfig};
 use keygate_core::decision::{self, Plan, RequestView};
 use keygate_core::jwt::{self, Jwks, PermissionsClaim, ProviderPolicy};
 use keygate_core::key::{ApiKey, KeyHash, KEY_RANDOM_BYTES};
+use keygate_core::local::{LocalCache, Tagger};
 use keygate_core::route::{normalize_path, RawRoute, RouteTable};
 use keygate_core::wire::LookupResponse;
 use serde_json::{json, Value};
+use std::hash::RandomState;
 
 /// The crate's own test keys (PKCS#8 private keys and their public JWK members).
 #[path = "../src/jwt/test_keys.rs"]
@@ -145,6 +149,20 @@ fn api_key(c: &mut Criterion) {
 
     c.bench_function("api_key/parse", |b| {
         b.iter(|| ApiKey::parse(black_box(&secret)).expect("valid key"))
+    });
+    let mut local = LocalCache::new(4096);
+    let cached = cache::find(&bucket, &target.hash(), NOW).expect("hit");
+    local.put(
+        target.hash(),
+        NOW + 60,
+        decision::Outcome::prepare(&config(), cached),
+        NOW,
+    );
+    c.bench_function("api_key/worker_cache_hit", |b| {
+        b.iter(|| {
+            let hash = KeyHash::of(black_box(secret.as_bytes()));
+            local.get(&hash, NOW).expect("hit").clone()
+        })
     });
     c.bench_function("api_key/hash_and_find", |b| {
         b.iter(|| {
@@ -278,6 +296,21 @@ fn jwt_verify(c: &mut Criterion) {
     let identity = decision::jwt_identity(verified);
     let entry = Entry::verified(KeyHash::of(token.as_bytes()), identity, NOW).expect("cacheable");
     let bucket = cache::insert(None, &entry, NOW).expect("empty bucket takes it");
+    let tagger = Tagger::new(RandomState::new(), RandomState::new());
+    let mut local = LocalCache::new(4096);
+    let outcome = decision::Outcome::prepare(
+        &config(),
+        cache::find(&bucket, &entry.hash, NOW).expect("hit"),
+    );
+    local.put(tagger.tag(token), NOW + 60, outcome, NOW);
+    c.bench_function("jwt/worker_cache_hit", |b| {
+        b.iter(|| {
+            local
+                .get(&tagger.tag(black_box(token)), NOW)
+                .expect("hit")
+                .clone()
+        })
+    });
     c.bench_function("jwt/cache_hit", |b| {
         b.iter(|| {
             let hash = KeyHash::of(black_box(token.as_bytes()));
