@@ -11,7 +11,9 @@ JWKS), beside Envoy alone and the no-op Wasm filter; `@JSON` merges top-level me
 build's configuration (`keygate.wasm@{"usage":{"report_interval_secs":0}}`), so one build can
 also be compared with itself under two settings. `--miss` adds, per build, the miss path of
 `make bench` row 4 (every request a new valid key, each a callout) and Envoy's ext_authz asking
-the key service on every request (row 9). `--probe` adds the no-op filter making only
+the key service on every request (row 9). `--rotate N` adds, per build, hits cycling over N
+keys, each first looked up once through that build (so with N above the worker cache's size a
+hit reads shared data and replaces a worker-cache entry). `--probe` adds the no-op filter making only
 the listed host-call groups (bench/noop-filter: headers, clock, shared, remove, set, metrics), to
 price host calls one group at a time. Every row is checked as in `make bench` (no credential
 refused, the right one passes, keygate's counters show the named path). Then short windows
@@ -28,6 +30,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -49,6 +52,8 @@ def main() -> int:
                     help="host-call groups for one more no-op row, e.g. headers,set")
     ap.add_argument("--no-jwt", action="store_true", help="API key rows only")
     ap.add_argument("--miss", action="store_true", help="add the miss path and ext_authz rows")
+    ap.add_argument("--rotate", type=int, default=0,
+                    help="add hits cycling over this many keys (at most 50,000), warmed first")
     args = ap.parse_args()
     builds: list[tuple[Path, dict]] = []
     for spec in args.wasm:
@@ -61,6 +66,7 @@ def main() -> int:
     fx = B.make_fixtures(s, work)
 
     names = [f"{i}:{w.name}{'@' if extra else ''}" for i, (w, extra) in enumerate(builds)]
+    rotating = B.first_lines(fx.cycle_keys, work / "keys-rotate.txt", 0, max(args.rotate, 1))
     key = R.Static("x-api-key", fx.hit_key)
     token = R.Static("authorization", "Bearer " + fx.hit_token["EdDSA"])
     rows = [R.Row("baseline", "1", "Envoy alone", "baseline", key, open=True),
@@ -75,6 +81,10 @@ def main() -> int:
             rows.append(R.Row(f"jwt {name}", "5", f"JWT EdDSA hit {name}", name, token,
                               bad="Bearer " + fx.bad_token["EdDSA"],
                               expect=("jwt_cache_hit", 0.99)))
+        if args.rotate:
+            rows.append(R.Row(f"rotate {name}", "3r", f"key hit over {args.rotate:,} keys {name}",
+                              name, R.Cycle(rotating, "x-api-key", B._first(rotating)),
+                              bad=fx.unknown_key, expect=("cache_hit", 0.97)))
         if args.miss:
             rows.append(R.Row(f"miss {name}", "4", f"key miss (callout) {name}", f"miss {name}",
                               R.Cycle(fx.cycle_keys, "x-api-key", B._first(fx.cycle_keys)),
@@ -109,6 +119,22 @@ def main() -> int:
     bench = B.Bench(s, fx)
     try:
         bench.start(rows)
+        for row in rows:
+            if row.key.startswith("rotate "):
+                B.log(f"{row.label}: looking up {args.rotate:,} keys once")
+                envoy = bench.envoys[row.envoy]
+                seen = {"value": -1, "at": time.monotonic()}
+
+                def warmed() -> bool:
+                    # Keys the row check already looked up need no callout: done once the
+                    # callouts stop rising.
+                    value = B.keygate_counters(envoy).get("callout", 0)
+                    if value != seen["value"]:
+                        seen.update(value=value, at=time.monotonic())
+                    return time.monotonic() - seen["at"] > 2
+
+                bench.send(row, 600, 16, until=warmed, cycle_file=rotating, limit=args.rotate)
+                row.offset = 0
         for row in rows:  # warm every VM and connection pool once
             bench.measure(row, 1, args.connections)
         keys = [r.key for r in rows]
@@ -133,7 +159,7 @@ def main() -> int:
         print(f"| {by_key[k].label} | {d_cpu:+.2f} | {ratio:.3f} | {rps:,.0f} | {ks_us} |")
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            for kind in ("key", "jwt", "miss"):
+            for kind in ("key", "jwt", "miss", "rotate"):
                 if f"{kind} {a}" not in paired or f"{kind} {b}" not in paired:
                     continue
                 d = statistics.median(y["cpu_us"] - x["cpu_us"] for x, y in

@@ -234,9 +234,9 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
           f"{mem['warm_keys'] - 1000:,} keys). Hit cost with {mem['warm_keys']:,} vs 1,000 keys "
           f"cached: {ha['cpu_us'] - h1['cpu_us']:+.1f} µs CPU/request, "
           f"{ha['rps'] / h1['rps']:.2f}× req/s. Keys rotate, so with 1,000 keys every hit is served "
-          "by the worker's own cache (4,096 entries by default), and with more keys than that "
-          "nearly every hit reads a different shared-data bucket and replaces a worker-cache "
-          "entry: the larger figure is the cost of a shared-data hit at that size.\n")
+          "by the worker's own cache (4,096 entries by default), and with many more keys than "
+          "that most hits read a different shared-data bucket (a full worker cache keeps what it "
+          "holds): the larger figure is mostly the cost of a shared-data hit at that size.\n")
 
     if envoy_rss:
         w("Envoy RSS by configuration at the end of the run (each with one worker, so two Wasm "

@@ -7,9 +7,11 @@
 //! never longer: a revoked or expired key stops working here exactly when it would have stopped
 //! working in shared data.
 //!
-//! Bounded: at `capacity` entries, stale ones are dropped first, and if none is stale the whole
-//! map is cleared. Clearing costs the next requests a shared-data read each, nothing else, and it
-//! keeps a flood of distinct credentials from growing the map or making it slow.
+//! Bounded: a full cache drops its stale entries (one sweep a second at most) and admits a new
+//! entry only into the room that frees; the entries it holds stay. So a flood of distinct
+//! credentials neither grows the map nor churns it, and no request pays for emptying it. A
+//! credential left out is served from shared data as before, and gets in once room frees (every
+//! entry goes stale within its shared entry's lifetime, `cache.ttl_secs` at most).
 //!
 //! API keys are kept under their SHA-256 ([`crate::key::KeyHash`], computed anyway). Tokens are kept under a
 //! [`TokenTag`], so that a hit does not have to SHA-256 a whole token (the costliest step of a
@@ -49,6 +51,8 @@ impl Tagger {
 pub struct LocalCache<K> {
     map: HashMap<K, (u64, Outcome)>,
     capacity: usize,
+    /// When a full cache last dropped its stale entries (unix seconds).
+    swept_at: u64,
 }
 
 impl<K: Eq + Hash + Copy> LocalCache<K> {
@@ -57,6 +61,7 @@ impl<K: Eq + Hash + Copy> LocalCache<K> {
         Self {
             map: HashMap::new(),
             capacity,
+            swept_at: 0,
         }
     }
 
@@ -74,9 +79,12 @@ impl<K: Eq + Hash + Copy> LocalCache<K> {
             return;
         }
         if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
-            self.map.retain(|_, (until, _)| now < *until);
+            if now > self.swept_at {
+                self.swept_at = now;
+                self.map.retain(|_, (until, _)| now < *until);
+            }
             if self.map.len() >= self.capacity {
-                self.map.clear();
+                return;
             }
         }
         self.map.insert(key, (fresh_until, outcome));
@@ -156,13 +164,28 @@ mod tests {
     }
 
     #[test]
-    fn a_full_cache_of_fresh_entries_starts_over_and_stays_bounded() {
+    fn a_full_cache_of_fresh_entries_keeps_them_and_stays_bounded() {
         let mut c = LocalCache::new(100);
         for n in 0..10_000 {
             c.put(hash(n), NOW + 100, revoked(), NOW);
             assert!(c.len() <= 100);
         }
-        assert!(c.get(&hash(9_999), NOW).is_some());
+        assert!(c.get(&hash(0), NOW).is_some());
+        assert!(c.get(&hash(9_999), NOW).is_none());
+    }
+
+    #[test]
+    fn room_freed_by_stale_entries_is_found_at_most_once_a_second() {
+        let mut c = LocalCache::new(2);
+        c.put(hash(1), NOW + 1, revoked(), NOW);
+        c.put(hash(2), NOW + 100, revoked(), NOW);
+        // Full at NOW: the sweep finds nothing stale, and is not tried again within NOW.
+        c.put(hash(3), NOW + 100, revoked(), NOW);
+        assert!(c.get(&hash(3), NOW).is_none());
+        // A second later hash(1) is stale: the sweep makes room.
+        c.put(hash(3), NOW + 100, revoked(), NOW + 1);
+        assert!(c.get(&hash(3), NOW + 1).is_some());
+        assert_eq!(c.len(), 2);
     }
 
     #[test]
