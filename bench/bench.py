@@ -237,7 +237,8 @@ def envoy_filters(s: Settings, fx: Fixtures, ks_port: int) -> dict[str, tuple[li
         # Every hit read from shared data, as when the worker's own cache lacks the key.
         "keygate-shared": ([keygate(worker_cache_entries=0), R.ROUTER], ks),
         "keygate-miss": ([keygate(cache_entries=R.MISS_CACHE_ENTRIES,
-                                  jwt_cache_entries=R.MISS_CACHE_ENTRIES), R.ROUTER], ks),
+                                  jwt_cache_entries=R.MISS_CACHE_ENTRIES,
+                                  worker_cache_entries=0), R.ROUTER], ks),
         # Usage reporting off, so the memory growth is the cache's alone. Sized 8x the keys: a
         # bucket holds 4 entries, so at lower headroom some buckets overflow (see report.py).
         "keygate-memory": ([keygate(cache_entries=memory_cache_entries(s), cache_ttl_secs=3600,

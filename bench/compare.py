@@ -108,7 +108,7 @@ def main() -> int:
             out[name] = ([R.wasm_filter("keygate", wasm.resolve(), config()), R.ROUTER], ks)
             if args.miss:
                 small = config(cache_entries=R.MISS_CACHE_ENTRIES,
-                               jwt_cache_entries=R.MISS_CACHE_ENTRIES)
+                               jwt_cache_entries=R.MISS_CACHE_ENTRIES, worker_cache_entries=0)
                 out[f"miss {name}"] = (
                     [R.wasm_filter("keygate", wasm.resolve(), small), R.ROUTER], ks)
         if args.miss:

@@ -309,8 +309,8 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
       f"{s.latency_seconds} s")
     w(f"- keys in the database {s.db_keys:,}; row 4 cycles {s.cycle_keys:,} keys; tokens per "
       f"algorithm {s.jwt_tokens:,} (RS256 {s.rsa_tokens:,}); rows 4 and 6 run with "
-      f"cache.max_entries and jwt.cache_max_entries {R.MISS_CACHE_ENTRIES:,} so every "
-      "credential is evicted before it recurs")
+      f"cache.max_entries and jwt.cache_max_entries {R.MISS_CACHE_ENTRIES:,} and no worker "
+      "cache, so every credential is evicted before it recurs")
     w("- keygate config: defaults (cache 10,000 entries, ttl 60 s, usage reports every 10 s), "
       "10 route rules (1,000 in row 3b), one JWT provider with an inline JWKS of three keys "
       "(EdDSA, ES256, RS256); the key service answers with cache_ttl_secs 3600")

@@ -18,6 +18,8 @@ PATH = "/orders/42"
 ALGORITHMS = ("EdDSA", "ES256", "RS256")
 #: Small caches for the "every request new" rows: with thousands of distinct credentials cycling
 #: through 1,000 entries (250 four-way buckets), a credential is always evicted before it recurs.
+#: Those rows also run with no worker cache, which would keep the first credentials it saw and
+#: serve them again when the cycle wraps.
 MISS_CACHE_ENTRIES = 1000
 
 ROUTER = {
