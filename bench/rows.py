@@ -65,19 +65,9 @@ def wasm_filter(name: str, wasm: Path, configuration: str | None = None) -> dict
 
 
 def base_rules() -> list[dict]:
-    """keygate's 10-rule table; `GET /orders/42` matches the second to last."""
-    return [
-        {"path": "/healthz", "public": True},
-        {"prefix": "/public", "public": True},
-        {"methods": ["POST"], "path": "/orders", "permissions": ["orders:write"]},
-        {"methods": ["GET"], "path": "/orders/*/items", "permissions": ["orders:read"]},
-        {"prefix": "/admin", "permissions": ["admin"]},
-        {"prefix": "/reports", "permissions": ["reports:read"]},
-        {"methods": ["GET"], "prefix": "/customers", "permissions": ["customers:read"]},
-        {"methods": ["GET", "POST"], "path": "/carts/*", "permissions": []},
-        {"methods": ["GET"], "path": "/orders/*", "permissions": ["orders:read"]},
-        {"prefix": "/me", "permissions": []},
-    ]
+    """keygate's 10-rule table (bench/base-rules.json, shared with core/benches and
+    bench/hotpath); `GET /orders/42` matches the second to last."""
+    return json.loads((Path(__file__).resolve().parent / "base-rules.json").read_text())
 
 
 def route_rules(n: int) -> list[dict]:

@@ -50,24 +50,16 @@ const POLICY: CachePolicy = CachePolicy {
     negative_ttl_secs: 10,
 };
 
-/// The 10 rules of the end-to-end rows; `GET /orders/42` matches the second to last.
+/// The 10 rules of the end-to-end rows (bench/base-rules.json, shared with bench/rows.py and
+/// bench/hotpath); `GET /orders/42` matches the second to last.
+const BASE_RULES: &str = include_str!("../../bench/base-rules.json");
+
 fn base_rules() -> Vec<Value> {
-    vec![
-        json!({"path": "/healthz", "public": true}),
-        json!({"prefix": "/public", "public": true}),
-        json!({"methods": ["POST"], "path": "/orders", "permissions": ["orders:write"]}),
-        json!({"methods": ["GET"], "path": "/orders/*/items", "permissions": ["orders:read"]}),
-        json!({"prefix": "/admin", "permissions": ["admin"]}),
-        json!({"prefix": "/reports", "permissions": ["reports:read"]}),
-        json!({"methods": ["GET"], "prefix": "/customers", "permissions": ["customers:read"]}),
-        json!({"methods": ["GET", "POST"], "path": "/carts/*", "permissions": []}),
-        json!({"methods": ["GET"], "path": "/orders/*", "permissions": ["orders:read"]}),
-        json!({"prefix": "/me", "permissions": []}),
-    ]
+    serde_json::from_str(BASE_RULES).expect("bench/base-rules.json is a JSON array")
 }
 
 /// `n` rules: generated ones first (four shapes, some sharing the `/orders` branch of the trie),
-/// then the 10 base rules. bench/bench.py builds the same list for Envoy.
+/// then the 10 base rules. bench/rows.py builds the same list for Envoy.
 fn rules(n: usize) -> Vec<Value> {
     let mut out: Vec<Value> = (0..n.saturating_sub(10))
         .map(|i| match i % 4 {

@@ -36,19 +36,13 @@ fn time(name: &str, iters: u32, mut f: impl FnMut()) {
 }
 
 fn main() {
+    // The same 10 rules as `make bench` and core/benches.
     let cfg = FilterConfig::from_json(
-        br#"{"key_service": {"cluster": "ks", "token": "t"},
-            "routes": [
-              {"path": "/healthz", "public": true},
-              {"prefix": "/public", "public": true},
-              {"methods": ["POST"], "path": "/orders", "permissions": ["orders:write"]},
-              {"methods": ["GET"], "path": "/orders/*/items", "permissions": ["orders:read"]},
-              {"prefix": "/admin", "permissions": ["admin"]},
-              {"prefix": "/reports", "permissions": ["reports:read"]},
-              {"methods": ["GET"], "prefix": "/customers", "permissions": ["customers:read"]},
-              {"methods": ["GET", "POST"], "path": "/carts/*", "permissions": []},
-              {"methods": ["GET"], "path": "/orders/*", "permissions": ["orders:read"]},
-              {"prefix": "/me", "permissions": []}]}"#,
+        format!(
+            r#"{{"key_service": {{"cluster": "ks", "token": "t"}}, "routes": {}}}"#,
+            include_str!("../../base-rules.json")
+        )
+        .as_bytes(),
     )
     .unwrap();
     let key = ApiKey::from_random([7; KEY_RANDOM_BYTES]);
