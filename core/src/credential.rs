@@ -12,15 +12,18 @@
 //! - Without providers, an `Authorization` header that is not a bearer key is not ours: it is left
 //!   alone.
 //! - Every place that carried the credential is listed in [`Strip`], so the upstream never sees it.
+//! - Header values arrive as bytes. One that is not UTF-8 is read with each bad byte replaced by
+//!   U+FFFD, which neither a key nor a JWT may contain: such a credential is refused as malformed,
+//!   and it still counts as a credential for ambiguity and stripping.
 
 use std::borrow::Cow;
 
 use crate::config::ApiKeySources;
+pub use crate::hostmap::Header;
 use crate::jwt;
 use crate::key::{self, KeyFormatError, UncheckedKey};
 
-/// A request header as the host gives it: lowercase name, value.
-pub type Header = (String, String);
+const AUTHORIZATION: &[u8] = b"authorization";
 
 /// The credential a request carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,40 +66,40 @@ pub struct Extracted {
 pub fn extract(
     sources: &ApiKeySources,
     jwt_enabled: bool,
-    headers: &[Header],
+    headers: &[Header<'_>],
     path: &str,
 ) -> Extracted {
     let mut found: Vec<Cow<'_, str>> = Vec::new();
-    let mut tokens: Vec<&str> = Vec::new();
+    let mut tokens: Vec<Cow<'_, str>> = Vec::new();
     let mut bearer_headers = 0;
     let mut strip = Strip::default();
 
-    for (name, value) in headers {
-        if sources.headers.iter().any(|h| h == name) {
-            found.push(Cow::Borrowed(value.trim()));
-            push_unique(&mut strip.headers, name);
-        } else if name == "authorization" && (sources.bearer || jwt_enabled) {
-            let Some(token) = bearer_token(value) else {
+    for &(name, value) in headers {
+        if let Some(source) = sources.headers.iter().find(|h| h.as_bytes() == name) {
+            found.push(trimmed(String::from_utf8_lossy(value)));
+            push_unique(&mut strip.headers, source);
+        } else if name == AUTHORIZATION && (sources.bearer || jwt_enabled) {
+            let Some(token) = bearer_of(String::from_utf8_lossy(value)) else {
                 continue;
             };
             // Envoy folds a repeated `Authorization` header into one value joined by commas;
             // neither keys nor JWTs contain one, so a comma means two credentials.
             if token.contains(',') {
-                push_unique(&mut strip.headers, name);
+                push_unique(&mut strip.headers, "authorization");
                 return Extracted {
                     credential: Err(CredentialError::Ambiguous),
                     strip,
                 };
             }
-            if sources.bearer && key::looks_like_api_key(token) {
-                found.push(Cow::Borrowed(token));
+            if sources.bearer && key::looks_like_api_key(&token) {
+                found.push(token);
             } else if jwt_enabled {
                 tokens.push(token);
             } else {
                 continue;
             }
             bearer_headers += 1;
-            push_unique(&mut strip.headers, name);
+            push_unique(&mut strip.headers, "authorization");
         }
     }
 
@@ -114,7 +117,7 @@ pub fn extract(
         }
     }
 
-    let authorization_count = headers.iter().filter(|(n, _)| n == "authorization").count();
+    let authorization_count = headers.iter().filter(|(n, _)| *n == AUTHORIZATION).count();
     if bearer_headers > 0 && authorization_count > 1 {
         return Extracted {
             credential: Err(CredentialError::Ambiguous),
@@ -125,7 +128,7 @@ pub fn extract(
         let credential = if !found.is_empty() || rest.iter().any(|t| t != first) {
             Err(CredentialError::Ambiguous)
         } else if jwt::looks_like_jwt(first) {
-            Ok(Some(Credential::Jwt((*first).to_owned())))
+            Ok(Some(Credential::Jwt(first.clone().into_owned())))
         } else {
             Err(CredentialError::MalformedToken)
         };
@@ -140,6 +143,22 @@ pub fn extract(
             .map_err(CredentialError::MalformedKey),
     };
     Extracted { credential, strip }
+}
+
+/// A value with surrounding whitespace cut off, borrowed when it was borrowed.
+fn trimmed(value: Cow<'_, str>) -> Cow<'_, str> {
+    match value {
+        Cow::Borrowed(v) => Cow::Borrowed(v.trim()),
+        Cow::Owned(v) => Cow::Owned(v.trim().to_owned()),
+    }
+}
+
+/// [`bearer_token`] of a value that may be borrowed from the host's buffer, still borrowed.
+fn bearer_of(value: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    match value {
+        Cow::Borrowed(v) => bearer_token(v).map(Cow::Borrowed),
+        Cow::Owned(v) => bearer_token(&v).map(|t| Cow::Owned(t.to_owned())),
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive.
@@ -233,8 +252,8 @@ mod tests {
         ApiKey::from_random([n; KEY_RANDOM_BYTES])
     }
 
-    fn h(name: &str, value: &str) -> Header {
-        (name.to_owned(), value.to_owned())
+    fn h<'a>(name: &'a str, value: &'a str) -> Header<'a> {
+        (name.as_bytes(), value.as_bytes())
     }
 
     #[test]
@@ -349,9 +368,10 @@ mod tests {
 
     #[test]
     fn repeated_header_with_two_values_is_ambiguous() {
+        let (k6, k7) = (key(6), key(7));
         let headers = [
-            h("x-api-key", key(6).expose_secret()),
-            h("x-api-key", key(7).expose_secret()),
+            h("x-api-key", k6.expose_secret()),
+            h("x-api-key", k7.expose_secret()),
         ];
         assert_eq!(
             extract(&sources(), false, &headers, "/").credential,
@@ -416,10 +436,8 @@ mod tests {
     #[test]
     fn jwt_with_an_api_key_is_ambiguous() {
         let v = format!("Bearer {JWT}");
-        let headers = [
-            h("authorization", &v),
-            h("x-api-key", key(1).expose_secret()),
-        ];
+        let k1 = key(1);
+        let headers = [h("authorization", &v), h("x-api-key", k1.expose_secret())];
         let x = extract(&sources(), true, &headers, "/");
         assert_eq!(x.credential, Err(CredentialError::Ambiguous));
     }

@@ -5,7 +5,8 @@ use std::rc::Rc;
 
 use crate::cache::{Answer, Identity, Principal};
 use crate::config::{FailureMode, FilterConfig, Provider, Unmatched};
-use crate::credential::{self, Credential, CredentialError, Header, Strip};
+use crate::credential::{self, Credential, CredentialError, Strip};
+use crate::hostmap::{self, Header};
 use crate::jwt::{JwtError, VerifiedToken};
 use crate::key::{KeyHash, UncheckedKey};
 use crate::route::{normalize_path, Access, Permission};
@@ -14,11 +15,10 @@ use crate::wire::InvalidReason;
 /// What the host tells us about a request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
-    pub method: &'a str,
-    /// `:path`, query included.
-    pub path: &'a str,
-    pub headers: &'a [Header],
-    /// Envoy's route name, when the config matches on it.
+    /// Every request header as the host has it, pseudo-headers (`:method`, `:path`) included.
+    pub headers: &'a [Header<'a>],
+    /// Envoy's route name, when the config matches on it. Read before the filter changes any
+    /// header: each change clears Envoy's route cache.
     pub route_name: Option<&'a str>,
 }
 
@@ -198,15 +198,21 @@ impl Denial {
 
 /// Decides the first step for a request.
 pub fn plan<'c>(cfg: &'c FilterConfig, req: &RequestView<'_>) -> Plan<'c> {
-    let Ok(path) = normalize_path(req.path) else {
+    // A `:path` that is missing or not UTF-8 cannot be matched, so it cannot be let through.
+    let Some(raw_path) = hostmap::text(req.headers, ":path") else {
         return Plan::Deny(Denial::new(DenyReason::BadPath));
     };
-    let access = match cfg.routes.lookup(req.method, &path, req.route_name) {
+    let Ok(path) = normalize_path(raw_path) else {
+        return Plan::Deny(Denial::new(DenyReason::BadPath));
+    };
+    // A method that is not text matches no rule that lists methods.
+    let method = hostmap::text(req.headers, ":method").unwrap_or("");
+    let access = match cfg.routes.lookup(method, &path, req.route_name) {
         Some(route) => route.access(),
         None if cfg.unmatched == Unmatched::Allow => &Access::Public,
         None => return Plan::Deny(Denial::new(DenyReason::NoRouteRule)),
     };
-    let extracted = credential::extract(&cfg.api_keys, cfg.jwt.enabled(), req.headers, req.path);
+    let extracted = credential::extract(&cfg.api_keys, cfg.jwt.enabled(), req.headers, raw_path);
     let strip = if cfg.forwarding.strip_credentials {
         extracted.strip
     } else {
@@ -360,16 +366,36 @@ pub fn unavailable(cfg: &FilterConfig) -> Verdict {
 }
 
 /// Names of client-sent headers under the identity prefix: they are removed from every request,
-/// so an upstream can trust any identity header it sees.
+/// so an upstream can trust any identity header it sees. `_` counts as `-` and case is ignored:
+/// CGI-style upstreams (Rack, WSGI, PHP) read `x_keygate_tenant` as `X-Keygate-Tenant`.
 pub fn spoofed_headers<'a>(
     cfg: &'a FilterConfig,
-    headers: &'a [Header],
-) -> impl Iterator<Item = &'a str> + 'a {
-    let prefix = cfg.forwarding.header_prefix.as_str();
+    headers: &'a [Header<'a>],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let prefix = cfg.forwarding.header_prefix.as_bytes();
     headers
         .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(move |n| n.starts_with(prefix))
+        .map(|(n, _)| *n)
+        .filter(move |n| spells_prefix(n, prefix))
+}
+
+/// True when `name` starts with `prefix`, reading `_` as `-` and ignoring ASCII case.
+fn spells_prefix(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len()
+        && name.iter().zip(prefix).all(|(&n, &p)| {
+            let n = if n == b'_' { b'-' } else { n };
+            n.eq_ignore_ascii_case(&p)
+        })
+}
+
+/// Whether a permission can go upstream in the comma-separated permissions header. One with a
+/// comma would read as two; one with bytes outside visible ASCII would arrive changed. No rule
+/// can demand such a permission (see [`Permission`]), so leaving it out changes no decision.
+fn fits_permissions_header(permission: &str) -> bool {
+    !permission.is_empty()
+        && permission
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b',')
 }
 
 fn identity_headers(prefix: &str, id: &Identity) -> Vec<(String, String)> {
@@ -388,10 +414,13 @@ fn identity_headers(prefix: &str, id: &Identity) -> Vec<(String, String)> {
     if let Some(tenant) = &id.tenant {
         h.push((format!("{prefix}tenant"), header_safe(tenant)));
     }
-    h.push((
-        format!("{prefix}permissions"),
-        header_safe(&id.permissions.join(",")),
-    ));
+    let permissions: Vec<&str> = id
+        .permissions
+        .iter()
+        .map(String::as_str)
+        .filter(|p| fits_permissions_header(p))
+        .collect();
+    h.push((format!("{prefix}permissions"), permissions.join(",")));
     h
 }
 
@@ -434,22 +463,22 @@ mod tests {
         ApiKey::from_random([9; KEY_RANDOM_BYTES])
     }
 
-    fn h(name: &str, value: &str) -> Header {
-        (name.to_owned(), value.to_owned())
+    fn h<'a>(name: &'a str, value: &'a str) -> Header<'a> {
+        (name.as_bytes(), value.as_bytes())
     }
 
     fn plan_for<'c>(
         cfg: &'c FilterConfig,
         method: &str,
         path: &str,
-        headers: &[Header],
+        headers: &[Header<'_>],
     ) -> Plan<'c> {
+        let mut all = vec![h(":method", method), h(":path", path)];
+        all.extend_from_slice(headers);
         plan(
             cfg,
             &RequestView {
-                method,
-                path,
-                headers,
+                headers: &all,
                 route_name: None,
             },
         )
@@ -592,20 +621,25 @@ mod tests {
     #[test]
     fn path_tricks_never_land_on_a_public_rule() {
         let cfg = config();
+        for path in ["/ADMIN/x", "/%41dmin/x"] {
+            let p = plan_for(&cfg, "GET", path, &[]);
+            assert_eq!(denied(&p), Some(DenyReason::MissingCredential), "{path}");
+        }
         for path in [
             "/public/../admin/x",
             "/public/%2e%2e/admin/x",
             "/public/%2E%2E/admin/x",
             "//admin/x",
             "/admin;x=1/y",
-            "/ADMIN/x",
             "/public/..;/admin/x",
+            "/admin/%2e%2e;/orders/1",
             "/./admin/x",
+            "/public/..%2fadmin/x",
+            "/admin%2Fx",
+            "/public\\..\\admin",
+            "/admin%3F",
+            "/admin%23",
         ] {
-            let p = plan_for(&cfg, "GET", path, &[]);
-            assert_eq!(denied(&p), Some(DenyReason::MissingCredential), "{path}");
-        }
-        for path in ["/public/..%2fadmin/x", "/admin%2Fx", "/public\\..\\admin"] {
             assert_eq!(
                 denied(&plan_for(&cfg, "GET", path, &[])),
                 Some(DenyReason::BadPath),
@@ -692,8 +726,91 @@ mod tests {
             h("accept", "*/*"),
             h("x-keygate-key-id", "k"),
         ];
-        let found: Vec<&str> = spoofed_headers(&cfg, &headers).collect();
-        assert_eq!(found, ["x-keygate-tenant", "x-keygate-key-id"]);
+        let found: Vec<&[u8]> = spoofed_headers(&cfg, &headers).collect();
+        assert_eq!(found, [&b"x-keygate-tenant"[..], b"x-keygate-key-id"]);
+    }
+
+    #[test]
+    fn underscore_and_mixed_case_spellings_of_identity_headers_are_spoofed_too() {
+        let cfg = config();
+        let headers = [
+            h("x_keygate_tenant", "evil"),
+            h("x-keygate_permissions", "admin"),
+            h("X_KeyGate-Auth", "api_key"),
+            h("x-keygatetenant", "not ours"),
+            h("x_keygat", "too short"),
+        ];
+        let found: Vec<&[u8]> = spoofed_headers(&cfg, &headers).collect();
+        assert_eq!(
+            found,
+            [
+                &b"x_keygate_tenant"[..],
+                b"x-keygate_permissions",
+                b"X_KeyGate-Auth"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_permission_that_would_split_or_change_upstream_is_left_out_of_the_header() {
+        let cfg = config();
+        let identity = Identity {
+            principal: Principal::Jwt {
+                subject: "s".into(),
+                provider: "p".into(),
+            },
+            tenant: None,
+            permissions: vec![
+                "orders:read".into(),
+                "admin,orders:write".into(),
+                "caf\u{e9}".into(),
+                "api://x/read".into(),
+            ],
+            expires_at: None,
+        };
+        let Outcome::Valid(grant) = Outcome::prepare(&cfg, Answer::Valid(identity)) else {
+            panic!()
+        };
+        let header = grant
+            .identity_headers
+            .iter()
+            .find(|(n, _)| n == "x-keygate-permissions")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(header, Some("orders:read,api://x/read"));
+        // Held, but never enough to pass a rule for `admin`.
+        assert!(!grant.holds(&Permission::parse("admin").unwrap()));
+    }
+
+    #[test]
+    fn a_path_or_method_that_is_not_utf8_is_refused_or_matches_no_method_rule() {
+        let cfg = config();
+        let bad_path: [Header<'_>; 2] = [(b":method", b"GET"), (b":path", b"/orders/\xff")];
+        let p = plan(
+            &cfg,
+            &RequestView {
+                headers: &bad_path,
+                route_name: None,
+            },
+        );
+        assert!(matches!(p, Plan::Deny(d) if d.reason == DenyReason::BadPath));
+        let no_path: [Header<'_>; 1] = [(b":method", b"GET")];
+        let p = plan(
+            &cfg,
+            &RequestView {
+                headers: &no_path,
+                route_name: None,
+            },
+        );
+        assert!(matches!(p, Plan::Deny(d) if d.reason == DenyReason::BadPath));
+        let bad_method: [Header<'_>; 2] = [(b":method", b"G\xe9T"), (b":path", b"/orders/1")];
+        let p = plan(
+            &cfg,
+            &RequestView {
+                headers: &bad_method,
+                route_name: None,
+            },
+        );
+        assert!(matches!(p, Plan::Deny(d) if d.reason == DenyReason::NoRouteRule));
     }
 
     #[test]

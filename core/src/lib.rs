@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`jwt`]: JWT verification against a JWKS and a provider policy; time is an argument.
 //! - [`config`]: the filter configuration, raw JSON to compiled [`config::FilterConfig`].
+//! - [`hostmap`]: the proxy-wasm serialized header map; header values stay bytes.
 //! - [`credential`]: finding the credential in a request, and what to strip before forwarding.
 //! - [`decision`]: [`decision::plan`] and [`decision::judge`], the filter's decisions.
 //! - [`jwks`]: when to fetch a remote JWKS, shared by all workers.
@@ -15,10 +16,13 @@
 //! - [`wire`]: lookup and usage messages between filter and key service.
 //! - [`route`]: the `routes` rule table, and the path normalization it matches against.
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod config;
 pub mod credential;
 pub mod decision;
+pub mod hostmap;
 pub mod jwks;
 pub mod jwt;
 pub mod key;

@@ -27,6 +27,8 @@
 //! - [`telemetry`]: log output.
 //! - `migrations/` (next to `src/`): the schema, embedded at build time.
 
+#![forbid(unsafe_code)]
+
 pub mod clients;
 pub mod clock;
 pub mod config;

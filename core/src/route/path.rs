@@ -10,16 +10,18 @@ use std::fmt;
 pub enum PathError {
     #[error("path does not start with '/'")]
     NotAbsolute,
-    #[error("path contains a fragment ('#')")]
+    #[error("path contains a fragment ('#'), raw or encoded")]
     Fragment,
+    #[error("path contains an encoded '?' (%3F)")]
+    EncodedQuestionMark,
     #[error("path contains an encoded slash (%2F)")]
     EncodedSlash,
     #[error("path contains a backslash")]
     Backslash,
     #[error("path contains an encoded backslash (%5C)")]
     EncodedBackslash,
-    #[error("path contains an encoded semicolon (%3B)")]
-    EncodedSemicolon,
+    #[error("path contains ';' (path parameters), raw or encoded")]
+    Semicolon,
     #[error("path contains a control character, raw or encoded")]
     ControlCharacter,
     #[error("path contains a malformed percent-encoding")]
@@ -28,8 +30,10 @@ pub enum PathError {
     DoubleEncoding,
     #[error("path decodes to bytes that are not UTF-8")]
     InvalidUtf8,
-    #[error("path has '..' after an empty segment, which servers resolve differently")]
-    AmbiguousDotSegment,
+    #[error("path has a '.' or '..' segment, raw or encoded")]
+    DotSegment,
+    #[error("path has an empty segment ('//')")]
+    EmptySegment,
 }
 
 impl PathError {
@@ -38,24 +42,28 @@ impl PathError {
         match self {
             Self::NotAbsolute => "not_absolute",
             Self::Fragment => "fragment",
+            Self::EncodedQuestionMark => "encoded_question_mark",
             Self::EncodedSlash => "encoded_slash",
             Self::Backslash => "backslash",
             Self::EncodedBackslash => "encoded_backslash",
-            Self::EncodedSemicolon => "encoded_semicolon",
+            Self::Semicolon => "semicolon",
             Self::ControlCharacter => "control_character",
             Self::InvalidPercentEncoding => "invalid_percent_encoding",
             Self::DoubleEncoding => "double_encoding",
             Self::InvalidUtf8 => "invalid_utf8",
-            Self::AmbiguousDotSegment => "ambiguous_dot_segment",
+            Self::DotSegment => "dot_segment",
+            Self::EmptySegment => "empty_segment",
         }
     }
 }
 
-/// A request path as route matching sees it: no query, percent-decoded, no `;` parameters, no
-/// empty, `.` or `..` segments. It starts with `/` and may end with `/`; case is left as sent.
+/// A request path as route matching sees it: no query, each segment percent-decoded once. It
+/// starts with `/`, may end with `/`, and has no empty, `.` or `..` segment; case is as sent.
 ///
-/// It is a matching key, not a URL: decoding may leave characters such as `?`, `%` or a space in
-/// a segment, so never forward it upstream. Borrows the raw path when that is already canonical.
+/// Its segments are those of the raw path, one for one: the filter forwards the raw path
+/// unchanged, and every server that splits on `/` and decodes once reads the same segments.
+/// It is a matching key, not a URL: a segment may hold a decoded space or `%`, so never forward
+/// it. Borrows the raw path when that has nothing to decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath<'a>(Cow<'a, str>);
 
@@ -69,7 +77,7 @@ impl NormalizedPath<'_> {
         self.0.split('/').filter(|segment| !segment.is_empty())
     }
 
-    /// True when no allocation was needed because the raw path was already canonical.
+    /// True when no allocation was needed because the raw path had nothing to decode.
     pub fn is_borrowed(&self) -> bool {
         matches!(self.0, Cow::Borrowed(_))
     }
@@ -85,70 +93,71 @@ impl fmt::Display for NormalizedPath<'_> {
     }
 }
 
-/// Normalizes the `:path` of a request (query allowed) for matching, or refuses it. See the
+/// Reads the `:path` of a request (query allowed) for matching, or refuses it. See the
 /// [`route`](super) module docs for the policy.
 pub fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
     let path = raw.split_once('?').map_or(raw, |(path, _query)| path);
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    if is_canonical(path) {
-        return Ok(NormalizedPath(Cow::Borrowed(path)));
-    }
-    let decoded = percent_decode(path)?;
-    resolve_segments(&decoded).map(|resolved| NormalizedPath(Cow::Owned(resolved)))
-}
-
-/// The common case: nothing to decode, strip, merge or resolve, and nothing to refuse.
-fn is_canonical(path: &str) -> bool {
-    if path
-        .bytes()
-        .any(|b| matches!(b, b'%' | b';' | b'\\' | b'#') || b.is_ascii_control())
-    {
-        return false;
-    }
-    let mut segments = path.split('/').skip(1).peekable();
-    while let Some(segment) = segments.next() {
-        let is_last = segments.peek().is_none();
-        match segment {
-            "" if !is_last => return false,
-            "." | ".." => return false,
+    for byte in path.bytes() {
+        match byte {
+            b'#' => return Err(PathError::Fragment),
+            b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::Semicolon),
+            b if b.is_ascii_control() => return Err(PathError::ControlCharacter),
             _ => {}
         }
     }
-    true
+    let path = if path.contains('%') {
+        Cow::Owned(percent_decode(path)?)
+    } else {
+        Cow::Borrowed(path)
+    };
+    check_segments(&path)?;
+    Ok(NormalizedPath(path))
 }
 
-/// Decodes every `%XX` once and refuses what must not reach matching. After this, `/` and `;` in
-/// the result can only come from the raw path, so splitting on them means what the client wrote.
+/// Refuses the segments servers disagree about. After decoding, a `/` can only come from the raw
+/// path (an encoded one is refused), so these are the client's own segments.
+fn check_segments(path: &str) -> Result<(), PathError> {
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
+            // `/a/` has one trailing empty segment, which every server reads alike.
+            "" if segments.peek().is_some() => return Err(PathError::EmptySegment),
+            "." | ".." => return Err(PathError::DotSegment),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Decodes every `%XX` once and refuses what would change the path's structure for a server that
+/// decodes: separators (`/ \ ; ? #`), control characters, and a second layer of escapes.
 fn percent_decode(path: &str) -> Result<String, PathError> {
     let mut out = Vec::with_capacity(path.len());
     let mut bytes = path.bytes();
     while let Some(byte) = bytes.next() {
-        let decoded = match byte {
-            b'%' => {
-                let hi = bytes.next().and_then(hex_value);
-                let lo = bytes.next().and_then(hex_value);
-                let (Some(hi), Some(lo)) = (hi, lo) else {
-                    return Err(PathError::InvalidPercentEncoding);
-                };
-                let decoded = (hi << 4) | lo;
-                match decoded {
-                    b'/' => return Err(PathError::EncodedSlash),
-                    b'\\' => return Err(PathError::EncodedBackslash),
-                    b';' => return Err(PathError::EncodedSemicolon),
-                    _ => {}
-                }
-                decoded
-            }
-            b'\\' => return Err(PathError::Backslash),
-            b'#' => return Err(PathError::Fragment),
-            _ => byte,
-        };
-        if decoded.is_ascii_control() {
-            return Err(PathError::ControlCharacter);
+        if byte != b'%' {
+            out.push(byte);
+            continue;
         }
-        out.push(decoded);
+        let hi = bytes.next().and_then(hex_value);
+        let lo = bytes.next().and_then(hex_value);
+        let (Some(hi), Some(lo)) = (hi, lo) else {
+            return Err(PathError::InvalidPercentEncoding);
+        };
+        let decoded = (hi << 4) | lo;
+        match decoded {
+            b'/' => return Err(PathError::EncodedSlash),
+            b'\\' => return Err(PathError::EncodedBackslash),
+            b';' => return Err(PathError::Semicolon),
+            b'?' => return Err(PathError::EncodedQuestionMark),
+            b'#' => return Err(PathError::Fragment),
+            b if b.is_ascii_control() => return Err(PathError::ControlCharacter),
+            _ => out.push(decoded),
+        }
     }
     // A raw '%' always starts an escape, so any '%' here came from "%25". Followed by two hex
     // digits it is an escape for whoever decodes a second time: "%252F" would become '/'.
@@ -169,39 +178,6 @@ fn hex_value(byte: u8) -> Option<u8> {
         b'A'..=b'F' => Some(byte - b'A' + 10),
         _ => None,
     }
-}
-
-/// Strips `;params`, then resolves `.` and `..` as RFC 3986 does (never above the root), then
-/// drops empty segments. A `..` that would remove an empty segment is refused: RFC order gives
-/// `/public//../admin` -> `/public/admin`, merge-first servers give `/admin`, and the two orders
-/// must not disagree about which rule applies.
-fn resolve_segments(decoded: &str) -> Result<String, PathError> {
-    let mut stack: Vec<&str> = Vec::new();
-    let mut trailing_slash = false;
-    for segment in decoded.split('/').skip(1) {
-        let segment = segment
-            .split_once(';')
-            .map_or(segment, |(name, _params)| name);
-        trailing_slash = matches!(segment, "" | "." | "..");
-        match segment {
-            "." => {}
-            ".." => {
-                if stack.pop() == Some("") {
-                    return Err(PathError::AmbiguousDotSegment);
-                }
-            }
-            _ => stack.push(segment),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len());
-    for segment in stack.into_iter().filter(|segment| !segment.is_empty()) {
-        out.push('/');
-        out.push_str(segment);
-    }
-    if out.is_empty() || trailing_slash {
-        out.push('/');
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -262,55 +238,70 @@ mod tests {
 
     #[test]
     fn other_octets_are_decoded_too() {
-        assert_eq!(normalized("/a%40b/c%20d/%3F/%23/%25"), "/a@b/c d/?/#/%");
+        assert_eq!(normalized("/a%40b/c%20d/%25/%7E"), "/a@b/c d/%/~");
         assert_eq!(normalized("/caf%C3%A9"), "/café");
     }
 
     #[test]
-    fn encoded_dots_are_dot_segments() {
-        assert_eq!(normalized("/public/%2e%2e/admin/x"), "/admin/x");
-        assert_eq!(normalized("/public/%2E%2E/admin"), "/admin");
-        assert_eq!(normalized("/public/.%2e/admin"), "/admin");
-        assert_eq!(normalized("/%2e/admin"), "/admin");
-    }
-
-    #[test]
-    fn dot_segments_are_resolved_but_never_above_the_root() {
-        assert_eq!(normalized("/public/../admin/x"), "/admin/x");
-        assert_eq!(normalized("/./admin"), "/admin");
-        assert_eq!(normalized("/public/./../admin"), "/admin");
-        assert_eq!(normalized("/../../admin"), "/admin");
-        assert_eq!(normalized("/public/../../.."), "/");
-        assert_eq!(normalized("/.."), "/");
-        assert_eq!(normalized("/admin/x/.."), "/admin/");
-        assert_eq!(normalized("/admin/x/."), "/admin/x/");
-    }
-
-    #[test]
-    fn doubled_slashes_are_merged() {
-        assert_eq!(normalized("//admin/x"), "/admin/x");
-        assert_eq!(normalized("/admin///x//"), "/admin/x/");
-        assert_eq!(normalized("//"), "/");
-    }
-
-    #[test]
-    fn dot_dot_after_an_empty_segment_is_refused() {
-        for raw in ["/public//../admin", "/admin//..", "//..", "/admin/;x/.."] {
-            assert_eq!(
-                normalize_path(raw),
-                Err(PathError::AmbiguousDotSegment),
-                "{raw}"
-            );
+    fn dot_segments_are_refused_raw_or_encoded() {
+        for raw in [
+            "/public/../admin/x",
+            "/./admin",
+            "/..",
+            "/admin/x/..",
+            "/admin/x/.",
+            "/public/%2e%2e/admin/x",
+            "/public/%2E%2E/admin",
+            "/public/.%2e/admin",
+            "/%2e/admin",
+            "/../admin?x=1",
+        ] {
+            assert_eq!(normalize_path(raw), Err(PathError::DotSegment), "{raw}");
         }
+        // Dots inside a segment are just characters.
+        assert_eq!(normalized("/a.b/c..d/.../.x/x."), "/a.b/c..d/.../.x/x.");
     }
 
     #[test]
-    fn path_parameters_are_stripped_from_every_segment() {
-        assert_eq!(normalized("/admin;jsessionid=1/x"), "/admin/x");
-        assert_eq!(normalized("/admin/users;v=2"), "/admin/users");
-        assert_eq!(normalized("/public/..;/admin"), "/admin");
-        assert_eq!(normalized("/public;x/../admin"), "/admin");
-        assert_eq!(normalized("/;x/admin"), "/admin");
+    fn empty_segments_are_refused_but_one_trailing_slash_is_kept() {
+        for raw in ["//admin/x", "/admin///x", "/admin//", "//"] {
+            assert_eq!(normalize_path(raw), Err(PathError::EmptySegment), "{raw}");
+        }
+        assert_eq!(normalized("/admin/"), "/admin/");
+        assert_eq!(normalized("/"), "/");
+    }
+
+    #[test]
+    fn path_parameters_are_refused_raw_or_encoded() {
+        // Servlet containers strip `;params` before resolving `..`; Go, Express and Flask keep
+        // them. `/admin/..;/orders/1` is `/orders/1` to one and inside `/admin/` to the other.
+        for raw in [
+            "/admin;jsessionid=1/x",
+            "/admin/users;v=2",
+            "/public/..;/admin",
+            "/admin/%2e%2e;/orders/1",
+            "/;x/admin",
+            "/admin%3Bx/y",
+            "/admin%3bx/y",
+        ] {
+            assert_eq!(normalize_path(raw), Err(PathError::Semicolon), "{raw}");
+        }
+        assert_eq!(normalized("/orders/1?a=1;b=2"), "/orders/1");
+    }
+
+    #[test]
+    fn encoded_question_marks_and_hashes_are_refused() {
+        // An upstream that decodes, then parses again, would end the path there: `/admin%3F`
+        // is served as `/admin`.
+        assert_eq!(
+            normalize_path("/admin%3F/x"),
+            Err(PathError::EncodedQuestionMark)
+        );
+        assert_eq!(
+            normalize_path("/admin%3f"),
+            Err(PathError::EncodedQuestionMark)
+        );
+        assert_eq!(normalize_path("/admin%23/x"), Err(PathError::Fragment));
     }
 
     #[test]
@@ -318,10 +309,6 @@ mod tests {
         assert_eq!(normalize_path("/admin%2Fx"), Err(PathError::EncodedSlash));
         assert_eq!(
             normalize_path("/public/..%2fadmin"),
-            Err(PathError::EncodedSlash)
-        );
-        assert_eq!(
-            normalize_path("/public;a=%2F/x"),
             Err(PathError::EncodedSlash)
         );
         assert_eq!(
@@ -367,10 +354,6 @@ mod tests {
             Err(PathError::DoubleEncoding)
         );
         assert_eq!(normalize_path("/%25%32%46"), Err(PathError::DoubleEncoding));
-        assert_eq!(
-            normalize_path("/admin%3Bx/y"),
-            Err(PathError::EncodedSemicolon)
-        );
     }
 
     #[test]
