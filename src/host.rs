@@ -1,28 +1,44 @@
-//! The one place that calls `proxy_wasm::hostcalls`. Every call returns a `Result`: the SDK's
-//! trait defaults unwrap host statuses, and a panic kills the VM for every later request.
+//! The one place that calls the host. Every call returns a `Result`: the SDK's trait defaults
+//! unwrap host statuses, and a panic kills the VM for every later request.
+//!
+//! Calls that carry request data (the header map, header removal) go straight to the proxy-wasm
+//! ABI in [`abi`]: the SDK's `get_map` and `get_map_bytes` decode names and values with
+//! `String::from_utf8(..).unwrap()`, so one header byte above 0x7F would panic inside the
+//! dependency, and they panic on any status they did not expect. Here the bytes go to
+//! `keygate_core::hostmap`, and every status is a value.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-/// A failed host call: which call, and the status the host gave.
+/// A failed host call: which call, and the ABI status code the host gave, whatever it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError {
     pub call: &'static str,
-    pub status: Status,
+    pub status: u32,
+}
+
+impl HostError {
+    /// Another worker wrote the shared-data key since its CAS token was read.
+    pub fn is_cas_mismatch(&self) -> bool {
+        self.status == Status::CasMismatch as u32
+    }
 }
 
 impl std::fmt::Display for HostError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "host call {} failed: {:?}", self.call, self.status)
+        write!(f, "host call {} failed: status {}", self.call, self.status)
     }
 }
 
 pub type HostResult<T> = Result<T, HostError>;
 
 fn tag<T>(call: &'static str, r: Result<T, Status>) -> HostResult<T> {
-    r.map_err(|status| HostError { call, status })
+    r.map_err(|status| HostError {
+        call,
+        status: status as u32,
+    })
 }
 
 /// Wall-clock time, unix seconds.
@@ -58,16 +74,88 @@ pub fn log_critical(message: &str) {
     let _ = hostcalls::log(LogLevel::Critical, message);
 }
 
-/// All request headers, pseudo-headers (`:method`, `:path`) included: one host call.
-pub fn request_headers() -> HostResult<Vec<(String, String)>> {
-    tag("get_map", hostcalls::get_map(MapType::HttpRequestHeaders))
+/// All request headers, pseudo-headers (`:method`, `:path`) included, serialized as the ABI
+/// gives them (decode with `keygate_core::hostmap::decode`): one host call.
+pub fn request_headers() -> HostResult<Vec<u8>> {
+    abi::request_header_pairs()
 }
 
-pub fn remove_request_header(name: &str) -> HostResult<()> {
-    tag(
-        "remove_map_value",
-        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name),
-    )
+/// Removes every value of header `name`, which may be any bytes the client sent.
+pub fn remove_request_header(name: &[u8]) -> HostResult<()> {
+    abi::remove_request_header(name)
+}
+
+/// The raw proxy-wasm ABI calls. The only `unsafe` code in keygate: pointers handed to the host
+/// and buffers it allocated through the SDK's `proxy_on_memory_allocate` export.
+#[allow(unsafe_code)]
+mod abi {
+    use std::ptr::null_mut;
+
+    use super::{HostError, HostResult};
+
+    const OK: u32 = 0;
+    const NOT_FOUND: u32 = 1;
+    /// `MapType::HttpRequestHeaders` in the ABI.
+    const HTTP_REQUEST_HEADERS: u32 = 0;
+
+    #[cfg(target_arch = "wasm32")]
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+        fn proxy_remove_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> u32;
+    }
+
+    /// Native builds (unit tests of the glue) have no host: every call fails cleanly.
+    #[cfg(not(target_arch = "wasm32"))]
+    unsafe fn proxy_get_header_map_pairs(_: u32, _: *mut *mut u8, _: *mut usize) -> u32 {
+        10
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    unsafe fn proxy_remove_header_map_value(_: u32, _: *const u8, _: usize) -> u32 {
+        10
+    }
+
+    pub fn request_header_pairs() -> Result<Vec<u8>, HostError> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer and a size; on success the pointer is null or a
+        // buffer of `size` bytes it allocated with our allocator, which we now own.
+        let status =
+            unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+        if status != OK {
+            return Err(HostError {
+                call: "proxy_get_header_map_pairs",
+                status,
+            });
+        }
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        // SAFETY: see above; the SDK's allocator made this buffer with `Vec::with_capacity(size)`.
+        Ok(unsafe { Vec::from_raw_parts(data, size, size) })
+    }
+
+    pub fn remove_request_header(name: &[u8]) -> HostResult<()> {
+        // SAFETY: `name` is a live slice for the duration of the call; the host only reads it.
+        let status = unsafe {
+            proxy_remove_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len())
+        };
+        match status {
+            OK | NOT_FOUND => Ok(()),
+            status => Err(HostError {
+                call: "proxy_remove_header_map_value",
+                status,
+            }),
+        }
+    }
 }
 
 /// Sets `name` to `value`, replacing any values it had.
@@ -125,11 +213,15 @@ pub fn dispatch_http_call(
 /// The `:status` of the HTTP call answer being delivered; `None` when the call failed (reset,
 /// timeout, no healthy upstream).
 pub fn call_response_status() -> HostResult<Option<u16>> {
+    // Bytes, not the SDK's `get_map_value`, which unwraps UTF-8 decoding of the value.
     let status = tag(
-        "get_map_value",
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status"),
+        "get_map_value_bytes",
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status"),
     )?;
-    Ok(status.and_then(|s| s.parse().ok()))
+    Ok(status
+        .as_deref()
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok()))
 }
 
 pub fn call_response_body(size: usize) -> HostResult<Option<Vec<u8>>> {

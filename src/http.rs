@@ -7,6 +7,7 @@ use keygate_core::cache::{self, Entry};
 use keygate_core::config::KeySource;
 use keygate_core::credential::Strip;
 use keygate_core::decision::{self, Denial, DenyReason, Outcome, Plan, RequestView, Verdict};
+use keygate_core::hostmap;
 use keygate_core::jwt::{self, JwtError};
 use keygate_core::key::{KeyHash, UncheckedKey};
 use keygate_core::route::Permission;
@@ -49,27 +50,26 @@ impl RequestFilter {
     }
 
     fn on_request(&mut self) -> HostResult<Action> {
-        let headers = host::request_headers()?;
-        // A local handle, so the plan can borrow the config while `self` records a lookup.
+        // Envoy's route name first: every header change below clears its route cache.
         let worker = Rc::clone(&self.worker);
         let cfg = &worker.config;
-        for name in decision::spoofed_headers(cfg, &headers) {
-            host::remove_request_header(name)?;
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
         let route_name = if cfg.routes.uses_route_names() {
             host::route_name()?
         } else {
             None
         };
+        let serialized = host::request_headers()?;
+        let headers = match hostmap::decode(&serialized) {
+            Ok(headers) => headers,
+            Err(e) => {
+                log::error!("request headers unreadable: {e}; answering 503");
+                return Ok(fail_closed());
+            }
+        };
+        for name in decision::spoofed_headers(cfg, &headers) {
+            host::remove_request_header(name)?;
+        }
         let view = RequestView {
-            method: header(":method").unwrap_or(""),
-            path: header(":path").unwrap_or(""),
             headers: &headers,
             route_name: route_name.as_deref(),
         };
@@ -370,7 +370,7 @@ fn deny(worker: &Worker, denial: &Denial) -> HostResult<Action> {
 
 fn apply_strip(strip: &Strip) -> HostResult<()> {
     for name in &strip.headers {
-        host::remove_request_header(name)?;
+        host::remove_request_header(name.as_bytes())?;
     }
     if let Some(path) = &strip.path {
         host::set_request_header(":path", path)?;

@@ -14,7 +14,6 @@ use keygate_core::jwt::{self, Jwks, JwtError, VerifiedToken};
 use keygate_core::key::KeyHash;
 use keygate_core::local::TokenTag;
 use keygate_core::route::Permission;
-use proxy_wasm::types::Status;
 
 use crate::host::{self, HostResult};
 use crate::http;
@@ -159,7 +158,7 @@ impl Worker {
             }
             match host::shared_set(&key, &schedule.encode(), cas) {
                 Ok(()) => return true,
-                Err(e) if e.status == Status::CasMismatch => continue,
+                Err(e) if e.is_cas_mismatch() => continue,
                 Err(e) => {
                     log::warn!("{e}");
                     return false;

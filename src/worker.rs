@@ -17,7 +17,6 @@ use keygate_core::key::KeyHash;
 use keygate_core::local::{LocalCache, Tagger, TokenTag};
 use keygate_core::route::Permission;
 use keygate_core::usage::UsageBook;
-use proxy_wasm::types::Status;
 
 use crate::host;
 use crate::jwt::{JwtWaiter, ProviderState};
@@ -181,7 +180,7 @@ impl Worker {
             };
             match host::shared_set(&key, &bytes, cas) {
                 Ok(()) => return,
-                Err(e) if e.status == Status::CasMismatch => continue,
+                Err(e) if e.is_cas_mismatch() => continue,
                 Err(e) => {
                     log::warn!("cache write: {e}");
                     return;
