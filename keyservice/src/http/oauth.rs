@@ -28,6 +28,7 @@ use keygate_core::key::KeyHash;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::auth::{single_authorization, AuthorizationError};
 use super::error::{ApiError, OAuthError};
 use super::extract::PeerIp;
 use crate::clients::{self, ClientId};
@@ -221,15 +222,16 @@ fn presented_credentials(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<Presented, OAuthError> {
-    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
-    let basic = match (authorization.next(), authorization.next()) {
-        (None, _) => None,
-        (Some(_), Some(_)) => {
+    let basic = match single_authorization(headers) {
+        Ok(None) => None,
+        Ok(Some(value)) => Some(basic_credentials(value).ok_or(OAuthError::InvalidClient)?),
+        Err(AuthorizationError::NotText) => return Err(OAuthError::InvalidClient),
+        // RFC 6749 section 5.2: more than one authentication is `invalid_request`.
+        Err(AuthorizationError::Ambiguous) => {
             return Err(OAuthError::InvalidRequest(
-                "more than one Authorization header",
+                "send exactly one Authorization header with one credential",
             ))
         }
-        (Some(value), None) => Some(basic_credentials(value).ok_or(OAuthError::InvalidClient)?),
     };
     let in_body = (form.get("client_id"), form.get("client_secret"));
     match (basic, in_body) {
@@ -250,8 +252,8 @@ fn presented_credentials(
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 section 2.3.1). `None` for any
 /// other scheme or a malformed value.
-fn basic_credentials(value: &HeaderValue) -> Option<Presented> {
-    let (scheme, encoded) = value.to_str().ok()?.trim().split_once(' ')?;
+fn basic_credentials(value: &str) -> Option<Presented> {
+    let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
@@ -312,22 +314,19 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         // id "a:b" and secret "p+q%" encoded as RFC 6749 section 2.3.1 says.
         let value = format!("Basic {}", STANDARD.encode("a%3Ab:p%2Bq%25"));
-        let presented = basic_credentials(&HeaderValue::from_str(&value).unwrap()).unwrap();
+        let presented = basic_credentials(&value).unwrap();
         assert_eq!(presented.client_id, "a:b");
         assert_eq!(presented.client_secret, "p+q%");
 
         let lower = format!("basic {}", STANDARD.encode("id:secret"));
-        assert!(basic_credentials(&HeaderValue::from_str(&lower).unwrap()).is_some());
+        assert!(basic_credentials(&lower).is_some());
         for bad in [
             "Bearer abc".to_owned(),
             "Basic !!!".to_owned(),
             format!("Basic {}", STANDARD.encode("no-colon")),
             format!("Basic {}", STANDARD.encode(":secret")),
         ] {
-            assert!(
-                basic_credentials(&HeaderValue::from_str(&bad).unwrap()).is_none(),
-                "{bad}"
-            );
+            assert!(basic_credentials(&bad).is_none(), "{bad}");
         }
     }
 

@@ -2,6 +2,9 @@ use keygate_keyservice::signing::SigningAlg;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use crate::helpers::{
     jwt_part, oauth_error, spawn_app, spawn_app_with, verify_token, Options, ISSUER, START_UNIX,
     TOKEN_AUDIENCE, TOKEN_TTL_SECS,
@@ -327,4 +330,25 @@ async fn repeated_failures_lock_the_client_until_the_window_passes() {
     app.advance(40);
     let response = app.token_request(Some((id, secret)), &[GRANT]).await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn folded_basic_authorization_is_invalid_request() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let (id, secret) = id_and_secret(&client);
+    let basic = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
+    let response = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", format!("{basic}, {basic}"))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        oauth_error(response, StatusCode::BAD_REQUEST).await,
+        "invalid_request"
+    );
 }
