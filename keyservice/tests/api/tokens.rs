@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use crate::helpers::{
-    jwt_part, oauth_error, spawn_app, spawn_app_with, verify_token, Options, ISSUER, START_UNIX,
-    TOKEN_AUDIENCE, TOKEN_TTL_SECS,
+    error_code, jwt_part, oauth_error, spawn_app, spawn_app_with, verify_token, Options, ISSUER,
+    START_UNIX, TOKEN_AUDIENCE, TOKEN_TTL_SECS,
 };
 
 const GRANT: (&str, &str) = ("grant_type", "client_credentials");
@@ -350,5 +350,45 @@ async fn folded_basic_authorization_is_invalid_request() {
     assert_eq!(
         oauth_error(response, StatusCode::BAD_REQUEST).await,
         "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn token_request_with_thousands_of_parameters_is_invalid_request() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let mut form: Vec<(String, String)> =
+        (0..2_000).map(|i| (format!("p{i}"), "v".into())).collect();
+    form.push(("grant_type".into(), "client_credentials".into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let response = app.token_request(Some(id_and_secret(&client)), &form).await;
+    assert_eq!(
+        oauth_error(response, StatusCode::BAD_REQUEST).await,
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn token_request_body_over_the_limit_is_413_json() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let (id, secret) = id_and_secret(&client);
+    // 100 000 parameters: refused by size before any parsing.
+    let body = (0..100_000)
+        .map(|i| format!("p{i}="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let response = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .basic_auth(id, Some(secret))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "payload_too_large"
     );
 }
