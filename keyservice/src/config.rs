@@ -146,8 +146,8 @@ pub struct Config {
     pub access_tokens: TokenPolicy,
     /// Algorithm and schedule of the signing keys.
     pub rotation: RotationPolicy,
-    /// When the token endpoint stops answering a client id or address that keeps failing to
-    /// authenticate. Not a flag: the defaults suit.
+    /// When the token endpoint stops answering a source address that keeps failing to
+    /// authenticate (for one client id, or for any). Not a flag: the defaults suit.
     pub auth_failures: FailurePolicy,
     pub log_format: LogFormat,
     pub log_filter: String,

@@ -111,8 +111,8 @@ pub enum OAuthError {
     /// 400 `invalid_scope`: a malformed scope, or one the client does not hold.
     #[error("{0}")]
     InvalidScope(String),
-    /// 429 `slow_down` with `Retry-After`: too many failed client authentications for this client
-    /// id or source address. `slow_down` is the registered OAuth error code for "back off"
+    /// 429 `slow_down` with `Retry-After`: too many failed client authentications from this
+    /// source address, for this client id or for all. `slow_down` is the registered OAuth error code for "back off"
     /// (RFC 8628 section 3.5); RFC 6749 has none.
     #[error("too many failed client authentications; retry after {retry_after_secs} s")]
     SlowDown { retry_after_secs: u64 },

@@ -7,14 +7,14 @@
 //! Basic (`client_secret_basic`, RFC 6749 section 2.3.1: id and secret form-urlencoded, then
 //! Basic) or with `client_id` and `client_secret` in the body (`client_secret_post`), not both.
 //!
-//! Order of checks: the request's shape, the failure limiter (a locked client id or address gets
-//! 429 whatever it sends), the client's secret, then the grant. Failed authentications are
-//! logged with the client id (when well-formed) and the peer address; a secret is never logged.
+//! Order of checks: the request's shape, the failure limiter (a source locked for this client id,
+//! or for all, gets 429 whatever it sends), the client's secret, then the grant. The source is
+//! the TCP peer's address ([`PeerIp`]). Failed authentications are logged with the client id
+//! (when well-formed) and the source; a secret is never logged.
 //! Errors are [`OAuthError`]s.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -33,6 +33,7 @@ use super::auth::{single_authorization, AuthorizationError};
 use super::error::{ApiError, OAuthError};
 use super::extract::PeerIp;
 use crate::clients::{self, ClientId};
+use crate::ratelimit::Source;
 use crate::token::{self, AccessTokenClaims, ACCESS_TOKEN_TYP};
 use crate::{entropy, AppState};
 
@@ -57,7 +58,7 @@ struct TokenResponse {
 
 async fn issue_token(
     State(state): State<AppState>,
-    PeerIp(ip): PeerIp,
+    PeerIp(peer): PeerIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -79,10 +80,11 @@ async fn issue_token(
     let presented = presented_credentials(&headers, &form)?;
 
     let client_id = ClientId::parse(&presented.client_id);
-    if let Err(wait) = state.auth_failures.check(client_id.as_ref(), ip, now) {
+    let source = Source::of(peer);
+    if let Err(wait) = state.auth_failures.check(client_id.as_ref(), source, now) {
         warn!(
             client_id = client_id.as_ref().map(ClientId::as_str),
-            peer = ip.map(|ip| ip.to_string()),
+            %source,
             retry_after_secs = wait.0,
             "token request refused: too many failed client authentications"
         );
@@ -102,13 +104,13 @@ async fn issue_token(
             if failure.is_guess() {
                 state
                     .auth_failures
-                    .record_failure(client_id.as_ref(), ip, now);
+                    .record_failure(client_id.as_ref(), source, now);
             }
-            log_failure(client_id.as_ref(), ip, failure.as_str());
+            log_failure(client_id.as_ref(), source, failure.as_str());
             return Err(OAuthError::InvalidClient.into());
         }
     };
-    state.auth_failures.record_success(&client.id);
+    state.auth_failures.record_success(&client.id, source);
 
     match form.get("grant_type").map(String::as_str) {
         None => return Err(OAuthError::InvalidRequest("`grant_type` is required").into()),
@@ -158,11 +160,11 @@ async fn issue_token(
     Ok((headers, axum::Json(response)).into_response())
 }
 
-fn log_failure(client_id: Option<&ClientId>, ip: Option<IpAddr>, reason: &'static str) {
+fn log_failure(client_id: Option<&ClientId>, source: Source, reason: &'static str) {
     warn!(
         client_id = client_id.map(ClientId::as_str),
         client_id_well_formed = client_id.is_some(),
-        peer = ip.map(|ip| ip.to_string()),
+        %source,
         reason,
         "client authentication failed"
     );

@@ -392,3 +392,47 @@ async fn token_request_body_over_the_limit_is_413_json() {
         "payload_too_large"
     );
 }
+
+/// A client bound to `ip` (any 127.0.0.0/8 address reaches the service on Linux), so tests can
+/// speak from several sources.
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failures_from_one_source_never_lock_the_client_out_for_another() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let (id, secret) = id_and_secret(&client);
+    let wrong = format!("{secret}x");
+    let (attacker, owner) = (client_from([127, 0, 0, 2]), client_from([127, 0, 0, 3]));
+    let token_request = |from: &reqwest::Client, secret: &str| {
+        from.post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .basic_auth(id, Some(secret))
+            .body("grant_type=client_credentials")
+            .send()
+    };
+    let mut throttled = 0;
+    for _ in 0..30 {
+        let response = token_request(&attacker, &wrong).await.unwrap();
+        match response.status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // The attacker is throttled, even when it finally sends the right secret...
+    assert!(throttled >= 20, "only {throttled} of 30 throttled");
+    let response = token_request(&attacker, secret).await.unwrap();
+    assert_eq!(
+        oauth_error(response, StatusCode::TOO_MANY_REQUESTS).await,
+        "slow_down"
+    );
+    // ...while the owner, from another address, gets its token at once.
+    let response = token_request(&owner, secret).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
