@@ -146,8 +146,8 @@ pub struct Config {
     pub access_tokens: TokenPolicy,
     /// Algorithm and schedule of the signing keys.
     pub rotation: RotationPolicy,
-    /// When the token endpoint stops answering a client id or address that keeps failing to
-    /// authenticate. Not a flag: the defaults suit.
+    /// When the token endpoint stops answering a source address that keeps failing to
+    /// authenticate (for one client id, or for any). Not a flag: the defaults suit.
     pub auth_failures: FailurePolicy,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -252,14 +252,17 @@ impl Cli {
 pub struct Secret(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("must be 1 to {MAX_SECRET_LEN} printable ASCII characters without spaces")]
+#[error("must be 1 to {MAX_SECRET_LEN} printable ASCII characters without spaces or commas")]
 pub struct SecretError;
 
 impl Secret {
     /// Accepts what can travel in `Authorization: Bearer <secret>`: printable ASCII, no spaces.
+    /// No commas either: a comma in `Authorization` reads as two folded credentials, which every
+    /// endpoint refuses.
     pub fn parse(s: &str) -> Result<Self, SecretError> {
-        let ok =
-            !s.is_empty() && s.len() <= MAX_SECRET_LEN && s.bytes().all(|b| b.is_ascii_graphic());
+        let ok = !s.is_empty()
+            && s.len() <= MAX_SECRET_LEN
+            && s.bytes().all(|b| b.is_ascii_graphic() && b != b',');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -408,6 +411,7 @@ mod tests {
         assert!(parse(&[]).is_err());
         assert!(parse(&["--filter-token", ""]).is_err());
         assert!(parse(&["--filter-token", "has space"]).is_err());
+        assert!(parse(&["--filter-token", "has,comma"]).is_err());
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! - [`signing`]: signing keys: generation, PKCS#8, JWK, JWS signing (EdDSA, ES256, RS256).
 //! - [`rotation`]: the signing-key rotation policy, pure: `plan_rotation(keys, now, policy)`.
 //! - [`keyring`]: [`keyring::KeyRing`], the signing keys in memory, rotated against the store.
-//! - [`ratelimit`]: [`ratelimit::FailureLimiter`], failed client authentications per id and IP.
+//! - [`ratelimit`]: [`ratelimit::FailureLimiter`], failed client authentications per
+//!   (client id, source address) and per source address.
 //! - [`http`]: one module per area of the API, the auth extractors and the JSON error type.
 //! - [`clock`]: where `now` comes from: the system clock, or a manual one in tests.
 //! - [`entropy`]: the OS CSPRNG: secrets, ids, token ids, signing keys, the admin secret.

@@ -4,10 +4,16 @@
 //!
 //! Tokens are compared as SHA-256 digests with a constant-time equality, so neither timing nor
 //! length tells an attacker how close a guess was.
+//!
+//! [`single_authorization`] is the one reading of the `Authorization` header for every endpoint
+//! that authenticates by it (these extractors, the token endpoint's HTTP Basic, the ext_authz
+//! check). Two headers, or one whose value holds a comma (how proxies fold repeated headers), are
+//! ambiguous and refused, never resolved by picking one: the filter does the same, and a proxy
+//! and the service that pick differently would each check a different credential.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use keygate_core::key::KeyHash;
 use subtle::ConstantTimeEq;
 
@@ -45,12 +51,51 @@ impl FromRequestParts<AppState> for FilterAuth {
     }
 }
 
+/// Why a request's `Authorization` cannot be read as one credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AuthorizationError {
+    #[error("more than one Authorization header, or credentials separated by a comma")]
+    Ambiguous,
+    #[error("the Authorization header is not visible ASCII")]
+    NotText,
+}
+
+/// The request's one `Authorization` value, `None` when it has none.
+///
+/// No credential this service accepts contains a comma (secrets are checked for it at start-up;
+/// Basic credentials are base64; keys and client secrets are hex), so a comma can only mean two
+/// credentials folded into one header.
+pub(crate) fn single_authorization(
+    headers: &HeaderMap,
+) -> Result<Option<&str>, AuthorizationError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return if headers.contains_key(header::AUTHORIZATION) {
+            Err(AuthorizationError::Ambiguous)
+        } else {
+            Ok(None)
+        };
+    };
+    let value = value.to_str().map_err(|_| AuthorizationError::NotText)?;
+    if value.contains(',') {
+        return Err(AuthorizationError::Ambiguous);
+    }
+    Ok(Some(value))
+}
+
 fn check(parts: &Parts, expected: &KeyHash, caller: &'static str) -> Result<(), ApiError> {
-    let presented = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer_token);
+    let presented = match single_authorization(&parts.headers) {
+        Ok(value) => value.and_then(bearer_token),
+        Err(AuthorizationError::NotText) => None,
+        Err(AuthorizationError::Ambiguous) => {
+            tracing::warn!(
+                caller,
+                path = parts.uri.path(),
+                "rejected request with an ambiguous Authorization header"
+            );
+            return Err(ApiError::AmbiguousAuthorization);
+        }
+    };
     match presented {
         Some(token) if matches(token, expected) => Ok(()),
         presented => {
@@ -78,7 +123,10 @@ fn matches(presented: &str, expected: &KeyHash) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -89,6 +137,34 @@ mod tests {
         assert_eq!(bearer_token("Bearer"), None);
         assert_eq!(bearer_token("Bearer "), None);
         assert_eq!(bearer_token("abc"), None);
+    }
+
+    #[test]
+    fn authorization_must_be_one_header_with_one_credential() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(single_authorization(&headers), Ok(None));
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        assert_eq!(single_authorization(&headers), Ok(Some("Bearer a")));
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        assert_eq!(
+            single_authorization(&headers),
+            Err(AuthorizationError::Ambiguous)
+        );
+
+        let one = |value: &'static [u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+            single_authorization(&headers).map(|v| v.map(str::to_owned))
+        };
+        assert_eq!(
+            one(b"Bearer a, Bearer b"),
+            Err(AuthorizationError::Ambiguous)
+        );
+        assert_eq!(one(b"Bearer a,"), Err(AuthorizationError::Ambiguous));
+        assert_eq!(one(b"Bearer \xa1"), Err(AuthorizationError::NotText));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! the caller proves only its own key. Usage is not counted here (the filter's reports do that).
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
@@ -26,7 +26,7 @@ use keygate_core::key::{ApiKey, KEY_PREFIX};
 use keygate_core::wire::{InvalidReason, LookupResponse};
 use tracing::debug;
 
-use super::auth::bearer_token;
+use super::auth::{bearer_token, single_authorization, AuthorizationError};
 use super::error::ApiError;
 use crate::keys;
 use crate::AppState;
@@ -109,11 +109,15 @@ fn presented_key(headers: &HeaderMap) -> Result<Option<ApiKey>, DenyReason> {
     for value in headers.get_all(API_KEY_HEADER) {
         values.push(value.to_str().map_err(|_| DenyReason::MalformedKey)?.trim());
     }
-    for value in headers.get_all(header::AUTHORIZATION) {
-        if let Some(token) = value.to_str().ok().and_then(bearer_token) {
-            if token.starts_with(KEY_PREFIX) {
-                values.push(token);
-            }
+    let authorization = match single_authorization(headers) {
+        Ok(value) => value,
+        Err(AuthorizationError::Ambiguous) => return Err(DenyReason::AmbiguousCredential),
+        // Not text, so not a key of ours: someone else's (the upstream's), as below.
+        Err(AuthorizationError::NotText) => None,
+    };
+    if let Some(token) = authorization.and_then(bearer_token) {
+        if token.starts_with(KEY_PREFIX) {
+            values.push(token);
         }
     }
     let Some(first) = values.first() else {
@@ -192,6 +196,17 @@ mod tests {
         );
         assert_eq!(
             presented_key(&headers(&[("x-api-key", "kg_a"), ("x-api-key", "kg_b")])),
+            Err(DenyReason::AmbiguousCredential)
+        );
+        assert_eq!(
+            presented_key(&headers(&[
+                ("authorization", "Bearer eyJhbGciOi.x.y"),
+                ("authorization", "Bearer kg_b")
+            ])),
+            Err(DenyReason::AmbiguousCredential)
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer kg_a, Bearer kg_b")])),
             Err(DenyReason::AmbiguousCredential)
         );
     }

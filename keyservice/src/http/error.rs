@@ -31,6 +31,10 @@ pub enum ApiError {
     /// endpoint accepts.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// 401 `unauthorized`, with `WWW-Authenticate: Bearer`: two `Authorization` headers, or
+    /// credentials separated by a comma. Refused rather than guessed at, even if one is right.
+    #[error("send exactly one Authorization header with one credential")]
+    AmbiguousAuthorization,
     /// 404 `not_found`: no such key, client or route.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -68,7 +72,9 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Unauthorized | Self::AmbiguousAuthorization => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Revoked(_) => (StatusCode::CONFLICT, "revoked"),
@@ -105,8 +111,8 @@ pub enum OAuthError {
     /// 400 `invalid_scope`: a malformed scope, or one the client does not hold.
     #[error("{0}")]
     InvalidScope(String),
-    /// 429 `slow_down` with `Retry-After`: too many failed client authentications for this client
-    /// id or source address. `slow_down` is the registered OAuth error code for "back off"
+    /// 429 `slow_down` with `Retry-After`: too many failed client authentications from this
+    /// source address, for this client id or for all. `slow_down` is the registered OAuth error code for "back off"
     /// (RFC 8628 section 3.5); RFC 6749 has none.
     #[error("too many failed client authentications; retry after {retry_after_secs} s")]
     SlowDown { retry_after_secs: u64 },
@@ -187,7 +193,7 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let Self::Unauthorized = self {
+        if let Self::Unauthorized | Self::AmbiguousAuthorization = self {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, WWW_AUTHENTICATE);

@@ -7,17 +7,18 @@
 //! Basic (`client_secret_basic`, RFC 6749 section 2.3.1: id and secret form-urlencoded, then
 //! Basic) or with `client_id` and `client_secret` in the body (`client_secret_post`), not both.
 //!
-//! Order of checks: the request's shape, the failure limiter (a locked client id or address gets
-//! 429 whatever it sends), the client's secret, then the grant. Failed authentications are
-//! logged with the client id (when well-formed) and the peer address; a secret is never logged.
+//! Order of checks: the request's shape, the failure limiter (a source locked for this client id,
+//! or for all, gets 429 whatever it sends), the client's secret, then the grant. The source is
+//! the TCP peer's address ([`PeerIp`]). Failed authentications are logged with the client id
+//! (when well-formed) and the source; a secret is never logged.
 //! Errors are [`OAuthError`]s.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -28,9 +29,11 @@ use keygate_core::key::KeyHash;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::auth::{single_authorization, AuthorizationError};
 use super::error::{ApiError, OAuthError};
 use super::extract::PeerIp;
 use crate::clients::{self, ClientId};
+use crate::ratelimit::Source;
 use crate::token::{self, AccessTokenClaims, ACCESS_TOKEN_TYP};
 use crate::{entropy, AppState};
 
@@ -38,7 +41,10 @@ pub const TOKEN_PATH: &str = "/oauth/token";
 const GRANT_TYPE: &str = "client_credentials";
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(TOKEN_PATH, post(issue_token))
+    Router::new().route(
+        TOKEN_PATH,
+        post(issue_token).layer(DefaultBodyLimit::max(MAX_TOKEN_BODY_BYTES)),
+    )
 }
 
 /// RFC 6749 section 5.1.
@@ -52,7 +58,7 @@ struct TokenResponse {
 
 async fn issue_token(
     State(state): State<AppState>,
-    PeerIp(ip): PeerIp,
+    PeerIp(peer): PeerIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -74,10 +80,11 @@ async fn issue_token(
     let presented = presented_credentials(&headers, &form)?;
 
     let client_id = ClientId::parse(&presented.client_id);
-    if let Err(wait) = state.auth_failures.check(client_id.as_ref(), ip, now) {
+    let source = Source::of(peer);
+    if let Err(wait) = state.auth_failures.check(client_id.as_ref(), source, now) {
         warn!(
             client_id = client_id.as_ref().map(ClientId::as_str),
-            peer = ip.map(|ip| ip.to_string()),
+            %source,
             retry_after_secs = wait.0,
             "token request refused: too many failed client authentications"
         );
@@ -97,13 +104,13 @@ async fn issue_token(
             if failure.is_guess() {
                 state
                     .auth_failures
-                    .record_failure(client_id.as_ref(), ip, now);
+                    .record_failure(client_id.as_ref(), source, now);
             }
-            log_failure(client_id.as_ref(), ip, failure.as_str());
+            log_failure(client_id.as_ref(), source, failure.as_str());
             return Err(OAuthError::InvalidClient.into());
         }
     };
-    state.auth_failures.record_success(&client.id);
+    state.auth_failures.record_success(&client.id, source);
 
     match form.get("grant_type").map(String::as_str) {
         None => return Err(OAuthError::InvalidRequest("`grant_type` is required").into()),
@@ -153,11 +160,11 @@ async fn issue_token(
     Ok((headers, axum::Json(response)).into_response())
 }
 
-fn log_failure(client_id: Option<&ClientId>, ip: Option<IpAddr>, reason: &'static str) {
+fn log_failure(client_id: Option<&ClientId>, source: Source, reason: &'static str) {
     warn!(
         client_id = client_id.map(ClientId::as_str),
         client_id_well_formed = client_id.is_some(),
-        peer = ip.map(|ip| ip.to_string()),
+        %source,
         reason,
         "client authentication failed"
     );
@@ -185,28 +192,44 @@ fn form_decode(component: &str) -> Option<String> {
         .map(|s| s.into_owned())
 }
 
-/// The body's parameters. Per RFC 6749 section 3.2, a parameter without a value counts as absent
-/// and a parameter sent twice is an error; unknown parameters are kept (and ignored).
+/// Most parameters a token request may carry. The grant reads at most five (`grant_type`,
+/// `scope`, `audience`, `client_id`, `client_secret`); RFC 6749 has clients send others that
+/// are ignored (`resource`, say), but never dozens.
+const MAX_FORM_PARAMS: usize = 32;
+
+/// Largest token request body. Room for a `scope` naming the most permissions a client can hold,
+/// each percent-encoded; far below the service-wide limit, since this body is read before the
+/// client has authenticated.
+pub const MAX_TOKEN_BODY_BYTES: usize = 32 * 1024;
+
+/// The body's parameters, in one pass: linear in the body's length. Per RFC 6749 section 3.2, a
+/// parameter without a value counts as absent and a parameter sent twice is an error (which one
+/// would count is ambiguous); unknown parameters are kept (and ignored). More than
+/// [`MAX_FORM_PARAMS`] is an error too.
 fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     const NOT_A_FORM: OAuthError =
         OAuthError::InvalidRequest("the body is not application/x-www-form-urlencoded UTF-8");
     let body = std::str::from_utf8(body).map_err(|_| NOT_A_FORM)?;
     let mut params = HashMap::new();
-    let mut seen = Vec::new();
-    for pair in body.split('&').filter(|p| !p.is_empty()) {
+    for (count, pair) in body.split('&').filter(|p| !p.is_empty()).enumerate() {
+        if count == MAX_FORM_PARAMS {
+            return Err(OAuthError::InvalidRequest("too many request parameters"));
+        }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = form_decode(name).ok_or(NOT_A_FORM)?;
         let value = form_decode(value).ok_or(NOT_A_FORM)?;
-        if seen.contains(&name) {
-            return Err(OAuthError::InvalidRequest(
-                "a request parameter is repeated; send each at most once",
-            ));
-        }
-        seen.push(name.clone());
-        if !value.is_empty() {
-            params.insert(name, value);
+        match params.entry(name) {
+            Entry::Occupied(_) => {
+                return Err(OAuthError::InvalidRequest(
+                    "a request parameter is repeated; send each at most once",
+                ))
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
         }
     }
+    params.retain(|_, value| !value.is_empty());
     Ok(params)
 }
 
@@ -221,15 +244,16 @@ fn presented_credentials(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<Presented, OAuthError> {
-    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
-    let basic = match (authorization.next(), authorization.next()) {
-        (None, _) => None,
-        (Some(_), Some(_)) => {
+    let basic = match single_authorization(headers) {
+        Ok(None) => None,
+        Ok(Some(value)) => Some(basic_credentials(value).ok_or(OAuthError::InvalidClient)?),
+        Err(AuthorizationError::NotText) => return Err(OAuthError::InvalidClient),
+        // RFC 6749 section 5.2: more than one authentication is `invalid_request`.
+        Err(AuthorizationError::Ambiguous) => {
             return Err(OAuthError::InvalidRequest(
-                "more than one Authorization header",
+                "send exactly one Authorization header with one credential",
             ))
         }
-        (Some(value), None) => Some(basic_credentials(value).ok_or(OAuthError::InvalidClient)?),
     };
     let in_body = (form.get("client_id"), form.get("client_secret"));
     match (basic, in_body) {
@@ -250,8 +274,8 @@ fn presented_credentials(
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 section 2.3.1). `None` for any
 /// other scheme or a malformed value.
-fn basic_credentials(value: &HeaderValue) -> Option<Presented> {
-    let (scheme, encoded) = value.to_str().ok()?.trim().split_once(' ')?;
+fn basic_credentials(value: &str) -> Option<Presented> {
+    let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
@@ -309,25 +333,46 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_thousand_parameters_are_refused_without_quadratic_work() {
+        let many = (0..100_000)
+            .map(|i| format!("p{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert!(matches!(form(&many), Err(OAuthError::InvalidRequest(_))));
+        let at_most = (0..MAX_FORM_PARAMS)
+            .map(|i| format!("p{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(form(&at_most).unwrap().len(), MAX_FORM_PARAMS);
+        // A repeat is found however far apart the two are.
+        let between = (0..MAX_FORM_PARAMS - 3)
+            .map(|i| format!("p{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let repeated = format!("scope=a&{between}&scope=b");
+        assert!(matches!(
+            form(&repeated),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
     fn basic_credentials_are_form_decoded() {
         // id "a:b" and secret "p+q%" encoded as RFC 6749 section 2.3.1 says.
         let value = format!("Basic {}", STANDARD.encode("a%3Ab:p%2Bq%25"));
-        let presented = basic_credentials(&HeaderValue::from_str(&value).unwrap()).unwrap();
+        let presented = basic_credentials(&value).unwrap();
         assert_eq!(presented.client_id, "a:b");
         assert_eq!(presented.client_secret, "p+q%");
 
         let lower = format!("basic {}", STANDARD.encode("id:secret"));
-        assert!(basic_credentials(&HeaderValue::from_str(&lower).unwrap()).is_some());
+        assert!(basic_credentials(&lower).is_some());
         for bad in [
             "Bearer abc".to_owned(),
             "Basic !!!".to_owned(),
             format!("Basic {}", STANDARD.encode("no-colon")),
             format!("Basic {}", STANDARD.encode(":secret")),
         ] {
-            assert!(
-                basic_credentials(&HeaderValue::from_str(&bad).unwrap()).is_none(),
-                "{bad}"
-            );
+            assert!(basic_credentials(&bad).is_none(), "{bad}");
         }
     }
 

@@ -205,3 +205,48 @@ async fn filter_token_equal_to_the_admin_secret_is_refused_at_start() {
         Err(StartupError::FilterTokenIsAdminSecret)
     ));
 }
+
+#[tokio::test]
+async fn ambiguous_authorization_is_refused_with_401_even_when_one_value_is_right() {
+    let app = spawn_app().await;
+    let admin = format!("Bearer {}", app.admin_secret);
+    let filter = format!("Bearer {FILTER_TOKEN}");
+    // Each pair: the right value first, then a second one; and the two folded with a comma, as
+    // a proxy merging repeated headers would send them.
+    for (path, right) in [("/v1/keys", &admin), ("/v1/lookup", &filter)] {
+        for second in [right.clone(), "Bearer someone-else".to_owned()] {
+            let two_headers = app
+                .client
+                .post(app.url(path))
+                .header("authorization", right)
+                .header("authorization", &second)
+                .json(&json!({"key_hash": "00".repeat(32)}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_code(two_headers, StatusCode::UNAUTHORIZED).await,
+                "unauthorized",
+                "{path}: two headers"
+            );
+            let folded = app
+                .client
+                .post(app.url(path))
+                .header("authorization", format!("{right}, {second}"))
+                .json(&json!({"key_hash": "00".repeat(32)}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_code(folded, StatusCode::UNAUTHORIZED).await,
+                "unauthorized",
+                "{path}: folded"
+            );
+        }
+    }
+    // One header still works on both.
+    let response = app.admin_get("/v1/keys").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app.lookup_raw(FILTER_TOKEN, "kg_unknown").await;
+    assert_eq!(response.status(), StatusCode::OK);
+}

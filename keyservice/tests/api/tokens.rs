@@ -2,9 +2,12 @@ use keygate_keyservice::signing::SigningAlg;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use crate::helpers::{
-    jwt_part, oauth_error, spawn_app, spawn_app_with, verify_token, Options, ISSUER, START_UNIX,
-    TOKEN_AUDIENCE, TOKEN_TTL_SECS,
+    error_code, jwt_part, oauth_error, spawn_app, spawn_app_with, verify_token, Options, ISSUER,
+    START_UNIX, TOKEN_AUDIENCE, TOKEN_TTL_SECS,
 };
 
 const GRANT: (&str, &str) = ("grant_type", "client_credentials");
@@ -326,5 +329,110 @@ async fn repeated_failures_lock_the_client_until_the_window_passes() {
 
     app.advance(40);
     let response = app.token_request(Some((id, secret)), &[GRANT]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn folded_basic_authorization_is_invalid_request() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let (id, secret) = id_and_secret(&client);
+    let basic = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
+    let response = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", format!("{basic}, {basic}"))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        oauth_error(response, StatusCode::BAD_REQUEST).await,
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn token_request_with_thousands_of_parameters_is_invalid_request() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let mut form: Vec<(String, String)> =
+        (0..2_000).map(|i| (format!("p{i}"), "v".into())).collect();
+    form.push(("grant_type".into(), "client_credentials".into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let response = app.token_request(Some(id_and_secret(&client)), &form).await;
+    assert_eq!(
+        oauth_error(response, StatusCode::BAD_REQUEST).await,
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn token_request_body_over_the_limit_is_413_json() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let (id, secret) = id_and_secret(&client);
+    // 100 000 parameters: refused by size before any parsing.
+    let body = (0..100_000)
+        .map(|i| format!("p{i}="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let response = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .basic_auth(id, Some(secret))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "payload_too_large"
+    );
+}
+
+/// A client bound to `ip` (any 127.0.0.0/8 address reaches the service on Linux), so tests can
+/// speak from several sources.
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failures_from_one_source_never_lock_the_client_out_for_another() {
+    let app = spawn_app().await;
+    let client = app.create_default_client().await;
+    let (id, secret) = id_and_secret(&client);
+    let wrong = format!("{secret}x");
+    let (attacker, owner) = (client_from([127, 0, 0, 2]), client_from([127, 0, 0, 3]));
+    let token_request = |from: &reqwest::Client, secret: &str| {
+        from.post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .basic_auth(id, Some(secret))
+            .body("grant_type=client_credentials")
+            .send()
+    };
+    let mut throttled = 0;
+    for _ in 0..30 {
+        let response = token_request(&attacker, &wrong).await.unwrap();
+        match response.status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // The attacker is throttled, even when it finally sends the right secret...
+    assert!(throttled >= 20, "only {throttled} of 30 throttled");
+    let response = token_request(&attacker, secret).await.unwrap();
+    assert_eq!(
+        oauth_error(response, StatusCode::TOO_MANY_REQUESTS).await,
+        "slow_down"
+    );
+    // ...while the owner, from another address, gets its token at once.
+    let response = token_request(&owner, secret).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
