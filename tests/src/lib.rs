@@ -15,12 +15,14 @@
 //! - [`template`]: the `${NAME}` placeholders of the Envoy configs under `envoy/`
 //! - [`artifacts`]: where the built binaries, the `.wasm` and Envoy are found
 //! - [`raw_http`]: a byte-exact HTTP/1.1 client, for paths other clients would normalise
+//! - [`raw_h2`]: a byte-exact HTTP/2 cleartext client, for bytes HTTP/2 libraries refuse to send
 
 pub mod artifacts;
 pub mod echo;
 pub mod envoy;
 pub mod idp;
 pub mod keyservice;
+pub mod raw_h2;
 pub mod raw_http;
 pub mod stack;
 pub mod template;

@@ -51,6 +51,22 @@ impl Reply {
     }
 }
 
+/// Writes `request` (a whole request head, byte for byte, bytes a `&str` could not hold included)
+/// to `addr` on a fresh connection and reads the response until Envoy closes the connection, so
+/// the request should carry `connection: close`.
+pub async fn send_bytes(addr: SocketAddr, request: &[u8]) -> Result<Reply> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.write_all(request).await?;
+    let mut raw = Vec::new();
+    let shown = String::from_utf8_lossy(&request[..request.len().min(80)]).into_owned();
+    tokio::time::timeout(RESPONSE_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .with_context(|| format!("no complete response to {shown:?} in {RESPONSE_TIMEOUT:?}"))??;
+    parse_response(&raw).with_context(|| format!("response to {shown:?}"))
+}
+
 /// Sends `method path` to `addr` with `headers` (plus `host` and `connection: close`) and reads the
 /// whole response.
 pub async fn send(
@@ -77,6 +93,137 @@ pub async fn send(
             format!("no complete response to {method} {path} in {RESPONSE_TIMEOUT:?}")
         })??;
     parse_response(&raw).with_context(|| format!("response to {method} {path}"))
+}
+
+/// One HTTP/1.1 connection kept open across requests, for sending thousands of byte-exact
+/// requests quickly. Opened on first use and again whenever the server closed it.
+#[derive(Debug)]
+pub struct KeepAlive {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, stream: None }
+    }
+
+    /// Sends `method path` with `headers` (plus `host`) and reads one response. A reused connection
+    /// the server closed in the meantime is replaced, and the request sent once more on the new one.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let reused = self.stream.is_some();
+        match self.exchange(request.as_bytes()).await {
+            Ok(reply) => Ok(reply),
+            Err(Exchange::Stale) if reused => match self.exchange(request.as_bytes()).await {
+                Ok(reply) => Ok(reply),
+                Err(Exchange::Stale) => bail!("connection closed without a response to {path}"),
+                Err(Exchange::Failed(error)) => Err(error),
+            },
+            Err(Exchange::Stale) => bail!("connection closed without a response to {path}"),
+            Err(Exchange::Failed(error)) => Err(error.context(format!("{method} {path}"))),
+        }
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> Result<Reply, Exchange> {
+        let mut stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => TcpStream::connect(self.addr)
+                .await
+                .with_context(|| format!("connecting to {}", self.addr))?,
+        };
+        if stream.write_all(request).await.is_err() {
+            return Err(Exchange::Stale);
+        }
+        let read = tokio::time::timeout(RESPONSE_TIMEOUT, read_one_response(&mut stream))
+            .await
+            .map_err(|_| anyhow!("no response in {RESPONSE_TIMEOUT:?}"))?;
+        let (raw, keep) = match read {
+            Ok(Some(read)) => read,
+            Ok(None) | Err(_) => return Err(Exchange::Stale),
+        };
+        let reply = parse_response(&raw)?;
+        if keep {
+            self.stream = Some(stream);
+        }
+        Ok(reply)
+    }
+}
+
+/// Why an exchange on a [`KeepAlive`] connection produced no reply.
+enum Exchange {
+    /// The connection was closed before any byte of a response arrived.
+    Stale,
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Exchange {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// Reads exactly one response from `stream`: `None` if the connection closed before its first
+/// byte; otherwise the raw response and whether the connection can carry another request.
+async fn read_one_response(stream: &mut TcpStream) -> std::io::Result<Option<(Vec<u8>, bool)>> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.split("\r\n")
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let close = header("connection").is_some_and(|v| v == "close");
+    let complete = |raw: &[u8]| -> Option<bool> {
+        let body = &raw[head_end..];
+        if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            return Some(body.len() >= length);
+        }
+        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            return Some(body.ends_with(b"0\r\n\r\n"));
+        }
+        None
+    };
+    loop {
+        match complete(&raw) {
+            Some(true) => return Ok(Some((raw, !close))),
+            Some(false) => {}
+            // No length: the body ends with the connection.
+            None => {
+                stream.read_to_end(&mut raw).await?;
+                return Ok(Some((raw, false)));
+            }
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
 }
 
 fn parse_response(raw: &[u8]) -> Result<Reply> {

@@ -7,6 +7,7 @@ mod auth;
 mod config;
 mod demo;
 mod harness;
+mod hostile_bytes;
 mod jwt;
 mod paths;
 mod resilience;
