@@ -28,6 +28,7 @@ use jsonwebtoken::{Algorithm as J, EncodingKey, Header as JwtHeader};
 use keygate_core::cache::{self, Answer, Entry, Identity, Principal};
 use keygate_core::config::{CachePolicy, FilterConfig};
 use keygate_core::decision::{self, Plan, RequestView};
+use keygate_core::hostmap;
 use keygate_core::jwt::{self, Jwks, PermissionsClaim, ProviderPolicy};
 use keygate_core::key::{ApiKey, KeyHash, KEY_RANDOM_BYTES};
 use keygate_core::local::{LocalCache, Tagger};
@@ -118,8 +119,9 @@ fn full_bucket_ending_with(target: &ApiKey) -> Vec<u8> {
     cache::insert(bucket.as_deref(), &entry, NOW).expect("room in the bucket")
 }
 
-fn request_headers(secret: &str) -> Vec<(String, String)> {
-    [
+/// The request headers serialized as the host hands them over.
+fn request_headers(secret: &str) -> Vec<u8> {
+    let pairs: Vec<(&[u8], &[u8])> = [
         (":authority", "127.0.0.1:10000"),
         (":path", "/orders/42"),
         (":method", "GET"),
@@ -130,8 +132,9 @@ fn request_headers(secret: &str) -> Vec<(String, String)> {
         ("x-request-id", "6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"),
     ]
     .iter()
-    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-    .collect()
+    .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+    .collect();
+    hostmap::encode(&pairs)
 }
 
 fn api_key(c: &mut Criterion) {
@@ -178,10 +181,9 @@ fn api_key(c: &mut Criterion) {
     });
 
     let cfg = config();
-    let headers = request_headers(&secret);
+    let serialized = request_headers(&secret);
+    let headers = hostmap::decode(&serialized).expect("well-formed map");
     let view = RequestView {
-        method: "GET",
-        path: "/orders/42",
         headers: &headers,
         route_name: None,
     };

@@ -11,6 +11,7 @@ use std::time::Instant;
 use keygate_core::cache::{self, Entry};
 use keygate_core::config::{CachePolicy, FilterConfig};
 use keygate_core::decision::{self, Outcome, Plan, RequestView};
+use keygate_core::hostmap;
 use keygate_core::key::{ApiKey, KeyHash, KEY_RANDOM_BYTES};
 use keygate_core::local::{LocalCache, Tagger};
 use keygate_core::route::normalize_path;
@@ -56,10 +57,13 @@ fn main() {
         ("x-forwarded-proto", "http"),
         ("x-request-id", "6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"),
     ];
-    let headers: Vec<(String, String)> = raw
+    let pairs: Vec<(&[u8], &[u8])> = raw
         .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
         .collect();
+    // The bytes the host hands over, decoded per request as the filter does.
+    let serialized = hostmap::encode(&pairs);
+    let headers = hostmap::decode(&serialized).unwrap();
     let response = LookupResponse::Valid {
         key_id: "key_0123456789abcdef".to_owned(),
         tenant: "bench".to_owned(),
@@ -79,12 +83,8 @@ fn main() {
     let token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImJlbmNoLWVkIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5iZW5jaCIsInN1YiI6InVzZXItMDAwMDEiLCJhdWQiOiJiZW5jaC1hcGkiLCJleHAiOjE4MDAwMDAwMDAsImlhdCI6MTcwMDAwMDAwMCwicGVybWlzc2lvbnMiOlsib3JkZXJzOnJlYWQiXSwidGVuYW50IjoiYmVuY2gifQ.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl";
 
     let n = 20_000;
-    time("headers to Vec<(String, String)>", n, || {
-        let v: Vec<(String, String)> = raw
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
-        black_box(v);
+    time("hostmap::decode (request headers)", n, || {
+        black_box(hostmap::decode(black_box(&serialized)).ok());
     });
     time("spoofed_headers scan", n, || {
         black_box(decision::spoofed_headers(&cfg, black_box(&headers)).count());
@@ -102,8 +102,6 @@ fn main() {
         black_box(KeyHash::of(black_box(token.as_bytes())));
     });
     let view = RequestView {
-        method: "GET",
-        path: "/orders/42",
         headers: &headers,
         route_name: None,
     };
@@ -141,13 +139,8 @@ fn main() {
         book.record(black_box("key_0123456789abcdef"), NOW);
     });
     time("whole hit path (plan, local get, judge, record)", n, || {
-        let v: Vec<(String, String)> = raw
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
+        let v = hostmap::decode(&serialized).unwrap();
         let view = RequestView {
-            method: "GET",
-            path: "/orders/42",
             headers: &v,
             route_name: None,
         };

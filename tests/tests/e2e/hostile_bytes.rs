@@ -89,6 +89,9 @@ impl Seen {
             Self::Envoy(_) => None,
             Self::Filter(400, error) if error == "bad_request" => None,
             Self::Filter(401, error) if error == "unauthorized" => None,
+            // A path such as `/healthz\xc3\xa9` is valid UTF-8 (`/healthzé`) that no rule
+            // matches: `unmatched: deny` turns it away, which is a refusal like any other.
+            Self::Filter(403, error) if error == "forbidden" => None,
             Self::Filter(status, error) => Some(format!("the filter answered {status} {error}")),
             Self::Upstream(status) if protected => Some(format!(
                 "a protected route reached the upstream ({status}) without a credential"
