@@ -784,33 +784,20 @@ mod tests {
     #[test]
     fn a_path_or_method_that_is_not_utf8_is_refused_or_matches_no_method_rule() {
         let cfg = config();
-        let bad_path: [Header<'_>; 2] = [(b":method", b"GET"), (b":path", b"/orders/\xff")];
-        let p = plan(
-            &cfg,
-            &RequestView {
-                headers: &bad_path,
-                route_name: None,
-            },
-        );
-        assert!(matches!(p, Plan::Deny(d) if d.reason == DenyReason::BadPath));
-        let no_path: [Header<'_>; 1] = [(b":method", b"GET")];
-        let p = plan(
-            &cfg,
-            &RequestView {
-                headers: &no_path,
-                route_name: None,
-            },
-        );
-        assert!(matches!(p, Plan::Deny(d) if d.reason == DenyReason::BadPath));
-        let bad_method: [Header<'_>; 2] = [(b":method", b"G\xe9T"), (b":path", b"/orders/1")];
-        let p = plan(
-            &cfg,
-            &RequestView {
-                headers: &bad_method,
-                route_name: None,
-            },
-        );
-        assert!(matches!(p, Plan::Deny(d) if d.reason == DenyReason::NoRouteRule));
+        let reason = |headers: &[Header<'_>]| {
+            denied(&plan(
+                &cfg,
+                &RequestView {
+                    headers,
+                    route_name: None,
+                },
+            ))
+        };
+        let bad_path = [h(":method", "GET"), (b":path", b"/orders/\xff")];
+        assert_eq!(reason(&bad_path), Some(DenyReason::BadPath));
+        assert_eq!(reason(&[h(":method", "GET")]), Some(DenyReason::BadPath));
+        let bad_method = [(&b":method"[..], &b"G\xe9T"[..]), h(":path", "/orders/1")];
+        assert_eq!(reason(&bad_method), Some(DenyReason::NoRouteRule));
     }
 
     #[test]
