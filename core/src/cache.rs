@@ -14,7 +14,9 @@
 //! Lifetimes: a valid answer lives `min(config ttl, service cache_ttl_secs)` and never past the
 //! key's expiry; an invalid answer lives `min(config negative ttl, service cache_ttl_secs)`.
 
-use crate::config::CachePolicy;
+use sha2::{Digest, Sha256};
+
+use crate::config::{CachePolicy, Fingerprint};
 use crate::key::KeyHash;
 use crate::wire::{InvalidReason, LookupResponse};
 
@@ -158,25 +160,27 @@ fn fits(identity: &Identity) -> bool {
 }
 
 /// Maps hashes to shared-data keys. API keys and verified tokens are two tables with their own
-/// bounds, so a flood of one cannot evict the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// bounds, so a flood of one cannot evict the other. Both are named by the configuration's
+/// fingerprint: an answer is only read under the configuration that cached it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheLayout {
     buckets: u64,
-    namespace: &'static str,
+    namespace: String,
 }
 
 impl CacheLayout {
     /// The API key lookup cache.
-    pub fn keys(policy: &CachePolicy) -> Self {
-        Self::new(policy, "keygate.k.")
+    pub fn keys(policy: &CachePolicy, config: Fingerprint) -> Self {
+        Self::new(policy, format!("keygate.k.{config}."))
     }
 
-    /// The verified-token cache.
-    pub fn tokens(policy: &CachePolicy) -> Self {
-        Self::new(policy, "keygate.t.")
+    /// The verified-token cache, for tokens verified with the JWKS documents whose digest is
+    /// `keys` ([`KeysDigest`]): when a provider's keys change, tokens are verified again.
+    pub fn tokens(policy: &CachePolicy, config: Fingerprint, keys: KeysDigest) -> Self {
+        Self::new(policy, format!("keygate.t.{config}.{keys}."))
     }
 
-    fn new(policy: &CachePolicy, namespace: &'static str) -> Self {
+    fn new(policy: &CachePolicy, namespace: String) -> Self {
         let ways = WAYS as u64;
         Self {
             buckets: policy.max_entries.div_ceil(ways).max(1),
@@ -193,6 +197,36 @@ impl CacheLayout {
         let b = hash.as_bytes();
         let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         format!("{}{}", self.namespace, n % self.buckets)
+    }
+}
+
+/// A digest of the JWKS documents a worker verifies tokens with, one per remote provider in
+/// config order (inline keys are part of the configuration's fingerprint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeysDigest(u64);
+
+impl KeysDigest {
+    /// `documents[i]` is remote provider i's JWKS bytes, `None` before its first fetch.
+    pub fn of<'a>(documents: impl IntoIterator<Item = Option<&'a [u8]>>) -> Self {
+        let mut h = Sha256::new();
+        for doc in documents {
+            match doc {
+                Some(bytes) => {
+                    h.update([1]);
+                    h.update((bytes.len() as u64).to_le_bytes());
+                    h.update(bytes);
+                }
+                None => h.update([0]),
+            }
+        }
+        let d = h.finalize();
+        Self(u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]))
+    }
+}
+
+impl std::fmt::Display for KeysDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
 
@@ -638,16 +672,37 @@ mod tests {
 
     #[test]
     fn layout_spreads_keys_over_a_fixed_number_of_buckets() {
-        let layout = CacheLayout::keys(&CachePolicy {
-            max_entries: 10,
-            ..POLICY
-        });
+        let layout = CacheLayout::keys(
+            &CachePolicy {
+                max_entries: 10,
+                ..POLICY
+            },
+            Fingerprint::of(b"{}"),
+        );
         assert_eq!(layout.bucket_count(), 3);
         let keys: std::collections::HashSet<String> =
             (0..=255u8).map(|n| layout.bucket_key(&hash(n))).collect();
         assert!(keys.len() <= 3);
         assert!(keys.iter().all(|k| k.starts_with("keygate.k.")));
-        let tokens = CacheLayout::tokens(&POLICY);
+        let tokens = CacheLayout::tokens(&POLICY, Fingerprint::of(b"{}"), KeysDigest::default());
         assert!(tokens.bucket_key(&hash(1)).starts_with("keygate.t."));
+    }
+
+    #[test]
+    fn another_configuration_or_other_keys_read_other_buckets() {
+        let config = Fingerprint::of(br#"{"a": 1}"#);
+        let other_config = Fingerprint::of(br#"{"a": 2}"#);
+        let keys = KeysDigest::of([Some(&b"{\"keys\": [1]}"[..])]);
+        let other_keys = KeysDigest::of([Some(&b"{\"keys\": [2]}"[..])]);
+        assert_ne!(keys, KeysDigest::of([None]));
+        let key_of = |layout: CacheLayout| layout.bucket_key(&hash(1));
+        assert_ne!(
+            key_of(CacheLayout::keys(&POLICY, config)),
+            key_of(CacheLayout::keys(&POLICY, other_config))
+        );
+        let tokens = key_of(CacheLayout::tokens(&POLICY, config, keys));
+        assert_ne!(tokens, key_of(CacheLayout::tokens(&POLICY, other_config, keys)));
+        assert_ne!(tokens, key_of(CacheLayout::tokens(&POLICY, config, other_keys)));
+        assert_eq!(tokens, key_of(CacheLayout::tokens(&POLICY, config, keys)));
     }
 }

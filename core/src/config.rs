@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::jwt::{Jwks, PermissionsClaim, ProviderPolicy};
 use crate::route::{RawRoute, RouteTable};
@@ -333,6 +334,31 @@ pub struct FilterConfig {
     pub unmatched: Unmatched,
     pub routes: RouteTable,
     pub jwt: JwtConfig,
+    /// Names this configuration's state in shared data (caches, JWKS, breaker). Shared data
+    /// belongs to the `vm_id`, so it outlives a configuration change and is common to every
+    /// listener with that `vm_id`: an answer cached under one configuration must not be read
+    /// under another, which might have dropped a provider, narrowed `audiences` or point at
+    /// another key service.
+    pub fingerprint: Fingerprint,
+}
+
+/// The first 8 bytes of the SHA-256 of the configuration's JSON bytes, as 16 hex digits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 8]);
+
+impl Fingerprint {
+    pub fn of(bytes: &[u8]) -> Self {
+        let digest = Sha256::digest(bytes);
+        let mut out = [0; 8];
+        out.copy_from_slice(&digest[..8]);
+        Self(out)
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// Compiled JWT settings. `providers` empty: JWTs are off.
@@ -368,6 +394,14 @@ pub struct Provider {
 impl Provider {
     pub fn name(&self) -> &str {
         self.policy.name()
+    }
+
+    /// Where its keys are fetched from; `None` for inline keys.
+    pub fn remote(&self) -> Option<&RemoteJwks> {
+        match &self.keys {
+            KeySource::Remote(r) => Some(r),
+            KeySource::Inline(_) => None,
+        }
     }
 }
 
@@ -425,8 +459,8 @@ pub struct Forwarding {
 }
 
 impl FilterConfig {
-    /// Parses and compiles the JSON configuration. Errors name the field, e.g.
-    /// `routes[2].path: must start with '/'` or `cache.max_entries: unknown field`.
+    /// Parses and compiles the JSON configuration, and fingerprints its bytes. Errors name the
+    /// field, e.g. `routes[2].path: must start with '/'` or `cache.max_entries: unknown field`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -438,10 +472,14 @@ impl FilterConfig {
             };
             ConfigError::new(field, e.into_inner().to_string())
         })?;
-        Self::try_from(raw)
+        let mut config = Self::try_from(raw)?;
+        config.fingerprint = Fingerprint::of(bytes);
+        Ok(config)
     }
 }
 
+/// Compiles a parsed configuration; its fingerprint is left zero ([`FilterConfig::from_json`]
+/// sets it from the bytes).
 impl TryFrom<RawConfig> for FilterConfig {
     type Error = ConfigError;
 
@@ -522,6 +560,7 @@ impl TryFrom<RawConfig> for FilterConfig {
             unmatched: raw.unmatched,
             routes,
             jwt,
+            fingerprint: Fingerprint::default(),
         })
     }
 }
@@ -931,6 +970,17 @@ mod tests {
             .unwrap()
             .jwt
             .enabled());
+    }
+
+    #[test]
+    fn the_fingerprint_is_of_the_bytes() {
+        let a = FilterConfig::from_json(MINIMAL.as_bytes()).unwrap();
+        let same = FilterConfig::from_json(MINIMAL.as_bytes()).unwrap();
+        let spaced = format!("{MINIMAL} ");
+        let b = FilterConfig::from_json(spaced.as_bytes()).unwrap();
+        assert_eq!(a.fingerprint, same.fingerprint);
+        assert_ne!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.fingerprint.to_string().len(), 16);
     }
 
     #[test]

@@ -347,6 +347,26 @@ pub fn token_rejected(error: &JwtError) -> Verdict {
     })
 }
 
+/// A token whose issuer no provider has: 401 `invalid_token`, `unknown_issuer`.
+pub fn unknown_issuer() -> Verdict {
+    let mut d = Denial::new(DenyReason::InvalidToken);
+    d.detail = Some("unknown_issuer");
+    Verdict::Deny(d)
+}
+
+/// What to strip for a token found in the verified-token cache: as for the provider that issued
+/// it ([`strip_for_provider`]).
+pub fn strip_for_cached_token(cfg: &FilterConfig, outcome: &Outcome, strip: Strip) -> Strip {
+    let provider = match outcome {
+        Outcome::Valid(grant) => grant.provider.and_then(|i| cfg.jwt.providers.get(i)),
+        Outcome::Invalid(_) => None,
+    };
+    match provider {
+        Some(p) => strip_for_provider(strip, p),
+        None => strip,
+    }
+}
+
 /// What to strip once a token is verified: the `Authorization` header goes unless the provider
 /// forwards tokens.
 pub fn strip_for_provider(mut strip: Strip, provider: &Provider) -> Strip {
@@ -817,5 +837,52 @@ mod tests {
     #[test]
     fn header_values_are_made_safe() {
         assert_eq!(header_safe("a\r\nb c"), "a??b c");
+    }
+
+    #[test]
+    fn a_cached_token_keeps_authorization_only_for_a_provider_that_forwards_it() {
+        let json = r#"{
+            "key_service": {"cluster": "ks", "token": "t"},
+            "jwt": {"providers": [
+                {"name": "keep", "issuer": "a", "audiences": ["x"], "forward_token": true,
+                 "jwks": {"remote": {"cluster": "idp", "path": "/jwks"}}},
+                {"name": "drop", "issuer": "b", "audiences": ["x"],
+                 "jwks": {"remote": {"cluster": "idp", "path": "/jwks"}}}
+            ]}
+        }"#;
+        let cfg = FilterConfig::from_json(json.as_bytes()).unwrap();
+        let strip = Strip {
+            headers: vec!["authorization".into(), "x-api-key".into()],
+            path: None,
+        };
+        let token_of = |provider: &str| {
+            Outcome::prepare(
+                &cfg,
+                Answer::Valid(Identity {
+                    principal: Principal::Jwt {
+                        subject: "s".into(),
+                        provider: provider.into(),
+                    },
+                    tenant: None,
+                    permissions: Vec::new(),
+                    expires_at: Some(1),
+                }),
+            )
+        };
+        let kept = strip_for_cached_token(&cfg, &token_of("keep"), strip.clone());
+        assert_eq!(kept.headers, ["x-api-key"]);
+        let dropped = strip_for_cached_token(&cfg, &token_of("drop"), strip.clone());
+        assert_eq!(dropped, strip);
+        // A provider removed from the configuration forwards nothing.
+        let gone = strip_for_cached_token(&cfg, &token_of("removed"), strip.clone());
+        assert_eq!(gone, strip);
+    }
+
+    #[test]
+    fn a_token_from_an_unknown_issuer_is_invalid() {
+        let Verdict::Deny(d) = unknown_issuer() else {
+            panic!("allowed")
+        };
+        assert_eq!((d.status(), d.detail), (401, Some("unknown_issuer")));
     }
 }

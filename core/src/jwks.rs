@@ -11,8 +11,16 @@
 //!   `min_refetch_interval_secs`: an IdP's key rotation is picked up at once, and a stream of junk
 //!   kids causes no fetch storm.
 
+use crate::config::{Fingerprint, Provider};
+use crate::credential::Strip;
+use crate::key::KeyHash;
+use crate::local::TokenTag;
+use crate::route::Permission;
+
 /// Longest wait between retries of a failing fetch.
 pub const MAX_BACKOFF_SECS: u64 = 60;
+/// How long past a provider's fetch timeout a request waits for its keys.
+pub const WAIT_GRACE_SECS: u64 = 2;
 const ENCODED_LEN: usize = 32;
 
 /// The shared fetch schedule of one provider. All times are unix seconds.
@@ -104,18 +112,113 @@ impl FetchSchedule {
     }
 }
 
-/// Shared-data key of a provider's schedule.
-pub fn schedule_key(provider: &str) -> String {
-    format!("keygate.jwks.{provider}.schedule")
+/// A request that waits for a provider's keys: its first fetch, or a refetch for an unknown
+/// `kid`.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub context_id: u32,
+    /// Index in `jwt.providers`.
+    pub provider: usize,
+    pub token: String,
+    pub hash: KeyHash,
+    pub tag: TokenTag,
+    pub required: Vec<Permission>,
+    pub strip: Strip,
+}
+
+/// A [`TokenRequest`] parked, and when to try it again.
+#[derive(Debug, Clone)]
+pub struct ParkedToken {
+    pub request: TokenRequest,
+    /// Unix seconds after which it is answered with what there is.
+    deadline: u64,
+    /// The key generation it was parked on; new keys make it try again.
+    seen_generation: Option<u32>,
+}
+
+impl ParkedToken {
+    /// Parks `request` at `now`, when the worker's copy of `provider`'s keys is at `generation`.
+    /// It waits at most the provider's fetch timeout and [`WAIT_GRACE_SECS`].
+    pub fn park(
+        request: TokenRequest,
+        provider: &Provider,
+        generation: Option<u32>,
+        now: u64,
+    ) -> Self {
+        let timeout = provider.remote().map_or(0, |r| r.timeout.as_secs());
+        Self {
+            request,
+            deadline: now + timeout + WAIT_GRACE_SECS,
+            seen_generation: generation,
+        }
+    }
+
+    /// Whether to try it again now: its keys changed since it was parked (`generation` is the
+    /// worker's current one), or its wait is over.
+    pub fn ready(&self, generation: Option<u32>, now: u64) -> bool {
+        now >= self.deadline || (generation.is_some() && generation != self.seen_generation)
+    }
+}
+
+/// Shared-data key of a provider's schedule, under the configuration that names it (two
+/// listeners may give the same provider name different JWKS addresses).
+pub fn schedule_key(config: Fingerprint, provider: &str) -> String {
+    format!("keygate.jwks.{config}.{provider}.schedule")
 }
 
 /// Shared-data key of a provider's last good JWKS document.
-pub fn keys_key(provider: &str) -> String {
-    format!("keygate.jwks.{provider}.keys")
+pub fn keys_key(config: Fingerprint, provider: &str) -> String {
+    format!("keygate.jwks.{config}.{provider}.keys")
 }
 
 #[cfg(test)]
 mod tests {
+
+    fn provider(jwks: &str) -> crate::config::Provider {
+        let json = format!(
+            r#"{{"key_service":{{"cluster":"ks","token":"t"}},"jwt":{{"providers":[{{"name":"idp","issuer":"i","audiences":["a"],"jwks":{jwks}}}]}}}}"#
+        );
+        let mut cfg = crate::config::FilterConfig::from_json(json.as_bytes()).unwrap();
+        cfg.jwt.providers.remove(0)
+    }
+
+    fn parked(generation: Option<u32>) -> ParkedToken {
+        let request = TokenRequest {
+            context_id: 3,
+            provider: 0,
+            token: "t".into(),
+            hash: KeyHash::of(b"t"),
+            tag: crate::local::Tagger::new(Default::default(), Default::default()).tag("t"),
+            required: Vec::new(),
+            strip: Strip::default(),
+        };
+        let remote = provider(r#"{"remote":{"cluster":"idp","path":"/jwks","timeout_ms":3000}}"#);
+        ParkedToken::park(request, &remote, generation, NOW)
+    }
+
+    #[test]
+    fn a_parked_token_waits_for_new_keys_or_its_deadline() {
+        let p = parked(None);
+        assert!(!p.ready(None, NOW));
+        assert!(p.ready(Some(1), NOW), "first keys arrived");
+        let deadline = NOW + 3 + WAIT_GRACE_SECS;
+        assert!(!p.ready(None, deadline - 1));
+        assert!(p.ready(None, deadline));
+
+        let refetch = parked(Some(4));
+        assert!(!refetch.ready(Some(4), NOW), "the same keys as when parked");
+        assert!(refetch.ready(Some(5), NOW));
+    }
+
+    #[test]
+    fn shared_keys_are_named_by_the_configuration() {
+        let a = Fingerprint::of(b"a");
+        let b = Fingerprint::of(b"b");
+        assert_ne!(schedule_key(a, "idp"), schedule_key(b, "idp"));
+        assert_ne!(keys_key(a, "idp"), keys_key(b, "idp"));
+        assert_ne!(keys_key(a, "idp"), schedule_key(a, "idp"));
+    }
+
     use super::*;
 
     const NOW: u64 = 1_800_000_000;

@@ -11,6 +11,8 @@
 //! - [`decision`]: [`decision::plan`] and [`decision::judge`], the filter's decisions.
 //! - [`jwks`]: when to fetch a remote JWKS, shared by all workers.
 //! - [`cache`]: the lookup cache's policy and byte format in Envoy shared data.
+//! - [`lookups`]: key lookups in flight per worker, who waits on them, and their orphans.
+//! - [`breaker`]: the circuit breaker in front of the key service, shared by all workers.
 //! - [`usage`]: per-key request counts between usage reports.
 //! - [`key`]: the API key format and [`key::KeyHash`].
 //! - [`wire`]: lookup and usage messages between filter and key service.
@@ -18,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod credential;
@@ -27,6 +30,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod key;
 pub mod local;
+pub mod lookups;
 pub mod route;
 pub mod usage;
 pub mod wire;

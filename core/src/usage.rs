@@ -5,6 +5,26 @@ use std::collections::HashMap;
 
 use crate::wire::{UsageEntry, UsageReport};
 
+/// What becomes of a usage report once the key service answered (`None`: no answer at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFate {
+    Delivered,
+    /// Refused as it is (too large, malformed, unauthorized): sending it again cannot help.
+    Dropped,
+    /// Put back, to go again with the next report.
+    Retry,
+}
+
+impl ReportFate {
+    pub fn of(status: Option<u16>) -> Self {
+        match status {
+            Some(200..=299) => Self::Delivered,
+            Some(code @ 400..=499) if code != 408 && code != 429 => Self::Dropped,
+            _ => Self::Retry,
+        }
+    }
+}
+
 /// Counts per key id, bounded so a failing key service cannot make it grow without end.
 #[derive(Debug, Default)]
 pub struct UsageBook {
@@ -81,6 +101,28 @@ impl UsageBook {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_report_is_retried_unless_the_service_refused_it_as_it_is() {
+        use super::ReportFate::*;
+        let cases = [
+            (Some(200), Delivered),
+            (Some(204), Delivered),
+            (Some(400), Dropped),
+            (Some(401), Dropped),
+            (Some(413), Dropped),
+            (Some(408), Retry),
+            (Some(429), Retry),
+            (Some(500), Retry),
+            (Some(503), Retry),
+            (Some(302), Retry),
+            (None, Retry),
+        ];
+        for (status, fate) in cases {
+            assert_eq!(ReportFate::of(status), fate, "{status:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

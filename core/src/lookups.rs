@@ -1,0 +1,320 @@
+//! Key lookups in flight, per worker: which paused requests wait on which key's callout, who
+//! sent each callout, and when nobody is left to finish them. The filter sends callouts and
+//! finishes requests as this table says; every decision here takes `now`.
+//!
+//! Envoy ties a callout to the stream that sent it: when that stream ends (the client reset it),
+//! the callout is cancelled with it and its answer never comes. So a lookup whose sender went
+//! away is *orphaned*: the next request for the same key sends it again and becomes its sender,
+//! and otherwise the root context sends it at its next tick. No later request ever joins a lookup
+//! that cannot answer, and a request that went away holds no place under the cap.
+
+use std::collections::HashMap;
+
+use crate::credential::Strip;
+use crate::key::KeyHash;
+use crate::route::Permission;
+
+/// Past the lookup timeout, how long a sent lookup may stay unanswered before its waiters are
+/// answered "unavailable". Envoy answers every callout by its timeout; this is a backstop.
+pub const ORPHAN_GRACE_SECS: u64 = 1;
+
+/// A paused request waiting for a key's lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    pub context_id: u32,
+    pub required: Vec<Permission>,
+    pub strip: Strip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Admitted, the callout not yet sent (only between [`Lookups::admit`] and `sent`).
+    Unsent,
+    /// A callout is out, sent by context `sender`; its answer finishes every waiter.
+    Sent { token: u32, sender: u32, at: u64 },
+    /// Its sender went away, and its callout with it: it must be sent again.
+    Orphaned,
+}
+
+#[derive(Debug)]
+struct Pending {
+    state: State,
+    waiters: Vec<Waiter>,
+}
+
+/// What a request that missed the caches does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Another request's lookup of the same key is out: wait for it.
+    Joined,
+    /// Send the lookup (then call [`Lookups::sent`] or [`Lookups::send_failed`]).
+    Send,
+    /// Too many lookups in flight: answer "unavailable" now rather than pile up.
+    Full,
+}
+
+/// The lookups in flight from one worker, by key hash.
+#[derive(Debug)]
+pub struct Lookups {
+    entries: HashMap<KeyHash, Pending>,
+    /// At most this many keys looked up at once.
+    max: usize,
+    /// The callout timeout, seconds.
+    timeout_secs: u64,
+}
+
+impl Lookups {
+    pub fn new(max: usize, timeout_secs: u64) -> Self {
+        Self {
+            entries: HashMap::new(),
+            max,
+            timeout_secs,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A request missed the caches for `hash`. `Joined` and `Send` keep `waiter` until the
+    /// lookup is answered; `Full` drops it.
+    pub fn admit(&mut self, hash: KeyHash, waiter: Waiter) -> Admit {
+        if let Some(p) = self.entries.get_mut(&hash) {
+            p.waiters.push(waiter);
+            return match p.state {
+                State::Sent { .. } | State::Unsent => Admit::Joined,
+                State::Orphaned => {
+                    p.state = State::Unsent;
+                    Admit::Send
+                }
+            };
+        }
+        if self.entries.len() >= self.max {
+            return Admit::Full;
+        }
+        self.entries.insert(
+            hash,
+            Pending {
+                state: State::Unsent,
+                waiters: vec![waiter],
+            },
+        );
+        Admit::Send
+    }
+
+    /// The lookup of `hash` went out as callout `token`, sent by context `sender`.
+    pub fn sent(&mut self, hash: &KeyHash, token: u32, sender: u32, now: u64) {
+        if let Some(p) = self.entries.get_mut(hash) {
+            p.state = State::Sent {
+                token,
+                sender,
+                at: now,
+            };
+        }
+    }
+
+    /// The lookup of `hash` could not be sent: its waiters are answered now.
+    pub fn send_failed(&mut self, hash: &KeyHash) -> Vec<Waiter> {
+        self.entries
+            .remove(hash)
+            .map(|p| p.waiters)
+            .unwrap_or_default()
+    }
+
+    /// Callout `token` answered: the key and the requests to finish with that answer. `None`
+    /// when `token` is not a lookup of this table.
+    pub fn answered(&mut self, token: u32) -> Option<(KeyHash, Vec<Waiter>)> {
+        let hash = *self
+            .entries
+            .iter()
+            .find(|(_, p)| matches!(p.state, State::Sent { token: t, .. } if t == token))?
+            .0;
+        let p = self.entries.remove(&hash)?;
+        Some((hash, p.waiters))
+    }
+
+    /// Request `context_id`, which waited on `hash`, ended. It waits no more; if it sent the
+    /// lookup, the lookup is orphaned (or dropped, when nobody else waits).
+    pub fn gone(&mut self, hash: &KeyHash, context_id: u32) {
+        let Some(p) = self.entries.get_mut(hash) else {
+            return;
+        };
+        p.waiters.retain(|w| w.context_id != context_id);
+        if matches!(p.state, State::Sent { sender, .. } if sender == context_id) {
+            p.state = State::Orphaned;
+        }
+        if p.waiters.is_empty() && !matches!(p.state, State::Sent { .. }) {
+            self.entries.remove(hash);
+        }
+    }
+
+    /// Orphaned lookups that still have waiters: the root context sends them again, and each
+    /// becomes `Unsent` until it calls [`Lookups::sent`] or [`Lookups::send_failed`].
+    pub fn take_orphans(&mut self) -> Vec<KeyHash> {
+        self.entries
+            .iter_mut()
+            .filter(|(_, p)| p.state == State::Orphaned)
+            .map(|(hash, p)| {
+                p.state = State::Unsent;
+                *hash
+            })
+            .collect()
+    }
+
+    /// Lookups sent longer ago than the timeout and its grace, still unanswered: removed, and
+    /// their waiters returned to be answered "unavailable".
+    pub fn expire(&mut self, now: u64) -> Vec<Waiter> {
+        let limit = self.timeout_secs + ORPHAN_GRACE_SECS;
+        let stale: Vec<KeyHash> = self
+            .entries
+            .iter()
+            .filter(|(_, p)| matches!(p.state, State::Sent { at, .. } if at + limit < now))
+            .map(|(h, _)| *h)
+            .collect();
+        stale
+            .iter()
+            .filter_map(|h| self.entries.remove(h))
+            .flat_map(|p| p.waiters)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: u64 = 2;
+    const ROOT: u32 = 1;
+
+    fn hash(n: u8) -> KeyHash {
+        KeyHash::of(&[n])
+    }
+
+    fn waiter(context_id: u32) -> Waiter {
+        Waiter {
+            context_id,
+            required: Vec::new(),
+            strip: Strip::default(),
+        }
+    }
+
+    fn ids(waiters: &[Waiter]) -> Vec<u32> {
+        waiters.iter().map(|w| w.context_id).collect()
+    }
+
+    #[test]
+    fn second_request_for_a_key_joins_the_first_lookup() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        assert_eq!(l.admit(hash(1), waiter(10)), Admit::Send);
+        l.sent(&hash(1), 7, 10, 100);
+        assert_eq!(l.admit(hash(1), waiter(11)), Admit::Joined);
+        let (h, waiters) = l.answered(7).unwrap();
+        assert_eq!(h, hash(1));
+        assert_eq!(ids(&waiters), [10, 11]);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_token_is_not_a_lookup() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        assert_eq!(l.answered(8), None);
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn a_request_after_the_sender_went_away_sends_again_and_finishes_earlier_waiters() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        l.admit(hash(1), waiter(11));
+        l.gone(&hash(1), 10);
+        // The cancelled callout's token no longer finishes anyone.
+        assert_eq!(l.admit(hash(1), waiter(12)), Admit::Send);
+        l.sent(&hash(1), 9, 12, 101);
+        assert_eq!(l.answered(7), None);
+        let (_, waiters) = l.answered(9).unwrap();
+        assert_eq!(ids(&waiters), [11, 12]);
+    }
+
+    #[test]
+    fn the_root_sends_orphans_that_still_have_waiters() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        l.admit(hash(1), waiter(11));
+        l.gone(&hash(1), 10);
+        assert_eq!(l.take_orphans(), [hash(1)]);
+        // Taken once: the next tick does not send it twice.
+        assert_eq!(l.take_orphans(), []);
+        l.sent(&hash(1), 20, ROOT, 101);
+        let (_, waiters) = l.answered(20).unwrap();
+        assert_eq!(ids(&waiters), [11]);
+    }
+
+    #[test]
+    fn a_lookup_nobody_waits_for_frees_its_place_under_the_cap() {
+        let mut l = Lookups::new(2, TIMEOUT);
+        for (n, ctx) in [(1, 10), (2, 11)] {
+            assert_eq!(l.admit(hash(n), waiter(ctx)), Admit::Send);
+            l.sent(&hash(n), u32::from(n), ctx, 100);
+        }
+        assert_eq!(l.admit(hash(3), waiter(12)), Admit::Full);
+        l.gone(&hash(1), 10);
+        l.gone(&hash(2), 11);
+        assert!(l.is_empty());
+        assert_eq!(l.take_orphans(), []);
+        assert_eq!(l.admit(hash(3), waiter(12)), Admit::Send);
+    }
+
+    #[test]
+    fn a_waiter_that_went_away_is_not_finished() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        l.admit(hash(1), waiter(11));
+        l.gone(&hash(1), 11);
+        let (_, waiters) = l.answered(7).unwrap();
+        assert_eq!(ids(&waiters), [10]);
+    }
+
+    #[test]
+    fn gone_after_the_answer_touches_a_newer_lookup_of_the_same_key_not() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        l.answered(7).unwrap();
+        l.admit(hash(1), waiter(11));
+        l.sent(&hash(1), 8, 11, 101);
+        l.gone(&hash(1), 10);
+        assert_eq!(ids(&l.answered(8).unwrap().1), [11]);
+    }
+
+    #[test]
+    fn a_failed_send_answers_every_waiter() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        l.admit(hash(1), waiter(11));
+        l.gone(&hash(1), 10);
+        assert_eq!(l.admit(hash(1), waiter(12)), Admit::Send);
+        assert_eq!(ids(&l.send_failed(&hash(1))), [11, 12]);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn an_unanswered_lookup_expires_after_timeout_and_grace() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        let last_patient = 100 + TIMEOUT + ORPHAN_GRACE_SECS;
+        assert_eq!(l.expire(last_patient), []);
+        assert_eq!(ids(&l.expire(last_patient + 1)), [10]);
+        assert!(l.is_empty());
+    }
+}
