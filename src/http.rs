@@ -3,41 +3,30 @@
 
 use std::rc::Rc;
 
-use keygate_core::cache::{self, Entry};
-use keygate_core::config::KeySource;
 use keygate_core::credential::Strip;
-use keygate_core::decision::{self, Denial, DenyReason, Outcome, Plan, RequestView, Verdict};
+use keygate_core::decision::{self, Outcome, Plan, RequestView};
 use keygate_core::hostmap;
+use keygate_core::jwks::{ParkedToken, TokenRequest};
 use keygate_core::jwt::{self, JwtError};
 use keygate_core::key::{KeyHash, UncheckedKey};
+use keygate_core::lookups::{Admit, Waiter};
 use keygate_core::route::Permission;
-use keygate_core::wire::{LookupRequest, LookupResponse};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use crate::act::{self, carry_out, fail_closed};
 use crate::host::{self, HostResult};
-use crate::jwt::{JwtCheck, JwtWaiter};
-use crate::worker::{Pending, Waiter, Worker};
-
-/// How long past the fetch timeout a request waits for a provider's keys.
-const JWKS_WAIT_GRACE_SECS: u64 = 2;
-
-/// Largest lookup answer read; anything bigger is treated as a failed lookup.
-const MAX_LOOKUP_BODY: usize = 64 * 1024;
+use crate::jwt::JwtCheck;
+use crate::lookup;
+use crate::worker::Worker;
 
 /// One request through the filter.
 pub struct RequestFilter {
     worker: Rc<Worker>,
     context_id: u32,
-    /// Set while this request owns a lookup in flight.
-    lookup: Option<OwnLookup>,
-}
-
-struct OwnLookup {
-    token: u32,
-    hash: KeyHash,
-    required: Vec<Permission>,
-    strip: Strip,
+    /// The key whose lookup this request waits on (or waited on): when the stream ends, it
+    /// leaves that lookup, which then no longer counts on it.
+    waiting_on: Option<KeyHash>,
 }
 
 impl RequestFilter {
@@ -45,7 +34,7 @@ impl RequestFilter {
         Self {
             worker,
             context_id,
-            lookup: None,
+            waiting_on: None,
         }
     }
 
@@ -74,9 +63,9 @@ impl RequestFilter {
             route_name: route_name.as_deref(),
         };
         match decision::plan(cfg, &view) {
-            Plan::Deny(denial) => deny(&worker, &denial),
+            Plan::Deny(denial) => act::deny(&worker, &denial),
             Plan::Forward(strip) => {
-                apply_strip(&strip)?;
+                act::apply_strip(&strip)?;
                 worker.metrics.public();
                 Ok(Action::Continue)
             }
@@ -112,55 +101,50 @@ impl RequestFilter {
             return carry_out(worker, decision::judge(&outcome, required), &strip, now);
         }
         if let Some(denial) = decision::before_lookup(key) {
-            return deny(worker, &denial);
+            return act::deny(worker, &denial);
         }
         worker.metrics.inc(worker.metrics.cache_miss);
 
-        // Borrows of `pending` stay short: no host call runs while one is held, so a callback
-        // the host might deliver inline can never find it borrowed.
-        let in_flight = {
-            let mut pending = worker.pending.borrow_mut();
-            match pending.get_mut(&hash) {
-                Some(p) => {
-                    p.waiters.push(Waiter {
-                        context_id: self.context_id,
-                        required: required.to_vec(),
-                        strip,
-                    });
-                    drop(pending);
-                    worker.metrics.inc(worker.metrics.coalesced);
-                    return Ok(Action::Pause);
-                }
-                None => pending.len(),
-            }
+        let me = Waiter {
+            context_id: self.context_id,
+            required: required.to_vec(),
+            strip,
         };
-        if in_flight >= worker.config.key_service.max_pending_lookups {
-            log::warn!("too many lookups in flight; answering 503");
-            return carry_out(worker, decision::unavailable(&worker.config), &strip, now);
-        }
-        match dispatch_lookup(worker, &hash) {
-            Ok(token) => {
-                worker.metrics.inc(worker.metrics.callout);
-                worker.pending.borrow_mut().insert(
-                    hash,
-                    Pending {
-                        started: now,
-                        waiters: Vec::new(),
-                    },
-                );
-                self.lookup = Some(OwnLookup {
-                    token,
-                    hash,
-                    required: required.to_vec(),
-                    strip,
-                });
+        // Borrows of `lookups` stay short: no host call runs while one is held, so a callback
+        // the host might deliver inline can never find it borrowed.
+        let admitted = worker.lookups.borrow_mut().admit(hash, me.clone());
+        match admitted {
+            Admit::Joined => {
+                worker.metrics.inc(worker.metrics.coalesced);
+                self.waiting_on = Some(hash);
                 Ok(Action::Pause)
             }
-            Err(e) => {
-                log::warn!("lookup for key {} not sent: {e}", hash.short());
-                worker.metrics.inc(worker.metrics.callout_failure);
-                carry_out(worker, decision::unavailable(&worker.config), &strip, now)
+            Admit::Full => {
+                log::warn!("too many lookups in flight; answering unavailable");
+                carry_out(
+                    worker,
+                    decision::unavailable(&worker.config),
+                    &me.strip,
+                    now,
+                )
             }
+            Admit::Send => match lookup::send(worker, &hash, self.context_id, now) {
+                Ok(()) => {
+                    self.waiting_on = Some(hash);
+                    Ok(Action::Pause)
+                }
+                Err(waiters) => {
+                    // Others may have waited on an orphaned lookup of this key: they are paused.
+                    let others = waiters
+                        .into_iter()
+                        .filter(|w| w.context_id != self.context_id)
+                        .collect();
+                    let unavailable = decision::unavailable(&worker.config);
+                    act::finish_waiters(worker, others, |_| unavailable.clone(), now);
+                    host::set_effective_context(self.context_id)?;
+                    carry_out(worker, unavailable, &me.strip, now)
+                }
+            },
         }
     }
 
@@ -184,7 +168,7 @@ impl RequestFilter {
         let provider =
             jwt::peek_issuer(&token).and_then(|iss| worker.config.jwt.provider_for(&iss));
         let Some((index, provider)) = provider else {
-            return carry_out(worker, crate::jwt::unknown_issuer(), &strip, now);
+            return carry_out(worker, decision::unknown_issuer(), &strip, now);
         };
         // Verified, rejected, or parked until the provider's keys (re)arrive.
         match worker.verify_jwt(index, &token, now) {
@@ -198,11 +182,7 @@ impl RequestFilter {
             }
             JwtCheck::NoKeys => {}
         }
-        let timeout = match &provider.keys {
-            KeySource::Remote(r) => r.timeout.as_secs(),
-            KeySource::Inline(_) => 0,
-        };
-        worker.jwt_waiters.borrow_mut().push(JwtWaiter {
+        let request = TokenRequest {
             context_id: self.context_id,
             provider: index,
             token,
@@ -210,44 +190,14 @@ impl RequestFilter {
             tag,
             required: required.to_vec(),
             strip,
-            deadline: now + timeout + JWKS_WAIT_GRACE_SECS,
-            seen_generation: worker.keys_generation(index),
-        });
-        Ok(Action::Pause)
-    }
-
-    /// Reads the key service's answer; `None` when the lookup failed in any way.
-    fn read_lookup(&self, hash: &KeyHash, body_size: usize, now: u64) -> Option<Outcome> {
-        let worker = &self.worker;
-        let status = host::call_response_status().ok().flatten();
-        if status != Some(200) {
-            log::warn!("lookup for key {} failed: status {status:?}", hash.short());
-            return None;
-        }
-        if body_size > MAX_LOOKUP_BODY {
-            log::warn!("lookup answer too large ({body_size} bytes)");
-            return None;
-        }
-        let body = host::call_response_body(body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let response: LookupResponse = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!("lookup answer unreadable: {e}");
-                return None;
-            }
         };
-        let outcome = Outcome::prepare(&worker.config, cache::answer_of(&response, now));
-        if let Some(entry) = Entry::from_lookup(*hash, &response, &worker.config.cache, now) {
-            worker.cache_put(&worker.keys, *hash, &entry, &outcome, now);
-        }
-        Some(outcome)
+        let parked = ParkedToken::park(request, provider, worker.keys_generation(index), now);
+        worker.parked.borrow_mut().push(parked);
+        Ok(Action::Pause)
     }
 }
 
-/// A token found in the verified-token cache: the provider's `forward_token` decides the strip.
+/// A token found in the verified-token cache.
 fn token_hit(
     worker: &Worker,
     outcome: &Outcome,
@@ -256,19 +206,8 @@ fn token_hit(
     now: u64,
 ) -> HostResult<Action> {
     worker.metrics.inc(worker.metrics.jwt_cache_hit);
-    let strip = match outcome {
-        Outcome::Valid(grant) => match grant.provider {
-            Some(i) => worker.strip_for(i, strip),
-            None => strip,
-        },
-        Outcome::Invalid(_) => strip,
-    };
+    let strip = decision::strip_for_cached_token(&worker.config, outcome, strip);
     carry_out(worker, decision::judge(outcome, required), &strip, now)
-}
-
-fn dispatch_lookup(worker: &Worker, hash: &KeyHash) -> HostResult<u32> {
-    let body = serde_json::to_vec(&LookupRequest { key_hash: *hash }).unwrap_or_default();
-    worker.post_to_key_service(&worker.config.key_service.lookup_path, &body)
 }
 
 impl Context for RequestFilter {
@@ -279,36 +218,27 @@ impl Context for RequestFilter {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(own) = self.lookup.take_if(|l| l.token == token) else {
-            return;
-        };
         let worker = Rc::clone(&self.worker);
-        let now = host::now_secs().ok();
-        let answer = now.and_then(|now| self.read_lookup(&own.hash, body_size, now));
-        if answer.is_none() {
-            worker.metrics.inc(worker.metrics.callout_failure);
-        }
-        let now = now.unwrap_or(0);
-        let verdict_for = |required: &[Permission]| match &answer {
-            Some(outcome) => decision::judge(outcome, required),
-            None => decision::unavailable(&worker.config),
+        let now = match host::now_secs() {
+            Ok(now) => now,
+            Err(e) => return log::warn!("{e}"),
         };
-
-        let waiters = worker
-            .pending
-            .borrow_mut()
-            .remove(&own.hash)
-            .map(|p| p.waiters);
-        for w in waiters.unwrap_or_default() {
-            if host::set_effective_context(w.context_id).is_ok() {
-                finish_paused(&worker, verdict_for(&w.required), &w.strip, now);
+        if lookup::on_answer(&worker, token, body_size, now) {
+            self.waiting_on = None;
+            if let Err(e) = host::set_effective_context(self.context_id) {
+                log::warn!("{e}");
             }
         }
-        if let Err(e) = host::set_effective_context(self.context_id) {
-            log::warn!("{e}");
-            return;
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Some(hash) = self.waiting_on.take() {
+            self.worker
+                .lookups
+                .borrow_mut()
+                .gone(&hash, self.context_id);
         }
-        finish_paused(&worker, verdict_for(&own.required), &own.strip, now);
+        true
     }
 }
 
@@ -322,70 +252,6 @@ impl HttpContext for RequestFilter {
             }
         }
     }
-}
-
-/// Finishes a request that was paused: carry out the verdict, then resume it if it goes upstream.
-pub fn finish_paused(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64) {
-    let result = carry_out(worker, verdict, strip, now).and_then(|action| match action {
-        Action::Continue => host::resume_request(),
-        _ => Ok(()),
-    });
-    if let Err(e) = result {
-        log::error!("{e}; answering 503");
-        fail_closed();
-    }
-}
-
-/// Carries out a verdict on the current stream. `Continue` means: let it go upstream.
-fn carry_out(worker: &Worker, verdict: Verdict, strip: &Strip, now: u64) -> HostResult<Action> {
-    match verdict {
-        Verdict::Allow(grant) => {
-            apply_strip(strip)?;
-            // Every header under the identity prefix was removed when the request arrived.
-            for (name, value) in &grant.identity_headers {
-                host::add_request_header(name, value)?;
-            }
-            worker.metrics.allowed();
-            if let Some(id) = grant.key_id.as_deref() {
-                if worker.config.usage_interval.is_some() {
-                    worker.usage.borrow_mut().record(id, now);
-                }
-            }
-            Ok(Action::Continue)
-        }
-        Verdict::AllowUnverified => {
-            apply_strip(strip)?;
-            worker.metrics.inc(worker.metrics.failure_open);
-            Ok(Action::Continue)
-        }
-        Verdict::Deny(denial) => deny(worker, &denial),
-    }
-}
-
-fn deny(worker: &Worker, denial: &Denial) -> HostResult<Action> {
-    worker.metrics.denied(denial.reason);
-    host::send_response(denial.status(), &denial.headers(), &denial.body())?;
-    Ok(Action::Pause)
-}
-
-fn apply_strip(strip: &Strip) -> HostResult<()> {
-    for name in &strip.headers {
-        host::remove_request_header(name.as_bytes())?;
-    }
-    if let Some(path) = &strip.path {
-        host::set_request_header(":path", path)?;
-    }
-    Ok(())
-}
-
-/// Last resort when the host refuses a call mid-request: answer 503 and never forward. If even
-/// that fails, the request stays paused until Envoy's stream timeout; it is never let through.
-pub fn fail_closed() -> Action {
-    let denial = Denial::new(DenyReason::Unavailable);
-    if let Err(e) = host::send_response(denial.status(), &denial.headers(), &denial.body()) {
-        log::error!("{e}");
-    }
-    Action::Pause
 }
 
 /// The request context handed out when the filter has no valid configuration: fails closed.

@@ -1,63 +1,23 @@
 //! JWT glue: each worker's copy of every provider's keys, kept in step with the shared JWKS that
 //! one worker at a time fetches (the schedule is in `keygate_core::jwks`), and the requests parked
-//! until keys arrive.
+//! until keys arrive (`keygate_core::jwks::ParkedToken` says when they are ready).
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use keygate_core::cache::{Answer, Entry};
-use keygate_core::config::{KeySource, Provider, RemoteJwks};
+use keygate_core::cache::{Answer, CacheLayout, Entry};
+use keygate_core::config::{Provider, RemoteJwks};
 use keygate_core::credential::Strip;
-use keygate_core::decision::{self, Denial, DenyReason, Outcome, Verdict};
-use keygate_core::jwks::{self, FetchSchedule};
+use keygate_core::decision::{self, Outcome, Verdict};
+use keygate_core::jwks::{self, FetchSchedule, ParkedToken};
 use keygate_core::jwt::{self, Jwks, JwtError, VerifiedToken};
 use keygate_core::key::KeyHash;
 use keygate_core::local::TokenTag;
 use keygate_core::route::Permission;
 
+use crate::act;
 use crate::host::{self, HostResult};
-use crate::http;
-use crate::worker::Worker;
-
-const CAS_ATTEMPTS: usize = 3;
-
-/// One provider's keys as this worker last saw them.
-pub struct ProviderState {
-    keys: RefCell<Option<Rc<Jwks>>>,
-    /// The shared schedule's generation those keys came from.
-    generation: Cell<Option<u32>>,
-    /// The callout token of this worker's fetch in flight.
-    pub fetch_in_flight: Cell<Option<u32>>,
-}
-
-impl ProviderState {
-    pub fn new(provider: &Provider) -> Self {
-        let keys = match &provider.keys {
-            KeySource::Inline(jwks) => Some(Rc::new(jwks.clone())),
-            KeySource::Remote(_) => None,
-        };
-        Self {
-            keys: RefCell::new(keys),
-            generation: Cell::new(None),
-            fetch_in_flight: Cell::new(None),
-        }
-    }
-}
-
-/// A request waiting for a provider's keys: the first fetch, or a refetch for an unknown `kid`.
-pub struct JwtWaiter {
-    pub context_id: u32,
-    pub provider: usize,
-    pub token: String,
-    pub hash: KeyHash,
-    pub tag: TokenTag,
-    pub required: Vec<Permission>,
-    pub strip: Strip,
-    /// Unix seconds after which it is answered with what there is.
-    pub deadline: u64,
-    /// The key generation it was parked on; new keys make it try again.
-    pub seen_generation: Option<u32>,
-}
+use crate::shared;
+use crate::worker::{ProviderKeys, Worker};
 
 /// The outcome of verifying a token with what this worker has.
 pub enum JwtCheck {
@@ -67,26 +27,26 @@ pub enum JwtCheck {
     NoKeys,
 }
 
-fn remote(provider: &Provider) -> Option<&RemoteJwks> {
-    match &provider.keys {
-        KeySource::Remote(r) => Some(r),
-        KeySource::Inline(_) => None,
-    }
-}
-
 impl Worker {
-    /// Brings this worker's copy of a remote provider's keys up to the shared generation.
+    fn provider(&self, index: usize) -> Option<(&Provider, &ProviderKeys)> {
+        Some((
+            self.config.jwt.providers.get(index)?,
+            self.providers.get(index)?,
+        ))
+    }
+
+    /// Brings this worker's copy of a remote provider's keys up to the shared generation. New
+    /// keys move the verified-token cache to a new table: a token verified with a key that is
+    /// gone is verified again.
     pub fn sync_keys(&self, index: usize) {
-        let (Some(provider), Some(state)) = (
-            self.config.jwt.providers.get(index),
-            self.providers.get(index),
-        ) else {
+        let Some((provider, state)) = self.provider(index) else {
             return;
         };
-        if remote(provider).is_none() {
+        if provider.remote().is_none() {
             return;
         }
-        let schedule = match host::shared_get(&jwks::schedule_key(provider.name())) {
+        let fp = self.config.fingerprint;
+        let schedule = match host::shared_get(&jwks::schedule_key(fp, provider.name())) {
             Ok((Some(bytes), _)) => FetchSchedule::decode(&bytes),
             Ok((None, _)) => return,
             Err(e) => return log::warn!("{e}"),
@@ -94,11 +54,17 @@ impl Worker {
         if schedule.fetched_at == 0 || state.generation.get() == Some(schedule.generation) {
             return;
         }
-        match host::shared_get(&jwks::keys_key(provider.name())) {
+        match host::shared_get(&jwks::keys_key(fp, provider.name())) {
             Ok((Some(bytes), _)) => match Jwks::parse(&bytes) {
                 Ok(parsed) if !parsed.is_empty() => {
                     *state.keys.borrow_mut() = Some(Rc::new(parsed));
+                    *state.document.borrow_mut() = Some(bytes);
                     state.generation.set(Some(schedule.generation));
+                    self.tokens.relayout(CacheLayout::tokens(
+                        &self.config.jwt.cache,
+                        fp,
+                        self.keys_digest(),
+                    ));
                 }
                 Ok(_) => log::warn!(
                     "provider {}: shared JWKS has no usable key",
@@ -117,10 +83,7 @@ impl Worker {
 
     /// Verifies `token` with provider `index`'s keys as this worker has them.
     pub fn verify_jwt(&self, index: usize, token: &str, now: u64) -> JwtCheck {
-        let (Some(provider), Some(state)) = (
-            self.config.jwt.providers.get(index),
-            self.providers.get(index),
-        ) else {
+        let Some((provider, state)) = self.provider(index) else {
             return JwtCheck::NoKeys;
         };
         let keys = state.keys.borrow().clone();
@@ -133,47 +96,26 @@ impl Worker {
         }
     }
 
-    /// Reads, changes and writes a provider's shared schedule with compare-and-swap. `change`
-    /// returns false to leave it as it is. Returns whether a change was written.
+    /// Changes a provider's shared schedule with compare-and-swap. `change` returns false to
+    /// leave it as it is. Returns whether a change was written.
     fn update_schedule(
         &self,
         provider: &Provider,
         change: impl Fn(&mut FetchSchedule) -> bool,
     ) -> bool {
-        let key = jwks::schedule_key(provider.name());
-        for _ in 0..CAS_ATTEMPTS {
-            let (bytes, cas) = match host::shared_get(&key) {
-                Ok(v) => v,
-                Err(e) => {
-                    log::warn!("{e}");
-                    return false;
-                }
-            };
-            let mut schedule = bytes
-                .as_deref()
-                .map(FetchSchedule::decode)
-                .unwrap_or_default();
-            if !change(&mut schedule) {
-                return false;
-            }
-            match host::shared_set(&key, &schedule.encode(), cas) {
-                Ok(()) => return true,
-                Err(e) if e.is_cas_mismatch() => continue,
-                Err(e) => {
-                    log::warn!("{e}");
-                    return false;
-                }
-            }
-        }
-        false
+        let key = jwks::schedule_key(self.config.fingerprint, provider.name());
+        shared::update(&key, |bytes| {
+            let mut schedule = bytes.map(FetchSchedule::decode).unwrap_or_default();
+            change(&mut schedule).then(|| schedule.encode().to_vec())
+        })
     }
 
     /// An unknown `kid`: pull the next fetch forward, if the rate limit allows.
     pub fn request_refetch(&self, index: usize, now: u64) -> bool {
-        let Some(provider) = self.config.jwt.providers.get(index) else {
+        let Some((provider, _)) = self.provider(index) else {
             return false;
         };
-        let Some(r) = remote(provider) else {
+        let Some(r) = provider.remote() else {
             return false;
         };
         self.update_schedule(provider, |s| {
@@ -183,8 +125,15 @@ impl Worker {
 
     /// Starts the fetches that are due and that this worker wins the lease for.
     pub fn start_due_fetches(&self, now: u64) {
-        for (index, provider) in self.config.jwt.providers.iter().enumerate() {
-            let (Some(r), Some(state)) = (remote(provider), self.providers.get(index)) else {
+        for (index, (provider, state)) in self
+            .config
+            .jwt
+            .providers
+            .iter()
+            .zip(&self.providers)
+            .enumerate()
+        {
+            let Some(r) = provider.remote() else {
                 continue;
             };
             self.sync_keys(index);
@@ -228,17 +177,15 @@ impl Worker {
 
     /// Stores a fetched JWKS for every worker, or backs off. Old keys stay on any failure.
     pub fn on_fetch_response(&self, index: usize, body_size: usize, now: u64) {
-        let (Some(provider), Some(state)) = (
-            self.config.jwt.providers.get(index),
-            self.providers.get(index),
-        ) else {
+        let Some((provider, state)) = self.provider(index) else {
             return;
         };
         state.fetch_in_flight.set(None);
-        let Some(r) = remote(provider) else { return };
+        let Some(r) = provider.remote() else { return };
         match read_jwks(r, body_size) {
             Ok((bytes, parsed)) => {
-                if let Err(e) = host::shared_set(&jwks::keys_key(provider.name()), &bytes, None) {
+                let key = jwks::keys_key(self.config.fingerprint, provider.name());
+                if let Err(e) = host::shared_set(&key, &bytes, None) {
                     log::warn!("provider {}: {e}", provider.name());
                 }
                 let refresh = r.refresh_secs;
@@ -275,27 +222,27 @@ impl Worker {
         }
     }
 
-    /// Finishes the parked requests that can be finished: keys arrived or changed, or their
-    /// deadline passed. The caller restores its own effective context afterwards.
-    pub fn settle_jwt_waiters(&self, now: u64) {
-        let ready: Vec<JwtWaiter> = {
-            let mut waiters = self.jwt_waiters.borrow_mut();
-            let (ready, waiting) = waiters.drain(..).partition(|w: &JwtWaiter| {
-                let generation = self.keys_generation(w.provider);
-                now >= w.deadline || (generation.is_some() && generation != w.seen_generation)
+    /// Finishes the parked requests that are ready: keys arrived or changed, or their wait is
+    /// over. The caller makes its own stream current again afterwards.
+    pub fn settle_parked(&self, now: u64) {
+        let ready: Vec<ParkedToken> = {
+            let mut parked = self.parked.borrow_mut();
+            let (ready, waiting) = parked.drain(..).partition(|p: &ParkedToken| {
+                p.ready(self.keys_generation(p.request.provider), now)
             });
-            *waiters = waiting;
+            *parked = waiting;
             ready
         };
-        for w in ready {
-            let verdict = match self.verify_jwt(w.provider, &w.token, now) {
-                JwtCheck::Verified(v) => self.accept_token(&w.hash, w.tag, v, &w.required, now),
+        for p in ready {
+            let r = p.request;
+            let verdict = match self.verify_jwt(r.provider, &r.token, now) {
+                JwtCheck::Verified(v) => self.accept_token(&r.hash, r.tag, v, &r.required, now),
                 JwtCheck::Rejected(e) => self.reject_token(&e),
                 JwtCheck::NoKeys => decision::unavailable(&self.config),
             };
-            let strip = self.strip_for(w.provider, w.strip);
-            if host::set_effective_context(w.context_id).is_ok() {
-                http::finish_paused(self, verdict, &strip, now);
+            let strip = self.strip_for(r.provider, r.strip);
+            if host::set_effective_context(r.context_id).is_ok() {
+                act::finish_paused(self, verdict, &strip, now);
             }
         }
     }
@@ -331,13 +278,6 @@ impl Worker {
             None => strip,
         }
     }
-}
-
-/// 401 for a token no provider issued.
-pub fn unknown_issuer() -> Verdict {
-    let mut d = Denial::new(DenyReason::InvalidToken);
-    d.detail = Some("unknown_issuer");
-    Verdict::Deny(d)
 }
 
 fn fetch(r: &RemoteJwks) -> HostResult<u32> {

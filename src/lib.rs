@@ -6,18 +6,27 @@
 //!
 //! # Layout
 //! - `lib.rs`: the entry point and the panic hook.
-//! - [`root`]: `FilterRoot` — configure, tick (orphaned lookups, usage reports).
-//! - [`http`]: `RequestFilter` — one request: plan, cache, lookup, verdict.
-//! - [`jwt`]: per-worker JWKS copies, their background fetch, requests waiting for keys.
+//! - [`root`]: `FilterRoot` — configure, tick (orphaned lookups, JWKS, usage reports).
+//! - [`http`]: `RequestFilter` — one request: plan, cache, lookup or JWT, verdict.
+//! - [`lookup`]: sending a key lookup past the circuit breaker, and finishing its waiters.
+//! - [`jwt`]: per-worker JWKS copies, their background fetch, requests parked for keys.
+//! - [`act`]: carrying out a verdict on a stream.
 //! - [`worker`]: state a worker's VM shares between its contexts; the shared-data cache access.
+//! - [`shared`]: the one compare-and-swap loop over shared data.
 //! - [`metrics`]: Envoy counters.
-//! - [`host`]: the only module that calls `proxy_wasm::hostcalls`; every call is fallible.
+//! - [`host`]: the only module that calls the host; every call is fallible.
+//!
+//! Modules depend downward in that list, never upward: `root` → `http` → `lookup`/`jwt` →
+//! `act` → `worker` → `shared` → `host`.
 
+pub mod act;
 pub mod host;
 pub mod http;
 pub mod jwt;
+pub mod lookup;
 pub mod metrics;
 pub mod root;
+pub mod shared;
 pub mod worker;
 
 use proxy_wasm::types::LogLevel;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub cache_miss: u32,
     pub callout: u32,
     pub callout_failure: u32,
+    /// Lookups not sent because the circuit breaker was open.
+    pub callout_skipped: u32,
     pub coalesced: u32,
     pub failure_open: u32,
     pub usage_report_failure: u32,
@@ -54,6 +56,7 @@ impl Metrics {
             cache_miss: host::define_counter("keygate.cache_miss")?,
             callout: host::define_counter("keygate.callout")?,
             callout_failure: host::define_counter("keygate.callout_failure")?,
+            callout_skipped: host::define_counter("keygate.callout_skipped")?,
             coalesced: host::define_counter("keygate.coalesced")?,
             failure_open: host::define_counter("keygate.failure_open")?,
             usage_report_failure: host::define_counter("keygate.usage_report_failure")?,

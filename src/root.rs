@@ -1,26 +1,27 @@
-//! The root context: compiles the configuration once per VM, and on each tick finishes requests
-//! whose lookup owner went away and sends the batched usage counts.
+//! The root context: compiles the configuration once per VM; on each tick sends again the
+//! lookups whose sender went away, answers those never answered, keeps JWKS fresh, and sends the
+//! batched usage counts.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use keygate_core::config::FilterConfig;
 use keygate_core::decision;
-use keygate_core::usage::MAX_REPORT_ENTRIES;
+use keygate_core::usage::{ReportFate, MAX_REPORT_ENTRIES};
 use keygate_core::wire::UsageReport;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use crate::act;
 use crate::host;
-use crate::http::{self, RequestFilter, Unconfigured};
+use crate::http::{RequestFilter, Unconfigured};
+use crate::lookup;
 use crate::metrics::Metrics;
 use crate::worker::Worker;
 
 const TICK: Duration = Duration::from_secs(1);
 /// With remote JWKS providers the tick is faster, so requests waiting for keys resume promptly.
 const FAST_TICK: Duration = Duration::from_millis(200);
-/// Grace past the lookup timeout before waiters of a lookup that never answered are failed.
-const ORPHAN_GRACE_SECS: u64 = 1;
 
 pub struct FilterRoot {
     context_id: u32,
@@ -48,30 +49,21 @@ impl FilterRoot {
         }
     }
 
-    /// Fails the waiters of lookups that have outlived their timeout: their owner's stream ended
-    /// before the answer came, so nobody else will finish them.
-    fn sweep_orphans(&self, worker: &Worker, now: u64) {
-        let limit = worker.config.key_service.timeout.as_secs() + ORPHAN_GRACE_SECS;
-        let orphans: Vec<_> = {
-            let mut pending = worker.pending.borrow_mut();
-            let stale: Vec<_> = pending
-                .iter()
-                .filter(|(_, p)| p.started + limit < now)
-                .map(|(h, _)| *h)
-                .collect();
-            stale
-                .into_iter()
-                .filter_map(|h| pending.remove(&h))
-                .collect()
-        };
-        if orphans.is_empty() {
-            return;
-        }
-        for w in orphans.into_iter().flat_map(|p| p.waiters) {
-            if host::set_effective_context(w.context_id).is_ok() {
-                http::finish_paused(worker, decision::unavailable(&worker.config), &w.strip, now);
+    /// Lookups whose sender's stream ended are sent again from here, for the requests still
+    /// waiting on them; lookups never answered are answered "unavailable".
+    fn tend_lookups(&self, worker: &Worker, now: u64) {
+        let unavailable = decision::unavailable(&worker.config);
+        let mut unanswered = worker.lookups.borrow_mut().expire(now);
+        let orphans = worker.lookups.borrow_mut().take_orphans();
+        for hash in orphans {
+            if let Err(waiters) = lookup::send(worker, &hash, self.context_id, now) {
+                unanswered.extend(waiters);
             }
         }
+        if unanswered.is_empty() {
+            return;
+        }
+        act::finish_waiters(worker, unanswered, |_| unavailable.clone(), now);
         self.restore_context();
     }
 
@@ -102,6 +94,25 @@ impl FilterRoot {
             }
         }
     }
+
+    fn on_report_answer(&self, worker: &Worker, report: UsageReport) {
+        let status = host::call_response_status().ok().flatten();
+        match ReportFate::of(status) {
+            ReportFate::Delivered => {}
+            ReportFate::Dropped => {
+                log::warn!(
+                    "usage report of {} keys refused: status {status:?}; dropped",
+                    report.entries.len()
+                );
+                worker.metrics.inc(worker.metrics.usage_report_failure);
+            }
+            ReportFate::Retry => {
+                log::warn!("usage report failed: status {status:?}; will retry");
+                worker.metrics.inc(worker.metrics.usage_report_failure);
+                worker.usage.borrow_mut().restore(report);
+            }
+        }
+    }
 }
 
 impl Context for FilterRoot {
@@ -112,38 +123,21 @@ impl Context for FilterRoot {
         body: usize,
         _trailers: usize,
     ) {
-        if let Some(worker) = self.worker.clone() {
-            if let Some(index) = worker.fetch_owner(token) {
-                let now = match host::now_secs() {
-                    Ok(now) => now,
-                    Err(e) => return log::warn!("{e}"),
-                };
-                worker.on_fetch_response(index, body, now);
-                worker.settle_jwt_waiters(now);
-                self.restore_context();
-                return;
-            }
-        }
-        let Some((_, report)) = self.report_in_flight.take_if(|(t, _)| *t == token) else {
+        let Some(worker) = self.worker.clone() else {
             return;
         };
-        let status = host::call_response_status().ok().flatten();
-        let Some(worker) = &self.worker else { return };
-        match status {
-            Some(200..=299) => {}
-            // Refused as it is (too large, malformed): sending it again cannot help.
-            Some(code @ 400..=499) if code != 408 && code != 429 => {
-                log::warn!(
-                    "usage report of {} keys refused: status {code}; dropped",
-                    report.entries.len()
-                );
-                worker.metrics.inc(worker.metrics.usage_report_failure);
-            }
-            _ => {
-                log::warn!("usage report failed: status {status:?}; will retry");
-                worker.metrics.inc(worker.metrics.usage_report_failure);
-                worker.usage.borrow_mut().restore(report);
-            }
+        let now = match host::now_secs() {
+            Ok(now) => now,
+            Err(e) => return log::warn!("{e}"),
+        };
+        if let Some(index) = worker.fetch_owner(token) {
+            worker.on_fetch_response(index, body, now);
+            worker.settle_parked(now);
+            self.restore_context();
+        } else if lookup::on_answer(&worker, token, body, now) {
+            self.restore_context();
+        } else if let Some((_, report)) = self.report_in_flight.take_if(|(t, _)| *t == token) {
+            self.on_report_answer(&worker, report);
         }
     }
 }
@@ -171,20 +165,17 @@ impl RootContext for FilterRoot {
                 return false;
             }
         };
-        let remote_jwks = config
-            .jwt
-            .providers
-            .iter()
-            .any(|p| matches!(p.keys, keygate_core::config::KeySource::Remote(_)));
+        let remote_jwks = config.jwt.providers.iter().any(|p| p.remote().is_some());
         if let Err(e) = host::set_tick_period(if remote_jwks { FAST_TICK } else { TICK }) {
             log::error!("cannot set tick period: {e}");
             return false;
         }
         log::info!(
-            "configured: {} route rules, cache {} entries, key service cluster {}",
+            "configured: {} route rules, cache {} entries, key service cluster {}, fingerprint {}",
             config.routes.len(),
             config.cache.max_entries,
-            config.key_service.cluster
+            config.key_service.cluster,
+            config.fingerprint
         );
         self.worker = Some(Rc::new(Worker::new(config, metrics)));
         true
@@ -201,10 +192,10 @@ impl RootContext for FilterRoot {
                 return;
             }
         };
-        self.sweep_orphans(&worker, now);
+        self.tend_lookups(&worker, now);
         if worker.config.jwt.enabled() {
             worker.start_due_fetches(now);
-            worker.settle_jwt_waiters(now);
+            worker.settle_parked(now);
             self.restore_context();
         }
         if let Some(interval) = worker.config.usage_interval {

@@ -1,29 +1,29 @@
 //! State one worker's VM shares between its root context and its request contexts: the compiled
-//! config, metric ids, lookups in flight (to coalesce misses), and usage counts.
+//! config, metric ids, the caches, lookups in flight, requests waiting for JWT keys, and usage
+//! counts.
 //!
 //! Envoy runs one VM per worker thread, so this is per worker; the caches of record live in
 //! shared data, common to all workers, and each worker keeps the outcomes it used recently ready
 //! in front of them (`keygate_core::local`).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 use std::hash::{Hash, RandomState};
+use std::rc::Rc;
 
-use keygate_core::cache::{self, CacheLayout, Entry};
-use keygate_core::config::FilterConfig;
-use keygate_core::credential::Strip;
+use keygate_core::breaker;
+use keygate_core::cache::{self, CacheLayout, Entry, KeysDigest};
+use keygate_core::config::{FilterConfig, KeySource, Provider};
 use keygate_core::decision::Outcome;
+use keygate_core::jwks::ParkedToken;
+use keygate_core::jwt::Jwks;
 use keygate_core::key::KeyHash;
 use keygate_core::local::{LocalCache, Tagger, TokenTag};
-use keygate_core::route::Permission;
+use keygate_core::lookups::Lookups;
 use keygate_core::usage::UsageBook;
 
 use crate::host;
-use crate::jwt::{JwtWaiter, ProviderState};
 use crate::metrics::Metrics;
-
-/// How often a CAS write to a cache bucket is retried when another worker wrote in between.
-const CAS_ATTEMPTS: usize = 3;
+use crate::shared;
 
 pub struct Worker {
     pub config: FilterConfig,
@@ -34,24 +34,26 @@ pub struct Worker {
     pub tagger: Tagger,
     pub metrics: Metrics,
     /// Per JWT provider, in config order: this worker's copy of its keys.
-    pub providers: Vec<ProviderState>,
+    pub providers: Vec<ProviderKeys>,
     /// Requests waiting for a provider's keys.
-    pub jwt_waiters: RefCell<Vec<JwtWaiter>>,
-    /// Lookups in flight from this worker, by key hash.
-    pub pending: RefCell<HashMap<KeyHash, Pending>>,
+    pub parked: RefCell<Vec<ParkedToken>>,
+    /// Key lookups in flight from this worker.
+    pub lookups: RefCell<Lookups>,
+    /// Shared-data key of the key service's circuit breaker.
+    pub breaker_key: String,
     pub usage: RefCell<UsageBook>,
 }
 
 /// One cache: its table in shared data, and this worker's prepared outcomes in front of it.
 pub struct Cache<K> {
-    layout: CacheLayout,
+    layout: RefCell<CacheLayout>,
     local: RefCell<LocalCache<K>>,
 }
 
 impl<K: Eq + Hash + Copy> Cache<K> {
     fn new(layout: CacheLayout, worker_entries: usize) -> Self {
         Self {
-            layout,
+            layout: RefCell::new(layout),
             local: RefCell::new(LocalCache::new(worker_entries)),
         }
     }
@@ -60,47 +62,84 @@ impl<K: Eq + Hash + Copy> Cache<K> {
     pub fn local(&self, key: &K, now: u64) -> Option<Outcome> {
         self.local.borrow().get(key, now).cloned()
     }
+
+    /// Moves the cache to another shared table, forgetting this worker's copies, which were
+    /// made under the old one.
+    pub fn relayout(&self, layout: CacheLayout) {
+        if *self.layout.borrow() != layout {
+            *self.layout.borrow_mut() = layout;
+            self.local.borrow_mut().clear();
+        }
+    }
 }
 
-/// A lookup in flight. The request that dispatched it finishes the `waiters` when it answers.
-pub struct Pending {
-    /// Unix seconds when the callout was sent.
-    pub started: u64,
-    pub waiters: Vec<Waiter>,
+/// One provider's keys as this worker last saw them.
+pub struct ProviderKeys {
+    pub keys: RefCell<Option<Rc<Jwks>>>,
+    /// The JWKS document those keys came from, for a remote provider.
+    pub document: RefCell<Option<Vec<u8>>>,
+    /// The shared schedule's generation those keys came from.
+    pub generation: Cell<Option<u32>>,
+    /// The callout token of this worker's fetch in flight.
+    pub fetch_in_flight: Cell<Option<u32>>,
 }
 
-/// A paused request waiting on another request's lookup of the same key.
-pub struct Waiter {
-    pub context_id: u32,
-    pub required: Vec<Permission>,
-    pub strip: Strip,
+impl ProviderKeys {
+    fn new(provider: &Provider) -> Self {
+        let keys = match &provider.keys {
+            KeySource::Inline(jwks) => Some(Rc::new(jwks.clone())),
+            KeySource::Remote(_) => None,
+        };
+        Self {
+            keys: RefCell::new(keys),
+            document: RefCell::new(None),
+            generation: Cell::new(None),
+            fetch_in_flight: Cell::new(None),
+        }
+    }
 }
 
 impl Worker {
     pub fn new(config: FilterConfig, metrics: Metrics) -> Self {
+        let providers: Vec<ProviderKeys> =
+            config.jwt.providers.iter().map(ProviderKeys::new).collect();
+        let fingerprint = config.fingerprint;
         Self {
             keys: Cache::new(
-                CacheLayout::keys(&config.cache),
+                CacheLayout::keys(&config.cache, fingerprint),
                 config.worker_cache_entries,
             ),
             tokens: Cache::new(
-                CacheLayout::tokens(&config.jwt.cache),
+                CacheLayout::tokens(&config.jwt.cache, fingerprint, KeysDigest::default()),
                 config.worker_cache_entries,
             ),
             // std seeds each RandomState from the host's randomness (WASI random_get).
             tagger: Tagger::new(RandomState::new(), RandomState::new()),
-            providers: config
-                .jwt
-                .providers
-                .iter()
-                .map(ProviderState::new)
-                .collect(),
-            jwt_waiters: RefCell::new(Vec::new()),
+            providers,
+            parked: RefCell::new(Vec::new()),
+            lookups: RefCell::new(Lookups::new(
+                config.key_service.max_pending_lookups,
+                config.key_service.timeout.as_secs(),
+            )),
+            breaker_key: breaker::breaker_key(fingerprint),
             config,
             metrics,
-            pending: RefCell::new(HashMap::new()),
             usage: RefCell::new(UsageBook::default()),
         }
+    }
+
+    /// The digest of the remote JWKS documents this worker now verifies tokens with.
+    pub fn keys_digest(&self) -> KeysDigest {
+        let documents: Vec<Option<Vec<u8>>> = self
+            .config
+            .jwt
+            .providers
+            .iter()
+            .zip(&self.providers)
+            .filter(|(p, _)| p.remote().is_some())
+            .map(|(_, state)| state.document.borrow().clone())
+            .collect();
+        KeysDigest::of(documents.iter().map(Option::as_deref))
     }
 
     /// `POST`s a JSON body to the key service at `path`, with the filter's token. The answer
@@ -130,7 +169,8 @@ impl Worker {
         hash: &KeyHash,
         now: u64,
     ) -> Option<Outcome> {
-        let entry = match host::shared_get(&cache.layout.bucket_key(hash)) {
+        let bucket = cache.layout.borrow().bucket_key(hash);
+        let entry = match host::shared_get(&bucket) {
             Ok((Some(bytes), _)) => cache::find_entry(&bytes, hash, now)?,
             Ok((None, _)) => return None,
             Err(e) => {
@@ -147,7 +187,7 @@ impl Worker {
     }
 
     /// Caches `outcome`, the prepared answer of `entry`: here under `key`, and in shared data
-    /// for the other workers.
+    /// for the other workers. Best effort: a lost write costs one more lookup later.
     pub fn cache_put<K: Eq + Hash + Copy>(
         &self,
         cache: &Cache<K>,
@@ -160,32 +200,7 @@ impl Worker {
             .local
             .borrow_mut()
             .put(key, entry.fresh_until, outcome.clone(), now);
-        self.shared_put(&cache.layout, entry, now);
-    }
-
-    /// Stores an entry in shared data, retrying when another worker wrote the bucket in between.
-    /// Best effort: a lost write costs one more lookup later, nothing else.
-    fn shared_put(&self, layout: &CacheLayout, entry: &Entry, now: u64) {
-        let key = layout.bucket_key(&entry.hash);
-        for _ in 0..CAS_ATTEMPTS {
-            let (current, cas) = match host::shared_get(&key) {
-                Ok(v) => v,
-                Err(e) => {
-                    log::warn!("cache read: {e}");
-                    return;
-                }
-            };
-            let Some(bytes) = cache::insert(current.as_deref(), entry, now) else {
-                return;
-            };
-            match host::shared_set(&key, &bytes, cas) {
-                Ok(()) => return,
-                Err(e) if e.is_cas_mismatch() => continue,
-                Err(e) => {
-                    log::warn!("cache write: {e}");
-                    return;
-                }
-            }
-        }
+        let bucket = cache.layout.borrow().bucket_key(&entry.hash);
+        shared::update(&bucket, |current| cache::insert(current, entry, now));
     }
 }

@@ -10,6 +10,8 @@
 //! The state is a few bytes in shared data, changed with compare-and-swap; this module only
 //! decides, with `now` passed in.
 
+use crate::config::Fingerprint;
+
 /// Failed lookups in a row that open the breaker.
 pub const THRESHOLD: u32 = 3;
 /// The first open period; each further failure doubles it.
@@ -102,9 +104,9 @@ impl Breaker {
     }
 }
 
-/// Shared-data key of the breaker of the configuration with fingerprint `fingerprint`.
-pub fn breaker_key(fingerprint: &str) -> String {
-    format!("keygate.{fingerprint}.breaker")
+/// Shared-data key of the breaker of the configuration `config` (each names its key service).
+pub fn breaker_key(config: Fingerprint) -> String {
+    format!("keygate.b.{config}")
 }
 
 #[cfg(test)]
@@ -132,7 +134,10 @@ mod tests {
     #[test]
     fn after_the_backoff_exactly_one_caller_probes() {
         let mut b = failed(THRESHOLD, 100);
-        assert_eq!(b.gate(100 + MIN_BACKOFF_SECS - 1, PROBE_TIMEOUT), Gate::Skip);
+        assert_eq!(
+            b.gate(100 + MIN_BACKOFF_SECS - 1, PROBE_TIMEOUT),
+            Gate::Skip
+        );
         let at = 100 + MIN_BACKOFF_SECS;
         assert_eq!(b.gate(at, PROBE_TIMEOUT), Gate::Probe);
         assert_eq!(b.gate(at, PROBE_TIMEOUT), Gate::Skip);

@@ -220,7 +220,9 @@ impl KeysDigest {
             }
         }
         let d = h.finalize();
-        Self(u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]))
+        Self(u64::from_le_bytes([
+            d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
+        ]))
     }
 }
 
@@ -701,8 +703,14 @@ mod tests {
             key_of(CacheLayout::keys(&POLICY, other_config))
         );
         let tokens = key_of(CacheLayout::tokens(&POLICY, config, keys));
-        assert_ne!(tokens, key_of(CacheLayout::tokens(&POLICY, other_config, keys)));
-        assert_ne!(tokens, key_of(CacheLayout::tokens(&POLICY, config, other_keys)));
+        assert_ne!(
+            tokens,
+            key_of(CacheLayout::tokens(&POLICY, other_config, keys))
+        );
+        assert_ne!(
+            tokens,
+            key_of(CacheLayout::tokens(&POLICY, config, other_keys))
+        );
         assert_eq!(tokens, key_of(CacheLayout::tokens(&POLICY, config, keys)));
     }
 }

@@ -90,6 +90,12 @@ impl<K: Eq + Hash + Copy> LocalCache<K> {
         self.map.insert(key, (fresh_until, outcome));
     }
 
+    /// Forgets everything: what it held was prepared under keys or a configuration that no
+    /// longer hold.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -1,0 +1,125 @@
+//! Key lookups at the key service: sending one (past the circuit breaker) for the requests that
+//! wait on it, and finishing them with its answer. Who waits on what is
+//! `keygate_core::lookups`; whether a lookup may go out is `keygate_core::breaker`.
+
+use keygate_core::breaker::{Breaker, Gate};
+use keygate_core::cache::{self, Entry};
+use keygate_core::decision::{self, Outcome};
+use keygate_core::key::KeyHash;
+use keygate_core::lookups::Waiter;
+use keygate_core::wire::{LookupRequest, LookupResponse};
+
+use crate::act;
+use crate::host;
+use crate::shared;
+use crate::worker::Worker;
+
+/// Largest lookup answer read; anything bigger is treated as a failed lookup.
+const MAX_LOOKUP_BODY: usize = 64 * 1024;
+
+/// Sends the lookup of `hash` from the current context `sender`, whose answer then arrives in
+/// `sender`'s `on_http_call_response`. When it cannot go (breaker open, host refused), the
+/// requests waiting on it are returned, to be answered "unavailable".
+pub fn send(worker: &Worker, hash: &KeyHash, sender: u32, now: u64) -> Result<(), Vec<Waiter>> {
+    if !breaker_allows(worker, now) {
+        worker.metrics.inc(worker.metrics.callout_skipped);
+        return Err(worker.lookups.borrow_mut().send_failed(hash));
+    }
+    let body = serde_json::to_vec(&LookupRequest { key_hash: *hash }).unwrap_or_default();
+    match worker.post_to_key_service(&worker.config.key_service.lookup_path, &body) {
+        Ok(token) => {
+            worker.metrics.inc(worker.metrics.callout);
+            worker.lookups.borrow_mut().sent(hash, token, sender, now);
+            Ok(())
+        }
+        Err(e) => {
+            log::warn!("lookup for key {} not sent: {e}", hash.short());
+            worker.metrics.inc(worker.metrics.callout_failure);
+            record(worker, false, now);
+            Err(worker.lookups.borrow_mut().send_failed(hash))
+        }
+    }
+}
+
+/// Handles callout `token`'s answer if it is a lookup: caches it and finishes every request
+/// waiting on it. Returns false when `token` is not a lookup. The caller makes its own stream
+/// current again afterwards.
+pub fn on_answer(worker: &Worker, token: u32, body_size: usize, now: u64) -> bool {
+    let Some((hash, waiters)) = worker.lookups.borrow_mut().answered(token) else {
+        return false;
+    };
+    let answer = read_answer(worker, &hash, body_size, now);
+    record(worker, answer.is_some(), now);
+    if answer.is_none() {
+        worker.metrics.inc(worker.metrics.callout_failure);
+    }
+    act::finish_waiters(
+        worker,
+        waiters,
+        |w| match &answer {
+            Some(outcome) => decision::judge(outcome, &w.required),
+            None => decision::unavailable(&worker.config),
+        },
+        now,
+    );
+    true
+}
+
+/// Reads the key service's answer and caches it; `None` when the lookup failed in any way.
+fn read_answer(worker: &Worker, hash: &KeyHash, body_size: usize, now: u64) -> Option<Outcome> {
+    let status = host::call_response_status().ok().flatten();
+    if status != Some(200) {
+        log::warn!("lookup for key {} failed: status {status:?}", hash.short());
+        return None;
+    }
+    if body_size > MAX_LOOKUP_BODY {
+        log::warn!("lookup answer too large ({body_size} bytes)");
+        return None;
+    }
+    let body = host::call_response_body(body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let response: LookupResponse = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("lookup answer unreadable: {e}");
+            return None;
+        }
+    };
+    let outcome = Outcome::prepare(&worker.config, cache::answer_of(&response, now));
+    if let Some(entry) = Entry::from_lookup(*hash, &response, &worker.config.cache, now) {
+        worker.cache_put(&worker.keys, *hash, &entry, &outcome, now);
+    }
+    Some(outcome)
+}
+
+/// Whether the breaker lets a lookup go out now; a probe goes only if this worker wins it.
+fn breaker_allows(worker: &Worker, now: u64) -> bool {
+    let probe_timeout = worker.config.key_service.timeout.as_secs();
+    let (bytes, cas) = match host::shared_get(&worker.breaker_key) {
+        Ok(v) => v,
+        // Shared data unreadable: the breaker cannot hold anything back.
+        Err(_) => return true,
+    };
+    let mut breaker = Breaker::decode(bytes.as_deref().unwrap_or_default());
+    match breaker.gate(now, probe_timeout) {
+        Gate::Call => true,
+        Gate::Skip => false,
+        Gate::Probe => host::shared_set(&worker.breaker_key, &breaker.encode(), cas).is_ok(),
+    }
+}
+
+/// Tells the breaker how a lookup went.
+fn record(worker: &Worker, success: bool, now: u64) {
+    shared::update(&worker.breaker_key, |current| {
+        let mut breaker = Breaker::decode(current.unwrap_or_default());
+        let changed = if success {
+            breaker.on_success()
+        } else {
+            breaker.on_failure(now);
+            true
+        };
+        changed.then(|| breaker.encode().to_vec())
+    });
+}
