@@ -24,6 +24,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
 /// A running Envoy; killed when dropped.
+/// Worker threads, hence Wasm VMs, unless a test asks for another number.
+pub const DEFAULT_WORKERS: u32 = 2;
+
 #[derive(Debug)]
 pub struct Envoy {
     child: Child,
@@ -66,7 +69,7 @@ impl Envoy {
 
     /// Starts Envoy on `config` and waits until it serves; fails if it exits first.
     pub async fn start(config: &Path, workdir: &Path) -> Result<Self> {
-        match Self::try_start(config, workdir).await? {
+        match Self::try_start(config, workdir, DEFAULT_WORKERS).await? {
             StartOutcome::Ready(envoy) => Ok(envoy),
             StartOutcome::Exited { status, log } => {
                 bail!(
@@ -77,15 +80,20 @@ impl Envoy {
         }
     }
 
-    /// Starts Envoy on `config` (files go to `workdir`) and waits until it is ready or has exited.
-    pub async fn try_start(config: &Path, workdir: &Path) -> Result<StartOutcome> {
+    /// Starts Envoy on `config` with `workers` worker threads (files go to `workdir`) and waits
+    /// until it is ready or has exited.
+    pub async fn try_start(config: &Path, workdir: &Path, workers: u32) -> Result<StartOutcome> {
         let log_path = workdir.join("envoy.log");
         let admin_path = workdir.join("envoy-admin-address");
         let log = File::create(&log_path).context("creating envoy.log")?;
         let child = Command::new(artifacts::envoy()?)
             .arg("-c")
             .arg(config)
-            .args(["--concurrency", "2", "--disable-hot-restart"])
+            .args([
+                "--concurrency",
+                &workers.to_string(),
+                "--disable-hot-restart",
+            ])
             .args(["--component-log-level", "wasm:debug"])
             .arg("--admin-address-path")
             .arg(&admin_path)

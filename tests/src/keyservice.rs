@@ -128,6 +128,32 @@ impl KeyService {
         Ok(())
     }
 
+    /// Freezes the process (SIGSTOP): the kernel still accepts connections, nobody answers.
+    pub fn freeze(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a frozen process run on (SIGCONT).
+    pub fn thaw(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, which: &str) -> Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .context("keygate-server is not running")?;
+        let status = Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill {which} {pid}: {status}");
+        }
+        Ok(())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use tokio::task::JoinSet;
 
 use crate::echo::{spawn_echo, EchoHandle, EchoedRequest};
-use crate::envoy::{tail, Envoy, StartOutcome};
+use crate::envoy::{tail, Envoy, StartOutcome, DEFAULT_WORKERS};
 use crate::idp::{Idp, IdpKey, IDP_AUDIENCE, IDP_ISSUER, IDP_JWKS_PATH, IDP_TENANT_CLAIM};
 use crate::keyservice::{
     KeyService, FILTER_TOKEN, KEYSERVICE_AUDIENCE, KEYSERVICE_ISSUER, KEYSERVICE_JWKS_PATH,
@@ -121,6 +121,8 @@ pub struct StackOptions {
     /// The IdP stand-in holds its JWKS answers from the start, so the filter has no keys for its
     /// provider until the test calls [`Idp::release`].
     pub hold_idp_jwks: bool,
+    /// Envoy's worker threads (`--concurrency`), each with its own Wasm VM.
+    pub workers: u32,
 }
 
 impl StackOptions {
@@ -130,6 +132,7 @@ impl StackOptions {
             template: artifacts::e2e_template(),
             keyservice_env: Vec::new(),
             hold_idp_jwks: false,
+            workers: DEFAULT_WORKERS,
         }
     }
 
@@ -202,7 +205,7 @@ impl Stack {
             idp: idp.addr(),
         };
         let config_path = render_config(&options, &dir, &ports)?;
-        let envoy = match Envoy::try_start(&config_path, dir.path()).await? {
+        let envoy = match Envoy::try_start(&config_path, dir.path(), options.workers).await? {
             StartOutcome::Ready(envoy) => envoy,
             StartOutcome::Exited { status, log } => {
                 return Ok(Started::EnvoyRefused { status, log })

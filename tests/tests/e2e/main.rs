@@ -9,6 +9,7 @@ mod demo;
 mod harness;
 mod hostile_bytes;
 mod jwt;
+mod lookups;
 mod paths;
 mod resilience;
 mod usage;

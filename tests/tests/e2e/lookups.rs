@@ -1,0 +1,138 @@
+//! Lookups whose client went away, and the circuit breaker in front of a key service that is down.
+//! One Envoy worker, so that every request shares one Wasm VM and its table of lookups in flight.
+
+use std::time::{Duration, Instant};
+
+use keygate_e2e::{base_filter_config, Listener, Stack, StackOptions};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::sleep;
+
+use crate::eventually;
+
+/// Long enough for a request to reach the filter and its lookup to go out.
+const SETTLE: Duration = Duration::from_millis(300);
+
+async fn one_worker(config: serde_json::Value) -> anyhow::Result<Stack> {
+    Stack::start_with(StackOptions {
+        workers: 1,
+        ..StackOptions::new(config)
+    })
+    .await
+}
+
+/// Sends `GET /orders/1` with `key` and leaves the connection open without reading.
+async fn request_and_hold(stack: &Stack, key: &str) -> anyhow::Result<TcpStream> {
+    let mut conn = TcpStream::connect(stack.addr(Listener::Main)?).await?;
+    let request = format!("GET /orders/1 HTTP/1.1\r\nhost: localhost\r\nx-api-key: {key}\r\n\r\n");
+    conn.write_all(request.as_bytes()).await?;
+    Ok(conn)
+}
+
+#[tokio::test]
+async fn a_request_that_joined_a_lookup_whose_sender_reset_still_gets_the_answer(
+) -> anyhow::Result<()> {
+    let stack = one_worker(base_filter_config()).await?;
+    let (_, key) = stack.create_key("acme", &["orders:read"]).await?;
+
+    // The key service answers nothing while frozen: the first request's lookup stays out.
+    stack.keyservice().freeze()?;
+    let sender = request_and_hold(&stack, &key).await?;
+    sleep(SETTLE).await;
+    let headers = [("x-api-key", key.as_str())];
+    let waiting = stack.get("/orders/1", &headers);
+    let meanwhile = async {
+        sleep(SETTLE).await;
+        // The sender's client goes away; Envoy cancels its callout with its stream.
+        drop(sender);
+        sleep(SETTLE).await;
+        stack.keyservice().thaw()
+    };
+    let (reply, thawed) = tokio::join!(waiting, meanwhile);
+    thawed?;
+    let reply = reply?;
+    assert_eq!(
+        reply.status,
+        200,
+        "the waiting request got {} although the key service is healthy",
+        reply.summary()
+    );
+    assert!(
+        stack.counter("keygate.coalesced").await? >= 1,
+        "it never joined"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn requests_that_went_away_hold_no_place_under_max_pending_lookups() -> anyhow::Result<()> {
+    let mut config = base_filter_config();
+    config["key_service"]["max_pending_lookups"] = json!(2);
+    let stack = one_worker(config).await?;
+    let (_, first) = stack.create_key("acme", &["orders:read"]).await?;
+    let (_, second) = stack.create_key("acme", &["orders:read"]).await?;
+    let (_, third) = stack.create_key("acme", &["orders:read"]).await?;
+
+    stack.keyservice().freeze()?;
+    let a = request_and_hold(&stack, &first).await?;
+    let b = request_and_hold(&stack, &second).await?;
+    sleep(SETTLE).await;
+    drop((a, b));
+    sleep(SETTLE).await;
+    stack.keyservice().thaw()?;
+
+    // Well inside the lookup timeout (1 s) and its grace: before, both places were still taken
+    // and this answered 503 at once.
+    let reply = stack.get("/orders/1", &[("x-api-key", &third)]).await?;
+    assert_eq!(reply.status, 200, "{}", reply.summary());
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_the_key_service_down_the_breaker_bounds_the_callouts() -> anyhow::Result<()> {
+    const REQUESTS: u64 = 200;
+    let mut stack = Stack::start(base_filter_config()).await?;
+    let (_, key) = stack.create_key("acme", &["orders:read"]).await?;
+    stack.stop_keyservice()?;
+    let callouts_before = stack.counter("keygate.callout").await?;
+
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..REQUESTS {
+        statuses.push(stack.get("/orders/1", &[("x-api-key", &key)]).await?.status);
+    }
+    let elapsed = started.elapsed();
+    assert!(statuses.iter().all(|s| *s == 503), "statuses: {statuses:?}");
+    let callouts = stack.counter("keygate.callout").await? - callouts_before;
+    let skipped = stack.counter("keygate.callout_skipped").await?;
+    println!(
+        "{REQUESTS} requests in {elapsed:?} with the key service down: {callouts} callouts, \
+         {skipped} skipped"
+    );
+    // 3 failures open it; then at most one probe per second, the shortest pause.
+    let bound = 3 + elapsed.as_secs() + 1;
+    assert!(
+        callouts <= bound,
+        "{callouts} callouts in {elapsed:?}, bound {bound}"
+    );
+    assert_eq!(
+        callouts + skipped,
+        REQUESTS,
+        "every request either called or was counted"
+    );
+
+    // The key service is back: the next probe closes the breaker.
+    stack.start_keyservice().await?;
+    let (stack, key) = (&stack, key.as_str());
+    eventually(
+        Duration::from_secs(20),
+        "the key to pass once the key service is back",
+        || async move {
+            let reply = stack.get("/orders/1", &[("x-api-key", key)]).await.ok()?;
+            (reply.status == 200).then_some(())
+        },
+    )
+    .await;
+    Ok(())
+}
