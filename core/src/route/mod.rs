@@ -26,30 +26,29 @@
 //! # Path normalization
 //!
 //! Matching must see the path the upstream will serve, or a request could be matched as a public
-//! rule while reaching a protected one. So the filter normalizes the way a lenient server does,
-//! and refuses (400) what servers disagree about:
-//! - The query (from the first `?`) is cut off. A `#` before it is refused: Envoy rejects or strips
-//!   fragments, so one that arrives here would be forwarded and mean something else upstream.
-//! - Every `%XX` is decoded once, in either hex case: `%2e%2E` is `..`, `%61dmin` is `admin`.
-//! - Refused: encoded slash `%2F` and backslash `%5C`, a raw `\`, encoded `;` (`%3B`), control
-//!   characters raw or encoded (`%00`), malformed escapes, double encoding (`%25` followed by two
-//!   hex digits, such as `%252F`), and escapes that do not decode to UTF-8 (overlong `%C0%AE`).
-//!   Each would otherwise split or join segments differently for some server.
-//! - `;parameters` are stripped from every segment: `/admin;jsessionid=1/x` is `/admin/x` and
-//!   `/public/..;/admin` is `/admin`, as servlet containers read them.
-//! - `.` segments are dropped and `..` removes the previous segment, never climbing above the
-//!   root: `/public/../admin` and `/../admin` are `/admin`. Empty segments are then dropped, so
-//!   `//admin` is `/admin`. A `..` right after an empty segment (`/public//../admin`) is refused:
-//!   RFC 3986 order gives `/public/admin`, merge-first servers give `/admin`.
+//! rule while reaching a protected one. The filter never rewrites `:path`: it forwards it as it
+//! came, so it matches rules against that same path, read only in ways every server agrees on,
+//! and refuses (400) any path that some server would read differently:
+//! - The query (from the first `?`) is cut off; the path is split at `/`; each segment is
+//!   percent-decoded once, in either hex case (`%61dmin` is `admin`). Nothing else changes.
+//! - Refused, because servers split, join or resolve them differently: `;` raw or `%3B` (servlet
+//!   containers strip `;params` before resolving `..`, Go, Express and Flask keep them, so
+//!   `/admin/..;/x` lands in a different place on each); `.` and `..` segments, raw or encoded;
+//!   empty segments (`//`), except one trailing `/`; encoded separators `%2F`, `%5C`, `%3F`,
+//!   `%23` (an upstream that decodes and parses again would cut the path there); a raw `\` or
+//!   `#`; control characters raw or encoded; malformed escapes; double encoding (`%25` and two
+//!   hex digits); escapes that do not decode to UTF-8 (overlong `%C0%AE`).
 //! - Case is kept; with `case_sensitive_paths: false`, `/ADMIN/x` matches `/admin/` rules.
 //! - Not modeled: Unicode case folding or normalization, and Windows name equivalences (trailing
 //!   dots, short names). An upstream that applies them can serve as one path what the filter
 //!   matches as two.
 //!
-//! Envoy should normalize first, so upstream receives the same path the filter matched. Set, on
-//! the HTTP connection manager: `normalize_path: true`, `merge_slashes: true` and
-//! `path_with_escaped_slashes_action: REJECT_REQUEST`. This module's policy is the backstop
-//! when those are missing.
+//! So what is forwarded maps one-to-one to what was matched, whatever Envoy's own normalization
+//! (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`) is set to: with it on,
+//! Envoy has already resolved what it resolves and the filter sees (and forwards) the result;
+//! with it off, the filter refuses what Envoy would have resolved. The end-to-end path oracle runs
+//! generated paths through both settings and compares the rule applied with the rule of the path
+//! the upstream received.
 //!
 //! # Lookup cost
 //!
