@@ -123,6 +123,9 @@ pub struct StackOptions {
     pub hold_idp_jwks: bool,
     /// Envoy's worker threads (`--concurrency`), each with its own Wasm VM.
     pub workers: u32,
+    /// The raw listener's filter configuration, when it differs from `filter_config` (the two
+    /// listeners share one `vm_id`, hence one shared data).
+    pub raw_filter_config: Option<Value>,
 }
 
 impl StackOptions {
@@ -133,6 +136,7 @@ impl StackOptions {
             keyservice_env: Vec::new(),
             hold_idp_jwks: false,
             workers: DEFAULT_WORKERS,
+            raw_filter_config: None,
         }
     }
 
@@ -465,10 +469,19 @@ fn render_config(options: &StackOptions, dir: &TempDir, ports: &Ports) -> Result
     } else {
         String::new()
     };
-    let filter_config = with_credentials(options.filter_config.clone());
     // The filter configuration travels as a JSON string inside the YAML; a JSON string literal is
     // also a valid YAML scalar.
-    let filter_config = serde_json::to_string(&serde_json::to_string(&filter_config)?)?;
+    let quoted = |config: &Value| -> Result<String> {
+        let config = with_credentials(config.clone());
+        Ok(serde_json::to_string(&serde_json::to_string(&config)?)?)
+    };
+    let filter_config = quoted(&options.filter_config)?;
+    let raw_filter_config = quoted(
+        options
+            .raw_filter_config
+            .as_ref()
+            .unwrap_or(&options.filter_config),
+    )?;
     let keyservice_port = ports.keyservice.port().to_string();
     let upstream_port = ports.upstream.port().to_string();
     let idp_port = ports.idp.port().to_string();
@@ -480,6 +493,7 @@ fn render_config(options: &StackOptions, dir: &TempDir, ports: &Ports) -> Result
             ("IDP_PORT", &idp_port),
             ("WASM_PATH", &wasm),
             ("FILTER_CONFIG", &filter_config),
+            ("RAW_FILTER_CONFIG", &raw_filter_config),
         ],
     )
     .with_context(|| format!("rendering {}", template_path.display()))?;

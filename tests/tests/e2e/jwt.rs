@@ -652,3 +652,38 @@ async fn reused_token_is_verified_once_and_then_served_from_the_cache() -> anyho
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_token_cached_under_one_configuration_is_not_accepted_under_another_sharing_the_vm_id(
+) -> anyhow::Result<()> {
+    // Both listeners run one vm_id, hence one shared data; the raw listener's provider has
+    // narrowed its audiences, so the same token is not valid there.
+    let main = config_with(&[idp_provider()]);
+    let mut narrowed = idp_provider();
+    narrowed["audiences"] = json!(["another-api"]);
+    let raw = config_with(&[narrowed]);
+    let stack = Stack::start_with(StackOptions {
+        raw_filter_config: Some(raw),
+        ..StackOptions::new(main)
+    })
+    .await?;
+    let token = stack.idp_key().token("svc", "acme", &["orders:read"])?;
+    let auth = bearer(&token);
+    let headers = [("authorization", auth.as_str())];
+
+    // Verified and cached under the main listener's configuration, on every worker.
+    for _ in 0..4 {
+        upstream_of(
+            &stack
+                .raw(Listener::Main, "GET", "/orders/1", &headers)
+                .await?,
+        );
+    }
+    for _ in 0..4 {
+        let reply = stack
+            .raw(Listener::Raw, "GET", "/orders/1", &headers)
+            .await?;
+        assert_invalid_token(&reply, "wrong_audience", &token);
+    }
+    Ok(())
+}
