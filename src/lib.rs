@@ -5,7 +5,7 @@
 //! and carries out the answer.
 //!
 //! # Layout
-//! - `lib.rs`: the entry point and the panic hook.
+//! - `lib.rs`: the entry point: keygate's logger, the panic hook, the root context.
 //! - [`root`]: `FilterRoot` — configure, tick (orphaned lookups, JWKS, usage reports).
 //! - [`http`]: `RequestFilter` — one request: plan, cache, lookup or JWT, verdict.
 //! - [`lookup`]: sending a key lookup past the circuit breaker, and finishing its waiters.
@@ -14,7 +14,8 @@
 //! - [`worker`]: state a worker's VM shares between its contexts; the shared-data cache access.
 //! - [`shared`]: the one compare-and-swap loop over shared data.
 //! - [`metrics`]: Envoy counters.
-//! - [`host`]: the only module that calls the host; every call is fallible.
+//! - [`host`]: the only module that calls the host (the proxy-wasm ABI, and the SDK for HTTP
+//!   calls); every call is fallible, and so is logging.
 //!
 //! Modules depend downward in that list, never upward: `root` → `http` → `lookup`/`jwt` →
 //! `act` → `worker` → `shared` → `host`.
@@ -29,13 +30,18 @@ pub mod root;
 pub mod shared;
 pub mod worker;
 
-use proxy_wasm::types::LogLevel;
+use std::fmt::Write as _;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    // Replaces the SDK's hook (which unwraps the log call) with one that cannot itself fail.
+    // Not `proxy_wasm::set_log_level`: the SDK's logger and panic hook unwrap the status of
+    // `proxy_log`, so a failed log line would itself panic.
+    host::install_logger();
+    // A hook that cannot itself fail: the message is built with `write!` (a failing `Display`
+    // truncates it; `format!` would panic) and a failed log call is dropped.
     std::panic::set_hook(Box::new(|info| {
-        host::log_critical(&format!("panic, the VM is now unusable: {info}"));
+        let mut message = String::from("panic, the VM is now unusable: ");
+        let _ = write!(message, "{info}");
+        host::log_critical(&message);
     }));
     proxy_wasm::set_root_context(|context_id| Box::new(root::FilterRoot::new(context_id)));
 }}
