@@ -12,7 +12,7 @@ use keygate_core::key::KeyHash;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::keys::{Name, KeyStatus, Permission, Tenant};
+use crate::keys::{KeyStatus, Name, Permission, Tenant};
 
 const CLIENT_ID_PREFIX: &str = "kgc_";
 /// Random bytes in a client id.

@@ -484,15 +484,31 @@ mod tests {
     fn names_refuse_every_character_that_hides_or_reorders_text() {
         let refused = [
             // Cc
-            '\u{0}', '\u{1b}', '\u{7f}', '\u{85}',
+            '\u{0}',
+            '\u{1b}',
+            '\u{7f}',
+            '\u{85}',
             // Cf: bidi controls
-            '\u{202a}', '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
-            '\u{200e}', '\u{200f}', '\u{061c}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{061c}',
             // Cf: zero-width, BOM, soft hyphen, a tag character
-            '\u{200b}', '\u{200c}', '\u{200d}', '\u{2060}', '\u{feff}', '\u{ad}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{ad}',
             '\u{e0041}',
             // Zl, Zp
-            '\u{2028}', '\u{2029}',
+            '\u{2028}',
+            '\u{2029}',
         ];
         for c in refused {
             assert_eq!(
@@ -503,7 +519,10 @@ mod tests {
             );
         }
         let message = Name::parse("a\u{202e}b".into()).unwrap_err().to_string();
-        assert!(message.contains("`name`") && message.contains("U+202E"), "{message}");
+        assert!(
+            message.contains("`name`") && message.contains("U+202E"),
+            "{message}"
+        );
     }
 
     #[test]

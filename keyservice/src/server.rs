@@ -95,7 +95,9 @@ pub async fn serve(
         };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
             // A router is always ready, and a clone is cheap (its routes are shared).
             router.clone().call(request)
         });

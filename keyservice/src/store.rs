@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
 use crate::keys::{
-    parse_permissions, DailyCount, Key, KeyId, Name, KeyUsage, Permission, SecretMatch, Tenant,
+    parse_permissions, DailyCount, Key, KeyId, KeyUsage, Name, Permission, SecretMatch, Tenant,
     UsageBooking,
 };
 use crate::rotation::KeySchedule;

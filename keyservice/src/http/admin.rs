@@ -18,7 +18,7 @@ use tracing::info;
 use super::auth::AdminAuth;
 use super::error::ApiError;
 use super::extract::{Json, KeyIdPath, Query};
-use crate::keys::{self, DailyCount, Key, Name, KeyStatus, Tenant};
+use crate::keys::{self, DailyCount, Key, KeyStatus, Name, Tenant};
 use crate::store::Change;
 use crate::{entropy, AppState};
 

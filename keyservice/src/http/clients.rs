@@ -18,7 +18,7 @@ use super::auth::AdminAuth;
 use super::error::ApiError;
 use super::extract::{ClientIdPath, Json, Query};
 use crate::clients::{Client, ClientSecret};
-use crate::keys::{self, Name, KeyStatus, Tenant};
+use crate::keys::{self, KeyStatus, Name, Tenant};
 use crate::store::Change;
 use crate::{entropy, AppState};
 

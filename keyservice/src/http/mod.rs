@@ -86,10 +86,13 @@ async fn body_deadline(
             return ApiError::PayloadTooLarge.into_response();
         }
         // The client reset or sent a malformed chunked body; it will hardly read the answer.
-        Ok(Err(e)) => return ApiError::BadRequest(format!("cannot read the body: {e}")).into_response(),
+        Ok(Err(e)) => {
+            return ApiError::BadRequest(format!("cannot read the body: {e}")).into_response()
+        }
         Err(_) => return ApiError::RequestTimeout.into_response(),
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Logs method, route template, status and latency. The route template (`/v1/keys/{id}`), not the

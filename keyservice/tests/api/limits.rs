@@ -119,13 +119,10 @@ async fn stalled_clients_beyond_the_connection_cap_hold_a_legitimate_request_onl
     }
 
     let started = Instant::now();
-    let response = tokio::time::timeout(
-        PATIENCE,
-        app.client.get(app.url("/healthz")).send(),
-    )
-    .await
-    .expect("/healthz did not answer while slow clients were connected")
-    .unwrap();
+    let response = tokio::time::timeout(PATIENCE, app.client.get(app.url("/healthz")).send())
+        .await
+        .expect("/healthz did not answer while slow clients were connected")
+        .unwrap();
     let elapsed = started.elapsed();
     assert_eq!(response.status(), 200);
     // Without the cap, it would have been served at once; without the header timeout, never.

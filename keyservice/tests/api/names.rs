@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::helpers::{error_code, spawn_app, Options, spawn_app_with};
+use crate::helpers::{error_code, spawn_app, spawn_app_with, Options};
 
 /// One of each class the rule refuses: bidi overrides and isolates, the marks, zero-width
 /// characters and the BOM, other controls and format characters, line and paragraph separators.
@@ -53,7 +53,12 @@ async fn key_names_with_characters_that_hide_text_are_refused_with_400() {
             .await;
         refused_with_400_naming_the_field(response, c, what).await;
     }
-    let listed: Value = app.admin_get("/v1/keys?tenant=acme").await.json().await.unwrap();
+    let listed: Value = app
+        .admin_get("/v1/keys?tenant=acme")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["keys"], json!([]), "a refused key was stored");
 }
 
@@ -104,7 +109,11 @@ async fn names_stored_before_the_rule_still_load() {
         .unwrap();
     for (table, update, id) in [
         ("keys", "UPDATE keys SET name = ? WHERE id = ?", &key_id),
-        ("clients", "UPDATE clients SET name = ? WHERE id = ?", &client_id),
+        (
+            "clients",
+            "UPDATE clients SET name = ? WHERE id = ?",
+            &client_id,
+        ),
     ] {
         let updated = sqlx::query(update)
             .bind(legacy)
@@ -128,7 +137,12 @@ async fn names_stored_before_the_rule_still_load() {
     let response = app.admin_get(&format!("/v1/clients/{client_id}")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.unwrap()["name"], legacy);
-    let listed: Value = app.admin_get("/v1/keys?tenant=acme").await.json().await.unwrap();
+    let listed: Value = app
+        .admin_get("/v1/keys?tenant=acme")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["keys"][0]["name"], legacy);
     // And the key still works.
     assert_eq!(app.lookup(&secret).await["status"], "valid");
