@@ -99,22 +99,26 @@ async fn check(
             return Ok(deny(Denial::new(DenyReason::MissingCredential)))
         }
     };
-    let required = match required_permissions(&headers) {
-        Ok(required) => required,
-        Err(unreadable) => {
-            warn!("check: x-keygate-required-permissions names a malformed permission");
-            let mut denial = Denial::new(DenyReason::Forbidden);
-            denial.missing = unreadable;
-            return Ok(deny(denial));
-        }
-    };
-
     let now = state.clock.now();
     let found = state.store.find_secret(&hash).await?;
     let answer = keys::lookup_answer(found.as_ref(), now, state.cache);
     let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let outcome = Outcome::prepare(cfg, cache::answer_of(&answer, now_unix));
-    let grant = match decision::judge(&outcome, &required) {
+    let verdict = match required_permissions(&headers) {
+        Ok(required) => decision::judge(&outcome, &required),
+        // A proxy configuration error. No key can hold such a permission: once the key is
+        // known good (401 comes first), it is missing, as the filter's load would have said.
+        Err(unreadable) => match decision::judge(&outcome, &[]) {
+            Verdict::Allow(_) => {
+                warn!("check: x-keygate-required-permissions names a malformed permission");
+                let mut denial = Denial::new(DenyReason::Forbidden);
+                denial.missing = unreadable;
+                Verdict::Deny(denial)
+            }
+            refused => refused,
+        },
+    };
+    let grant = match verdict {
         Verdict::Allow(grant) => grant,
         Verdict::Deny(denial) => {
             debug!(reason = denial.reason.as_str(), "check: denied");

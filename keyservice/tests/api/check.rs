@@ -267,3 +267,32 @@ async fn check_denials_carry_no_headers_to_remove_and_bad_paths_are_refused_like
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["reason"], "bad_path");
 }
+
+#[tokio::test]
+async fn check_treats_a_malformed_required_permission_as_missing_after_authenticating() {
+    let app = spawn_app().await;
+    let key = app.create_default_key().await;
+    let secret = key["secret"].as_str().unwrap();
+    let required = ("x-keygate-required-permissions", "orders:read, orders read");
+
+    let response = check(
+        &app,
+        Method::GET,
+        "/v1/check/orders",
+        &[("x-api-key", secret), required],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["missing_permissions"], json!(["orders read"]));
+
+    let never_issued = keygate_core::key::ApiKey::from_random([3; 20]);
+    let response = check(
+        &app,
+        Method::GET,
+        "/v1/check/orders",
+        &[("x-api-key", never_issued.expose_secret()), required],
+    )
+    .await;
+    assert_eq!(denied(response, INVALID_TOKEN).await, "unknown_key");
+}
