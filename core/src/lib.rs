@@ -16,6 +16,7 @@
 //! - [`usage`]: per-key request counts between usage reports.
 //! - [`key`]: the API key format and [`key::KeyHash`].
 //! - [`wire`]: lookup and usage messages between filter and key service.
+//! - [`permission`]: [`permission::Permission`], one rule for route rules, keys and clients.
 //! - [`route`]: the `routes` rule table, and the path normalization it matches against.
 
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod jwt;
 pub mod key;
 pub mod local;
 pub mod lookups;
+pub mod permission;
 pub mod route;
 pub mod usage;
 pub mod wire;

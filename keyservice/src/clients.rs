@@ -12,7 +12,7 @@ use keygate_core::key::KeyHash;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::keys::{KeyName, KeyStatus, Permission, Tenant};
+use crate::keys::{KeyStatus, Name, Permission, Tenant};
 
 const CLIENT_ID_PREFIX: &str = "kgc_";
 /// Random bytes in a client id.
@@ -85,7 +85,7 @@ fn is_lower_hex(s: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub id: ClientId,
-    pub name: KeyName,
+    pub name: Name,
     pub tenant: Tenant,
     /// The most a token can carry; a token request can only narrow it.
     pub permissions: Vec<Permission>,
@@ -203,7 +203,7 @@ mod tests {
         ClientCredentials {
             client: Client {
                 id: ClientId::from_random([0xab; CLIENT_ID_RANDOM_BYTES]),
-                name: KeyName::parse("billing".into()).unwrap(),
+                name: Name::parse("billing".into()).unwrap(),
                 tenant: Tenant::parse("acme".into()).unwrap(),
                 permissions: parse_permissions(vec!["orders:read".into()]).unwrap(),
                 created_at: now(),

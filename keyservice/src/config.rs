@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use keygate_core::key::KeyHash;
@@ -13,6 +14,7 @@ use keygate_core::key::KeyHash;
 use crate::keys::{CachePolicy, Lifetime, MAX_CACHE_TTL_SECS, MAX_KEY_LIFETIME_SECS};
 use crate::ratelimit::FailurePolicy;
 use crate::rotation::{RotationConfigError, RotationPolicy};
+use crate::server::ConnectionLimits;
 use crate::signing::SigningAlg;
 use crate::token::{Audience, Issuer, TokenConfigError, TokenPolicy};
 
@@ -21,6 +23,11 @@ use crate::token::{Audience, Issuer, TokenConfigError, TokenPolicy};
 pub const ADMIN_SECRET_ENV: &str = "KEYGATE_ADMIN_SECRET";
 
 const MAX_SECRET_LEN: usize = 1024;
+/// Longest header or body timeout: an hour is already far past any honest client.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Largest connection cap: tokio's semaphore holds at most `usize::MAX >> 3` permits, and more
+/// than this many sockets would exhaust any file descriptor limit first.
+const MAX_CONNECTIONS: usize = 1 << 20;
 
 const AFTER_HELP: &str = "\
 Environment only:
@@ -113,6 +120,21 @@ pub struct Cli {
     )]
     pub signing_key_rotation_secs: u64,
 
+    /// Longest wait for a client's request line and headers, in seconds, from the connection's
+    /// start or its previous response. A connection that takes longer is closed.
+    #[arg(long, env = "KEYGATE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Longest wait for a whole request body, in seconds, from the request head; past it the
+    /// answer is 408 and the connection is closed.
+    #[arg(long, env = "KEYGATE_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_body_timeout_secs: u64,
+
+    /// Connections served at once. More wait in the listen backlog until one closes (idle and
+    /// slow ones are closed by the timeouts above).
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
     /// Log line format on stderr.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -149,6 +171,8 @@ pub struct Config {
     /// When the token endpoint stops answering a source address that keeps failing to
     /// authenticate (for one client id, or for any). Not a flag: the defaults suit.
     pub auth_failures: FailurePolicy,
+    /// Timeouts and the connection cap.
+    pub limits: ConnectionLimits,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -177,6 +201,10 @@ pub enum ConfigError {
     TokenTtl(#[source] TokenConfigError),
     #[error("--signing-key-rotation-secs {0}")]
     Rotation(#[source] RotationConfigError),
+    #[error("{flag} must be between 1 and {MAX_TIMEOUT_SECS}")]
+    Timeout { flag: &'static str },
+    #[error("--max-connections must be between 1 and {MAX_CONNECTIONS}")]
+    MaxConnections,
 }
 
 impl Cli {
@@ -225,6 +253,27 @@ impl Cli {
             self.token_ttl_secs,
         )
         .map_err(ConfigError::Rotation)?;
+        let timeout = |secs: u64, flag| {
+            if (1..=MAX_TIMEOUT_SECS).contains(&secs) {
+                Ok(Duration::from_secs(secs))
+            } else {
+                Err(ConfigError::Timeout { flag })
+            }
+        };
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(ConfigError::MaxConnections);
+        }
+        let limits = ConnectionLimits {
+            header_read_timeout: timeout(
+                self.header_read_timeout_secs,
+                "--header-read-timeout-secs",
+            )?,
+            request_body_timeout: timeout(
+                self.request_body_timeout_secs,
+                "--request-body-timeout-secs",
+            )?,
+            max_connections: self.max_connections,
+        };
         Ok(Config {
             listen: self.listen,
             db_path: self.db_path,
@@ -241,6 +290,7 @@ impl Cli {
             access_tokens,
             rotation,
             auth_failures: FailurePolicy::default(),
+            limits,
             log_format: self.log_format,
             log_filter: self.log,
         })
@@ -340,6 +390,44 @@ mod tests {
             config.rotation,
             RotationPolicy::new(SigningAlg::EdDsa, 30 * 24 * 3600, 300).unwrap()
         );
+        assert_eq!(config.limits, ConnectionLimits::default());
+    }
+
+    #[test]
+    fn connection_limits_are_parsed_and_checked_naming_the_flag() {
+        let config = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--header-read-timeout-secs",
+            "2",
+            "--request-body-timeout-secs",
+            "3",
+            "--max-connections",
+            "4",
+        ])
+        .unwrap()
+        .into_config(None)
+        .unwrap();
+        assert_eq!(
+            config.limits,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(2),
+                request_body_timeout: Duration::from_secs(3),
+                max_connections: 4,
+            }
+        );
+        for (flag, value) in [
+            ("--header-read-timeout-secs", "0"),
+            ("--request-body-timeout-secs", "0"),
+            ("--request-body-timeout-secs", "3601"),
+            ("--max-connections", "0"),
+        ] {
+            let err = parse(&["--filter-token", FILTER_TOKEN, flag, value])
+                .unwrap()
+                .into_config(None)
+                .unwrap_err();
+            assert!(err.to_string().contains(flag), "{flag}: {err}");
+        }
     }
 
     #[test]
@@ -399,6 +487,9 @@ mod tests {
             "KEYGATE_TOKEN_TTL_SECS",
             "KEYGATE_SIGNING_ALG",
             "KEYGATE_SIGNING_KEY_ROTATION_SECS",
+            "KEYGATE_HEADER_READ_TIMEOUT_SECS",
+            "KEYGATE_REQUEST_BODY_TIMEOUT_SECS",
+            "KEYGATE_MAX_CONNECTIONS",
             "KEYGATE_LOG_FORMAT",
             "KEYGATE_LOG",
         ] {

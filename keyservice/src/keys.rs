@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+pub use keygate_core::permission::{Permission, MAX_PERMISSION_LEN};
 use keygate_core::wire::{InvalidReason, LookupResponse, UsageEntry};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -19,7 +20,6 @@ pub const MAX_CACHE_TTL_SECS: u64 = 24 * 60 * 60;
 
 const MAX_NAME_CHARS: usize = 200;
 const MAX_TENANT_LEN: usize = 64;
-const MAX_PERMISSION_LEN: usize = 128;
 const MAX_PERMISSIONS: usize = 100;
 const KEY_ID_PREFIX: &str = "key_";
 /// Random bytes in a key id.
@@ -29,8 +29,14 @@ pub const KEY_ID_RANDOM_BYTES: usize = 8;
 /// value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    #[error("`name` must be 1 to {MAX_NAME_CHARS} characters, without control characters")]
+    #[error("`name` must be 1 to {MAX_NAME_CHARS} characters")]
     Name,
+    /// Names the refused code point, never the name.
+    #[error(
+        "`name` must not contain U+{0:04X}: control, format (bidi, zero-width) and line or \
+         paragraph separator characters hide or reorder text"
+    )]
+    NameHiddenCharacter(u32),
     #[error("`tenant` must be 1 to {MAX_TENANT_LEN} characters from `A-Z a-z 0-9 . _ : -`")]
     Tenant,
     #[error(
@@ -78,22 +84,51 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// A human label for a key: any text without control characters.
+/// A human label for a key or an OAuth client: 1 to [`MAX_NAME_CHARS`] characters, any script,
+/// but nothing that hides or reorders text. Refused are the Unicode general categories Cc
+/// (controls), Cf (format: the bidi controls U+202A..U+202E, U+2066..U+2069, U+200E, U+200F,
+/// U+061C; the zero-width U+200B..U+200D, U+2060; the BOM U+FEFF; tag characters), Zl and Zp
+/// (line and paragraph separators). An admin reading a list of names, in a terminal or a
+/// console, then sees the text that was stored: `invoice\u{202E}fdp.exe` cannot pose as
+/// `invoiceexe.pdf`, nor `ci\u{200B}` as `ci`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyName(String);
+pub struct Name(String);
 
-impl KeyName {
+impl Name {
+    /// The check for names that come in through the API.
     pub fn parse(s: String) -> Result<Self, ValidationError> {
         let chars = s.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS || s.chars().any(char::is_control) {
+        if chars == 0 || chars > MAX_NAME_CHARS {
             return Err(ValidationError::Name);
         }
+        if let Some(c) = s.chars().find(|&c| hides_text(c)) {
+            return Err(ValidationError::NameHiddenCharacter(u32::from(c)));
+        }
         Ok(Self(s))
+    }
+
+    /// A name read back from the database, taken as it is. Names stored before [`Name::parse`]
+    /// refused format characters may hold some; they still load (a name is only shown, never
+    /// matched on), so no key or client stored earlier becomes unreadable.
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `c` is in a general category that [`Name`] refuses: Cc, Cf, Zl or Zp.
+fn hides_text(c: char) -> bool {
+    use icu_properties::props::GeneralCategory;
+    matches!(
+        icu_properties::CodePointMapData::<GeneralCategory>::new().get(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 /// The tenant a key belongs to. The filter forwards it upstream in a header, so the alphabet is
@@ -125,30 +160,6 @@ impl fmt::Display for Tenant {
     }
 }
 
-/// One permission, e.g. `orders:read`. No commas or spaces: the filter forwards permissions
-/// upstream as a comma-separated header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permission(String);
-
-impl Permission {
-    pub fn parse(s: String) -> Result<Self, ValidationError> {
-        let ok = !s.is_empty()
-            && s.len() <= MAX_PERMISSION_LEN
-            && s.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'*' | b'-')
-            });
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err(ValidationError::Permission)
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Parses a permission list, dropping repeats while keeping the first-seen order. An empty list
 /// is allowed: such a key passes routes that only require authentication.
 pub fn parse_permissions(raw: Vec<String>) -> Result<Vec<Permission>, ValidationError> {
@@ -157,7 +168,7 @@ pub fn parse_permissions(raw: Vec<String>) -> Result<Vec<Permission>, Validation
     }
     let mut out: Vec<Permission> = Vec::with_capacity(raw.len());
     for s in raw {
-        let permission = Permission::parse(s)?;
+        let permission = Permission::parse(&s).map_err(|_| ValidationError::Permission)?;
         if !out.contains(&permission) {
             out.push(permission);
         }
@@ -169,7 +180,7 @@ pub fn parse_permissions(raw: Vec<String>) -> Result<Vec<Permission>, Validation
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     pub id: KeyId,
-    pub name: KeyName,
+    pub name: Name,
     pub tenant: Tenant,
     pub permissions: Vec<Permission>,
     pub created_at: OffsetDateTime,
@@ -403,7 +414,7 @@ mod tests {
     fn key(expires_in: Option<i64>) -> Key {
         Key {
             id: KeyId::from_random([0xab; KEY_ID_RANDOM_BYTES]),
-            name: KeyName::parse("ci".into()).unwrap(),
+            name: Name::parse("ci".into()).unwrap(),
             tenant: Tenant::parse("acme".into()).unwrap(),
             permissions: parse_permissions(vec!["orders:read".into()]).unwrap(),
             created_at: now(),
@@ -437,11 +448,15 @@ mod tests {
 
     #[test]
     fn names_tenants_and_permissions_are_checked() {
-        assert!(KeyName::parse("Billing job (prod) – ü".into()).is_ok());
-        assert_eq!(KeyName::parse(String::new()), Err(ValidationError::Name));
-        assert_eq!(KeyName::parse("a\nb".into()), Err(ValidationError::Name));
+        assert!(Name::parse("Billing job (prod) – ü".into()).is_ok());
+        assert!(Name::parse("Zoë 日本".into()).is_ok());
+        assert_eq!(Name::parse(String::new()), Err(ValidationError::Name));
         assert_eq!(
-            KeyName::parse("x".repeat(MAX_NAME_CHARS + 1)),
+            Name::parse("a\nb".into()),
+            Err(ValidationError::NameHiddenCharacter(0x0a))
+        );
+        assert_eq!(
+            Name::parse("x".repeat(MAX_NAME_CHARS + 1)),
             Err(ValidationError::Name)
         );
 
@@ -454,14 +469,66 @@ mod tests {
             );
         }
 
-        assert!(Permission::parse("orders:*".into()).is_ok());
-        for bad in ["", "a,b", "a b", "ordérs"] {
+        assert!(parse_permissions(vec!["orders:*".into()]).is_ok());
+        let too_long = "p".repeat(MAX_PERMISSION_LEN + 1);
+        for bad in ["", "a,b", "a b", "ordérs", too_long.as_str()] {
             assert_eq!(
-                Permission::parse(bad.into()),
+                parse_permissions(vec![bad.into()]),
                 Err(ValidationError::Permission),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn names_refuse_every_character_that_hides_or_reorders_text() {
+        let refused = [
+            // Cc
+            '\u{0}',
+            '\u{1b}',
+            '\u{7f}',
+            '\u{85}',
+            // Cf: bidi controls
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{061c}',
+            // Cf: zero-width, BOM, soft hyphen, a tag character
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{e0041}',
+            // Zl, Zp
+            '\u{2028}',
+            '\u{2029}',
+        ];
+        for c in refused {
+            assert_eq!(
+                Name::parse(format!("ci{c}job")),
+                Err(ValidationError::NameHiddenCharacter(u32::from(c))),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        let message = Name::parse("a\u{202e}b".into()).unwrap_err().to_string();
+        assert!(
+            message.contains("`name`") && message.contains("U+202E"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn stored_names_load_even_when_they_break_todays_rule() {
+        let stored = "legacy\u{200b}name".to_owned();
+        assert_eq!(Name::from_stored(stored.clone()).as_str(), stored);
     }
 
     #[test]

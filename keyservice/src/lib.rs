@@ -22,6 +22,7 @@
 //! - [`keyring`]: [`keyring::KeyRing`], the signing keys in memory, rotated against the store.
 //! - [`ratelimit`]: [`ratelimit::FailureLimiter`], failed client authentications per
 //!   (client id, source address) and per source address.
+//! - [`server`]: the accept loop: connection cap, header read timeout, graceful shutdown.
 //! - [`http`]: one module per area of the API, the auth extractors and the JSON error type.
 //! - [`clock`]: where `now` comes from: the system clock, or a manual one in tests.
 //! - [`entropy`]: the OS CSPRNG: secrets, ids, token ids, signing keys, the admin secret.
@@ -39,6 +40,7 @@ pub mod keyring;
 pub mod keys;
 pub mod ratelimit;
 pub mod rotation;
+pub mod server;
 pub mod signing;
 pub mod startup;
 pub mod store;
@@ -46,11 +48,12 @@ pub mod telemetry;
 pub mod token;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
+
+use crate::server::ConnectionLimits;
 
 use crate::clock::Clock;
 use crate::http::auth::Tokens;
@@ -71,6 +74,7 @@ pub struct AppState {
     pub(crate) access_tokens: TokenPolicy,
     pub(crate) keyring: KeyRing,
     pub(crate) auth_failures: Arc<FailureLimiter>,
+    pub(crate) limits: ConnectionLimits,
 }
 
 impl AppState {
@@ -83,13 +87,14 @@ impl AppState {
 
 /// The service's router.
 pub fn app(state: AppState) -> Router {
-    http::router().with_state(state)
+    http::router(state.limits.request_body_timeout).with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then lets in-flight requests finish
 /// and closes the database. Meanwhile it checks the signing keys for rotation every
 /// [`keyring::CHECK_INTERVAL`]. Records each connection's peer address (the token endpoint's
-/// failure limiter counts per address).
+/// failure limiter counts per address). Connections are capped and timed as the state's
+/// [`ConnectionLimits`] say (see [`server`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -103,17 +108,13 @@ pub async fn run(
             .clone()
             .rotate_periodically(state.clock.clone()),
     );
-    let served = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let limits = state.limits;
+    server::serve(listener, app(state), limits, shutdown).await;
     rotation.abort();
     let _ = rotation.await;
     store.close().await;
     tracing::info!("stopped");
-    served
+    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -69,6 +69,7 @@ async fn build(
             access_tokens: config.access_tokens.clone(),
             keyring,
             auth_failures: Arc::new(FailureLimiter::new(config.auth_failures)),
+            limits: config.limits,
         },
         generated_admin_secret,
     })

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
 use crate::keys::{
-    parse_permissions, DailyCount, Key, KeyId, KeyName, KeyUsage, Permission, SecretMatch, Tenant,
+    parse_permissions, DailyCount, Key, KeyId, KeyUsage, Name, Permission, SecretMatch, Tenant,
     UsageBooking,
 };
 use crate::rotation::KeySchedule;
@@ -128,7 +128,7 @@ impl TryFrom<KeyRow> for Key {
     fn try_from(row: KeyRow) -> Result<Self, StoreError> {
         Ok(Key {
             id: KeyId::parse(&row.id).ok_or(StoreError::Corrupt("key id"))?,
-            name: KeyName::parse(row.name).map_err(|_| StoreError::Corrupt("name"))?,
+            name: Name::from_stored(row.name),
             tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
             permissions: decode_permissions(&row.permissions)?,
             created_at: from_unix(row.created_at)?,
@@ -156,7 +156,7 @@ impl TryFrom<ClientRow> for Client {
     fn try_from(row: ClientRow) -> Result<Self, StoreError> {
         Ok(Client {
             id: ClientId::parse(&row.id).ok_or(StoreError::Corrupt("client id"))?,
-            name: KeyName::parse(row.name).map_err(|_| StoreError::Corrupt("name"))?,
+            name: Name::from_stored(row.name),
             tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
             permissions: decode_permissions(&row.permissions)?,
             created_at: from_unix(row.created_at)?,

@@ -233,7 +233,7 @@ mod tests {
 
     use super::*;
     use crate::clients::{ClientId, CLIENT_ID_RANDOM_BYTES};
-    use crate::keys::{parse_permissions, KeyName, Tenant};
+    use crate::keys::{parse_permissions, Name, Tenant};
 
     /// 2026-11-22T10:00:00Z
     const NOW_UNIX: i64 = 1_795_341_600;
@@ -249,7 +249,7 @@ mod tests {
     fn client(expires_in: Option<i64>) -> Client {
         Client {
             id: ClientId::from_random([0x01; CLIENT_ID_RANDOM_BYTES]),
-            name: KeyName::parse("billing".into()).unwrap(),
+            name: Name::parse("billing".into()).unwrap(),
             tenant: Tenant::parse("acme".into()).unwrap(),
             permissions: permissions(&["orders:read", "orders:write"]),
             created_at: now(),

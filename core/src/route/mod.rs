@@ -65,6 +65,8 @@ use std::fmt;
 use serde::Deserialize;
 
 pub use path::{normalize_path, NormalizedPath, PathError};
+// Defined in `crate::permission`; re-exported here, where rule code has always found it.
+pub use crate::permission::{Permission, PermissionError};
 
 /// One entry of the configuration's `routes`, as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -188,44 +190,6 @@ pub enum PatternError {
     TrailingSlash,
     #[error("`*` must be a whole segment")]
     PartialWildcard,
-}
-
-/// Why a permission string is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PermissionError {
-    #[error("must not be empty")]
-    Empty,
-    #[error("{0:?} may only contain A-Z a-z 0-9 and `:._*-`")]
-    Charset(String),
-}
-
-/// A permission a rule demands, such as `orders:read`: non-empty, `[A-Za-z0-9:._*-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Permission(String);
-
-impl Permission {
-    pub fn parse(s: &str) -> Result<Self, PermissionError> {
-        if s.is_empty() {
-            return Err(PermissionError::Empty);
-        }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'*' | b'-'))
-        {
-            return Err(PermissionError::Charset(s.to_owned()));
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// What a matched rule demands.

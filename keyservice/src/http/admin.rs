@@ -18,7 +18,7 @@ use tracing::info;
 use super::auth::AdminAuth;
 use super::error::ApiError;
 use super::extract::{Json, KeyIdPath, Query};
-use crate::keys::{self, DailyCount, Key, KeyName, KeyStatus, Tenant};
+use crate::keys::{self, DailyCount, Key, KeyStatus, Name, Tenant};
 use crate::store::Change;
 use crate::{entropy, AppState};
 
@@ -103,7 +103,7 @@ async fn create_key(
     Json(request): Json<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let name = KeyName::parse(request.name)?;
+    let name = Name::parse(request.name)?;
     let tenant = Tenant::parse(request.tenant)?;
     let permissions = keys::parse_permissions(request.permissions)?;
     let expires_at = keys::expiry(

@@ -2,37 +2,65 @@
 //! proxies without the Wasm filter (Envoy's `ext_authz` HTTP service appends the original path to
 //! its `path_prefix`), and the baseline the filter is benchmarked against.
 //!
-//! The key comes from `x-api-key` or `Authorization: Bearer kg_...` (one credential; two
-//! different ones are ambiguous). It is checked like a lookup (one indexed query by its hash) and
-//! answered like the filter would:
-//! - 200, empty, with `x-keygate-key-id`, `x-keygate-tenant`, `x-keygate-permissions`
-//!   (comma-separated) and `x-keygate-auth: api_key` for the proxy to copy upstream
-//!   (`allowed_upstream_headers`);
+//! It decides as the filter does, by calling keygate-core with the filter configuration in
+//! [`CHECK_CONFIG`]: [`decision::plan`] finds the credential (`x-api-key`, or `Authorization:
+//! Bearer kg_...`; two different ones are ambiguous) and normalizes the forwarded path (a path
+//! the filter would refuse is refused here too, 400 `bad_path`); the key is looked up by its
+//! hash like a lookup; [`decision::judge`] checks the permissions the proxy names in
+//! `x-keygate-required-permissions` (comma-separated). The answers:
+//! - 200, empty, with the identity headers `x-keygate-auth: api_key`, `x-keygate-key-id`,
+//!   `x-keygate-tenant` and `x-keygate-permissions` (comma-separated) for the proxy to copy
+//!   upstream (`allowed_upstream_headers`), and `x-envoy-auth-headers-to-remove` listing what the
+//!   proxy must cut from the request before it goes upstream: the headers that carried the key,
+//!   and every client-sent header that spells the identity prefix (`x-keygate-*`, `x_keygate_*`,
+//!   any case: [`decision::spoofed_headers`]) except the identity headers this answer sets, which
+//!   Envoy overwrites (it applies removals *after* it sets the answer's headers, so listing them
+//!   would remove the real ones). The check only sees the client headers the proxy forwards:
+//!   Envoy must list the identity prefix in `authorization_request.allowed_headers`.
 //! - 401 `{"error":"unauthorized","reason":...}` with `WWW-Authenticate`;
-//! - 403 `{"error":"forbidden","reason":"insufficient_permissions","missing_permissions":[...]}`
-//!   when the proxy names required permissions in `x-keygate-required-permissions`
-//!   (comma-separated) and the key lacks one.
+//! - 403 `{"error":"forbidden","reason":"insufficient_permissions","missing_permissions":[...]}`.
 //!
-//! The bodies and headers are keygate-core's [`Denial`], the filter's own. No token is needed:
-//! the caller proves only its own key. Usage is not counted here (the filter's reports do that).
+//! The bodies and headers are keygate-core's [`Denial`] and [`decision::Grant`], the filter's
+//! own. No token is needed: the caller proves only its own key. Usage is not counted here (the
+//! filter's reports do that).
+
+use std::sync::LazyLock;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use keygate_core::decision::{Denial, DenyReason};
-use keygate_core::key::{ApiKey, KEY_PREFIX};
-use keygate_core::wire::{InvalidReason, LookupResponse};
-use tracing::debug;
+use keygate_core::cache;
+use keygate_core::config::{ConfigError, FilterConfig};
+use keygate_core::decision::{self, Denial, DenyReason, Outcome, Plan, RequestView, Verdict};
+use keygate_core::hostmap::Header;
+use keygate_core::permission::Permission;
+use tracing::{debug, warn};
 
-use super::auth::{bearer_token, single_authorization, AuthorizationError};
 use super::error::ApiError;
 use crate::keys;
 use crate::AppState;
 
-const API_KEY_HEADER: &str = "x-api-key";
+const CHECK_PREFIX: &str = "/v1/check";
 const REQUIRED_PERMISSIONS_HEADER: &str = "x-keygate-required-permissions";
+/// Envoy's ext_authz HTTP service removes the request headers an OK answer lists here
+/// (comma-separated) before the request goes upstream.
+const HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// The filter configuration the check decides with: keys from `x-api-key` or a bearer `kg_`
+/// token (never the query: ext_authz cannot rewrite it), no JWT providers, one rule that every
+/// path needs a valid key, identity headers under `x-keygate-`, credentials stripped. The key
+/// service section is required by the format and unused here.
+pub const CHECK_CONFIG: &str = r#"{
+    "key_service": {"cluster": "unused", "token": "unused"},
+    "api_keys": {"headers": ["x-api-key"], "query_params": [], "bearer": true},
+    "forwarding": {"header_prefix": "x-keygate-", "strip_credentials": true},
+    "routes": [{"prefix": "/", "permissions": []}]
+}"#;
+
+static CONFIG: LazyLock<Result<FilterConfig, ConfigError>> =
+    LazyLock::new(|| FilterConfig::from_json(CHECK_CONFIG.as_bytes()));
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,104 +70,143 @@ pub fn router() -> Router<AppState> {
         .route("/v1/check/{*path}", any(check))
 }
 
-async fn check(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let key = match presented_key(&headers) {
-        Ok(Some(key)) => key,
-        Ok(None) => return Ok(deny(Denial::new(DenyReason::MissingCredential))),
-        Err(reason) => return Ok(deny(Denial::new(reason))),
+async fn check(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let cfg = match &*CONFIG {
+        Ok(cfg) => cfg,
+        Err(e) => return Err(ApiError::Internal(Box::new(e.clone()))),
+    };
+    let path = forwarded_path(&uri);
+    let request = request_headers(&method, &path, &headers);
+    let view = RequestView {
+        headers: &request,
+        route_name: None,
+    };
+    let (hash, strip) = match decision::plan(cfg, &view) {
+        Plan::CheckKey {
+            key, hash, strip, ..
+        } => match decision::before_lookup(key) {
+            Some(denial) => return Ok(deny(denial)),
+            None => (hash, strip),
+        },
+        Plan::Deny(denial) => return Ok(deny(denial)),
+        // CHECK_CONFIG has no public rule and no JWT provider.
+        Plan::Forward(_) | Plan::CheckJwt { .. } => {
+            return Ok(deny(Denial::new(DenyReason::MissingCredential)))
+        }
     };
     let now = state.clock.now();
-    let found = state.store.find_secret(&key.hash()).await?;
+    let found = state.store.find_secret(&hash).await?;
     let answer = keys::lookup_answer(found.as_ref(), now, state.cache);
-    let LookupResponse::Valid {
-        key_id,
-        tenant,
-        permissions,
-        ..
-    } = answer
-    else {
-        let reason = match answer {
-            LookupResponse::Invalid {
-                reason: InvalidReason::Revoked,
-                ..
-            } => DenyReason::RevokedKey,
-            LookupResponse::Invalid {
-                reason: InvalidReason::Expired,
-                ..
-            } => DenyReason::ExpiredKey,
-            _ => DenyReason::UnknownKey,
-        };
-        debug!(reason = reason.as_str(), "check: denied");
-        return Ok(deny(Denial::new(reason)));
+    let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let outcome = Outcome::prepare(cfg, cache::answer_of(&answer, now_unix));
+    let verdict = match required_permissions(&headers) {
+        Ok(required) => decision::judge(&outcome, &required),
+        // A proxy configuration error. No key can hold such a permission: once the key is
+        // known good (401 comes first), it is missing, as the filter's load would have said.
+        Err(unreadable) => match decision::judge(&outcome, &[]) {
+            Verdict::Allow(_) => {
+                warn!("check: x-keygate-required-permissions names a malformed permission");
+                let mut denial = Denial::new(DenyReason::Forbidden);
+                denial.missing = unreadable;
+                Verdict::Deny(denial)
+            }
+            refused => refused,
+        },
     };
+    let grant = match verdict {
+        Verdict::Allow(grant) => grant,
+        Verdict::Deny(denial) => {
+            debug!(reason = denial.reason.as_str(), "check: denied");
+            return Ok(deny(denial));
+        }
+        // judge never answers it; only an unreachable key service does.
+        Verdict::AllowUnverified => return Ok(deny(Denial::new(DenyReason::Unavailable))),
+    };
+    debug!(key_id = grant.key_id.as_deref(), "check: allowed");
 
-    let missing: Vec<String> = required_permissions(&headers)
-        .filter(|p| !permissions.iter().any(|held| held == p))
-        .map(str::to_owned)
-        .collect();
-    if !missing.is_empty() {
-        debug!(key_id, "check: forbidden");
-        let mut denial = Denial::new(DenyReason::Forbidden);
-        denial.missing = missing;
-        return Ok(deny(denial));
-    }
-    debug!(key_id, "check: allowed");
-    let identity = [
-        ("x-keygate-key-id", key_id),
-        ("x-keygate-tenant", tenant),
-        ("x-keygate-permissions", permissions.join(",")),
-        ("x-keygate-auth", "api_key".to_owned()),
-    ];
     let mut response = StatusCode::OK.into_response();
-    for (name, value) in identity {
-        // Ids, tenants and permissions are validated to header-safe alphabets when stored.
-        if let Ok(value) = HeaderValue::try_from(value) {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static(name), value);
+    let out = response.headers_mut();
+    for (name, value) in &grant.identity_headers {
+        // Core makes values header-safe; names are the prefix and fixed suffixes.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            out.insert(name, value);
+        }
+    }
+    let mut remove: Vec<&str> = Vec::new();
+    let spoofed = decision::spoofed_headers(cfg, &request)
+        .filter_map(|name| std::str::from_utf8(name).ok())
+        .filter(|name| !grant.identity_headers.iter().any(|(set, _)| set == name));
+    for name in strip.headers.iter().map(String::as_str).chain(spoofed) {
+        if !remove.contains(&name) {
+            remove.push(name);
+        }
+    }
+    if !remove.is_empty() {
+        if let Ok(value) = HeaderValue::try_from(remove.join(", ")) {
+            out.insert(HEADERS_TO_REMOVE, value);
         }
     }
     Ok(response)
 }
 
-/// The one API key the request carries, if any. An `Authorization` header that is not a bearer
-/// `kg_` key belongs to someone else (the upstream, say) and is ignored.
-fn presented_key(headers: &HeaderMap) -> Result<Option<ApiKey>, DenyReason> {
-    let mut values: Vec<&str> = Vec::new();
-    for value in headers.get_all(API_KEY_HEADER) {
-        values.push(value.to_str().map_err(|_| DenyReason::MalformedKey)?.trim());
+/// The original request's path, as Envoy appended it to `path_prefix`: `/` when nothing was.
+fn forwarded_path(uri: &Uri) -> String {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let rest = path_and_query
+        .strip_prefix(CHECK_PREFIX)
+        .unwrap_or(path_and_query);
+    if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
     }
-    let authorization = match single_authorization(headers) {
-        Ok(value) => value,
-        Err(AuthorizationError::Ambiguous) => return Err(DenyReason::AmbiguousCredential),
-        // Not text, so not a key of ours: someone else's (the upstream's), as below.
-        Err(AuthorizationError::NotText) => None,
-    };
-    if let Some(token) = authorization.and_then(bearer_token) {
-        if token.starts_with(KEY_PREFIX) {
-            values.push(token);
-        }
-    }
-    let Some(first) = values.first() else {
-        return Ok(None);
-    };
-    if values.iter().any(|v| v != first) {
-        return Err(DenyReason::AmbiguousCredential);
-    }
-    ApiKey::parse(first)
-        .map(Some)
-        .map_err(|_| DenyReason::MalformedKey)
 }
 
-/// The proxy's `x-keygate-required-permissions`: comma-separated, blanks ignored.
-fn required_permissions(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(REQUIRED_PERMISSIONS_HEADER)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
+/// The request as the filter would see it: `:method` and `:path` pseudo-headers, then every
+/// header, values as bytes. Names are lowercase (HTTP/1 names are case-insensitive and hyper
+/// lowercases them).
+fn request_headers<'a>(
+    method: &'a Method,
+    path: &'a str,
+    headers: &'a HeaderMap,
+) -> Vec<Header<'a>> {
+    let mut out: Vec<Header<'a>> = Vec::with_capacity(headers.len() + 2);
+    out.push((b":method", method.as_str().as_bytes()));
+    out.push((b":path", path.as_bytes()));
+    for (name, value) in headers {
+        out.push((name.as_str().as_bytes(), value.as_bytes()));
+    }
+    out
+}
+
+/// The proxy's `x-keygate-required-permissions`: comma-separated, blanks ignored, repeats
+/// dropped. `Err` lists the entries that are not permissions (no key can hold them).
+fn required_permissions(headers: &HeaderMap) -> Result<Vec<Permission>, Vec<String>> {
+    let mut required: Vec<Permission> = Vec::new();
+    let mut unreadable: Vec<String> = Vec::new();
+    for value in headers.get_all(REQUIRED_PERMISSIONS_HEADER) {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        for entry in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match Permission::parse(entry) {
+                Ok(permission) if !required.contains(&permission) => required.push(permission),
+                Ok(_) => {}
+                Err(_) => unreadable.push(entry.to_owned()),
+            }
+        }
+    }
+    if unreadable.is_empty() {
+        Ok(required)
+    } else {
+        Err(unreadable)
+    }
 }
 
 fn deny(denial: Denial) -> Response {
@@ -172,68 +239,40 @@ mod tests {
     }
 
     #[test]
-    fn key_is_read_from_x_api_key_or_a_bearer_kg_token() {
-        assert_eq!(presented_key(&HeaderMap::new()), Ok(None));
-        // Not ours: a JWT for the upstream.
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Bearer eyJhbGciOi.x.y")])),
-            Ok(None)
-        );
-        assert_eq!(
-            presented_key(&headers(&[("x-api-key", "nope")])),
-            Err(DenyReason::MalformedKey)
-        );
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Bearer kg_short")])),
-            Err(DenyReason::MalformedKey)
-        );
-        assert_eq!(
-            presented_key(&headers(&[
-                ("x-api-key", "kg_a"),
-                ("authorization", "Bearer kg_b")
-            ])),
-            Err(DenyReason::AmbiguousCredential)
-        );
-        assert_eq!(
-            presented_key(&headers(&[("x-api-key", "kg_a"), ("x-api-key", "kg_b")])),
-            Err(DenyReason::AmbiguousCredential)
-        );
-        assert_eq!(
-            presented_key(&headers(&[
-                ("authorization", "Bearer eyJhbGciOi.x.y"),
-                ("authorization", "Bearer kg_b")
-            ])),
-            Err(DenyReason::AmbiguousCredential)
-        );
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Bearer kg_a, Bearer kg_b")])),
-            Err(DenyReason::AmbiguousCredential)
-        );
+    fn the_check_configuration_compiles() {
+        let cfg = CONFIG.as_ref().unwrap();
+        assert_eq!(cfg.api_keys.headers, ["x-api-key"]);
+        assert!(cfg.api_keys.query_params.is_empty());
+        assert!(cfg.api_keys.bearer);
+        assert!(!cfg.jwt.enabled());
+        assert_eq!(cfg.forwarding.header_prefix, "x-keygate-");
     }
 
     #[test]
-    fn required_permissions_are_comma_separated_and_trimmed() {
+    fn the_forwarded_path_is_what_follows_the_prefix() {
+        for (uri, path) in [
+            ("/v1/check", "/"),
+            ("/v1/check/", "/"),
+            ("/v1/check/orders/1?x=1", "/orders/1?x=1"),
+            ("/v1/check?x=1", "/?x=1"),
+        ] {
+            assert_eq!(forwarded_path(&uri.parse().unwrap()), path, "{uri}");
+        }
+    }
+
+    #[test]
+    fn required_permissions_are_comma_separated_trimmed_and_parsed() {
         let h = headers(&[
-            (REQUIRED_PERMISSIONS_HEADER, " a, ,b "),
+            (REQUIRED_PERMISSIONS_HEADER, " a, ,b,a "),
             (REQUIRED_PERMISSIONS_HEADER, "c"),
         ]);
-        assert_eq!(
-            required_permissions(&h).collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
-    }
-
-    #[test]
-    fn a_valid_key_in_both_places_is_one_credential() {
-        let key = ApiKey::from_random([7; keygate_core::key::KEY_RANDOM_BYTES]);
-        let secret = key.expose_secret();
-        let bearer = format!("Bearer {secret}");
-        assert_eq!(
-            presented_key(&headers(&[
-                ("x-api-key", secret),
-                ("authorization", &bearer)
-            ])),
-            Ok(Some(key))
-        );
+        let names: Vec<String> = required_permissions(&h)
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let h = headers(&[(REQUIRED_PERMISSIONS_HEADER, "a, b c,ok")]);
+        assert_eq!(required_permissions(&h), Err(vec!["b c".to_owned()]));
     }
 }

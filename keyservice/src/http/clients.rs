@@ -18,7 +18,7 @@ use super::auth::AdminAuth;
 use super::error::ApiError;
 use super::extract::{ClientIdPath, Json, Query};
 use crate::clients::{Client, ClientSecret};
-use crate::keys::{self, KeyName, KeyStatus, Tenant};
+use crate::keys::{self, KeyStatus, Name, Tenant};
 use crate::store::Change;
 use crate::{entropy, AppState};
 
@@ -110,7 +110,7 @@ async fn create_client(
     Json(request): Json<CreateClientRequest>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let name = KeyName::parse(request.name)?;
+    let name = Name::parse(request.name)?;
     let tenant = Tenant::parse(request.tenant)?;
     let permissions = keys::parse_permissions(request.permissions)?;
     let expires_at = keys::expiry(

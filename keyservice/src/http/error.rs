@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 409 `revoked`: the key or client is revoked, and revocation is final.
     #[error("the {0} is revoked; revocation is final")]
     Revoked(&'static str),
+    /// 408 `request_timeout`, with `Connection: close`: the body did not arrive in time.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 413 `payload_too_large`
     #[error("request body too large")]
     PayloadTooLarge,
@@ -78,6 +81,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Revoked(_) => (StatusCode::CONFLICT, "revoked"),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -193,10 +197,19 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let Self::Unauthorized | Self::AmbiguousAuthorization = self {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, WWW_AUTHENTICATE);
+        match self {
+            Self::Unauthorized | Self::AmbiguousAuthorization => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, WWW_AUTHENTICATE);
+            }
+            // The rest of the body may still come; the connection cannot be reused.
+            Self::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

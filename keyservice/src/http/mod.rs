@@ -26,12 +26,14 @@ pub mod health;
 pub mod oauth;
 pub mod signing_keys;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use self::error::ApiError;
 use crate::AppState;
@@ -39,8 +41,9 @@ use crate::AppState;
 /// Largest request body accepted. Key requests, token requests and usage batches are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// All routes, with JSON 404/405 answers, the body size limit and a log line per request.
-pub fn router() -> Router<AppState> {
+/// All routes, with JSON 404/405 answers, the body size limit and deadline (see
+/// [`body_deadline`]), and a log line per request.
+pub fn router(body_timeout: Duration) -> Router<AppState> {
     Router::new()
         .merge(admin::router())
         .merge(clients::router())
@@ -54,7 +57,42 @@ pub fn router() -> Router<AppState> {
         // Must come after every route: it applies to the routes registered so far.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            BodyTimeout(body_timeout),
+            body_deadline,
+        ))
         .layer(middleware::from_fn(log_request))
+}
+
+/// How long a request body may take, from the request head.
+#[derive(Debug, Clone, Copy)]
+struct BodyTimeout(Duration);
+
+/// Reads the whole request body, at most [`MAX_BODY_BYTES`], before any handler runs, and answers
+/// 408 ([`ApiError::RequestTimeout`]) when it has not arrived within the deadline: a client that
+/// sends less than its `Content-Length`, or trickles it, cannot hold a handler (and its
+/// connection) open. Every body the service accepts is small, so buffering costs nothing the
+/// handlers would not spend anyway. A larger body is 413, as the extractors would answer.
+async fn body_deadline(
+    State(BodyTimeout(timeout)): State<BodyTimeout>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = Limited::new(body, MAX_BODY_BYTES).collect();
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        // The client reset or sent a malformed chunked body; it will hardly read the answer.
+        Ok(Err(e)) => {
+            return ApiError::BadRequest(format!("cannot read the body: {e}")).into_response()
+        }
+        Err(_) => return ApiError::RequestTimeout.into_response(),
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Logs method, route template, status and latency. The route template (`/v1/keys/{id}`), not the

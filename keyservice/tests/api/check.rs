@@ -146,3 +146,153 @@ async fn check_answers_403_when_the_key_lacks_a_required_permission() {
         json!(["orders:write", "admin"])
     );
 }
+
+const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// What the upstream receives when Envoy's ext_authz (HTTP service, `allowed_upstream_headers`
+/// matching the `x-keygate-` prefix) acts on `response`: it sets the answer's identity headers
+/// on the client's request, then removes the headers the answer lists in
+/// `x-envoy-auth-headers-to-remove`, in that order (Envoy's `ext_authz.cc`, `onComplete`).
+fn upstream_headers(client: &[(&str, &str)], response: &Response) -> Vec<(String, String)> {
+    let mut upstream: Vec<(String, String)> = client
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+        .collect();
+    for (name, value) in response.headers() {
+        if name.as_str().starts_with("x-keygate-") {
+            upstream.retain(|(n, _)| n != name.as_str());
+            upstream.push((name.as_str().to_owned(), value.to_str().unwrap().to_owned()));
+        }
+    }
+    let removed: Vec<String> = response
+        .headers()
+        .get(HEADERS_TO_REMOVE)
+        .map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    upstream.retain(|(n, _)| !removed.contains(n));
+    upstream
+}
+
+#[tokio::test]
+async fn check_tells_the_proxy_to_remove_spoofed_identity_and_credential_headers() {
+    let app = spawn_app().await;
+    let key = app.create_default_key().await;
+    let secret = key["secret"].as_str().unwrap();
+    let bearer = format!("Bearer {secret}");
+    for credential in [("x-api-key", secret), ("authorization", bearer.as_str())] {
+        let client = [
+            credential,
+            ("x-keygate-tenant", "evil"),
+            ("X_Keygate_Tenant", "evil"),
+            ("x-KEYGATE_subject", "evil"),
+            ("X-Keygate-Provider", "evil"),
+            ("x-keygate-auth", "jwt"),
+            ("accept", "application/json"),
+        ];
+        let response = check(&app, Method::GET, "/v1/check/orders/1", &client).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let removed = response.headers()[HEADERS_TO_REMOVE].to_str().unwrap();
+        for name in [
+            credential.0,
+            "x_keygate_tenant",
+            "x-keygate_subject",
+            "x-keygate-provider",
+        ] {
+            assert!(
+                removed.split(", ").any(|n| n == name),
+                "{name} not in {removed:?}"
+            );
+        }
+        // Envoy removes after it sets: listing a header the answer sets would remove the real one.
+        for name in ["x-keygate-tenant", "x-keygate-auth", "x-keygate-key-id"] {
+            assert!(
+                !removed.split(", ").any(|n| n == name),
+                "{name} in {removed:?}"
+            );
+        }
+
+        let upstream = upstream_headers(&client, &response);
+        let get = |name: &str| -> Vec<&str> {
+            upstream
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert!(
+            upstream.iter().all(|(_, v)| v != "evil"),
+            "a spoofed header reaches the upstream: {upstream:?}"
+        );
+        assert_eq!(get("x-keygate-tenant"), ["acme"]);
+        assert_eq!(get("x-keygate-auth"), ["api_key"]);
+        assert_eq!(get("x-keygate-key-id"), [key["id"].as_str().unwrap()]);
+        assert!(get(credential.0).is_empty(), "the credential goes upstream");
+        assert_eq!(get("accept"), ["application/json"]);
+    }
+}
+
+#[tokio::test]
+async fn check_denials_carry_no_headers_to_remove_and_bad_paths_are_refused_like_the_filter() {
+    let app = spawn_app().await;
+    let key = app.create_default_key().await;
+    let secret = key["secret"].as_str().unwrap();
+    let response = check(
+        &app,
+        Method::GET,
+        "/v1/check/x",
+        &[("x-keygate-tenant", "evil")],
+    )
+    .await;
+    assert!(response.headers().get(HEADERS_TO_REMOVE).is_none());
+    assert_eq!(
+        denied(response, r#"Bearer realm="keygate""#).await,
+        "missing_credential"
+    );
+
+    // An encoded slash: servers disagree on it, so the filter refuses it, and so does the check.
+    let response = check(
+        &app,
+        Method::GET,
+        "/v1/check/a%2Fb",
+        &[("x-api-key", secret)],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "bad_path");
+}
+
+#[tokio::test]
+async fn check_treats_a_malformed_required_permission_as_missing_after_authenticating() {
+    let app = spawn_app().await;
+    let key = app.create_default_key().await;
+    let secret = key["secret"].as_str().unwrap();
+    let required = ("x-keygate-required-permissions", "orders:read, orders read");
+
+    let response = check(
+        &app,
+        Method::GET,
+        "/v1/check/orders",
+        &[("x-api-key", secret), required],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["missing_permissions"], json!(["orders read"]));
+
+    let never_issued = keygate_core::key::ApiKey::from_random([3; 20]);
+    let response = check(
+        &app,
+        Method::GET,
+        "/v1/check/orders",
+        &[("x-api-key", never_issued.expose_secret()), required],
+    )
+    .await;
+    assert_eq!(denied(response, INVALID_TOKEN).await, "unknown_key");
+}

@@ -11,6 +11,7 @@ use keygate_keyservice::config::{Config, LogFormat, Secret};
 use keygate_keyservice::keys::{CachePolicy, Lifetime};
 use keygate_keyservice::ratelimit::FailurePolicy;
 use keygate_keyservice::rotation::RotationPolicy;
+use keygate_keyservice::server::ConnectionLimits;
 use keygate_keyservice::signing::SigningAlg;
 use keygate_keyservice::startup::{self, Prepared, StartupError};
 use keygate_keyservice::token::{Audience, Issuer, TokenPolicy};
@@ -50,6 +51,8 @@ pub struct Options {
     pub admin_secret: Option<String>,
     pub filter_token: String,
     pub signing_alg: SigningAlg,
+    /// Timeouts and connection cap; the flags' defaults unless a test needs them short.
+    pub limits: ConnectionLimits,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             admin_secret: None,
             filter_token: FILTER_TOKEN.to_owned(),
             signing_alg: SigningAlg::EdDsa,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -95,6 +99,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         admin_secret.as_deref(),
         &options.filter_token,
         options.signing_alg,
+        options.limits,
         clock.clone(),
     )
     .await
@@ -142,6 +147,7 @@ pub async fn prepare(
         admin_secret,
         filter_token,
         SigningAlg::EdDsa,
+        ConnectionLimits::default(),
         clock,
     )
     .await
@@ -152,6 +158,7 @@ pub async fn prepare_with(
     admin_secret: Option<&str>,
     filter_token: &str,
     signing_alg: SigningAlg,
+    limits: ConnectionLimits,
     clock: Arc<ManualClock>,
 ) -> Result<Prepared, StartupError> {
     let config = Config {
@@ -172,6 +179,7 @@ pub async fn prepare_with(
         .unwrap(),
         rotation: RotationPolicy::new(signing_alg, ROTATION_SECS, TOKEN_TTL_SECS).unwrap(),
         auth_failures: FailurePolicy::default(),
+        limits,
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
     };
