@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use keygate_core::config::FilterConfig;
 use keygate_core::decision;
-use keygate_core::usage::{ReportFate, MAX_REPORT_ENTRIES};
+use keygate_core::usage::ReportFate;
 use keygate_core::wire::UsageReport;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -68,16 +68,12 @@ impl FilterRoot {
     }
 
     fn report_usage(&mut self, worker: &Worker, interval: Duration, now: u64) {
-        // Reports are bounded batches: while more keys wait than one batch holds, the next batch
-        // goes at the next tick instead of after a whole interval.
-        let backlog = worker.usage.borrow().len() > MAX_REPORT_ENTRIES;
-        let due = now >= self.last_report + interval.as_secs();
-        if self.report_in_flight.is_some() || !(due || backlog) {
+        if self.report_in_flight.is_some() {
             return;
         }
         let report = {
             let mut usage = worker.usage.borrow_mut();
-            if usage.is_empty() {
+            if !usage.report_due(self.last_report, interval.as_secs(), now) {
                 return;
             }
             usage.drain()

@@ -63,6 +63,14 @@ impl UsageBook {
         self.counts.len()
     }
 
+    /// Whether to send a report now, the last one having gone at `last_report` (unix seconds):
+    /// every `interval_secs`, or at once while more keys wait than one report holds, so a backlog
+    /// drains a batch per tick. Never with nothing to report.
+    pub fn report_due(&self, last_report: u64, interval_secs: u64, now: u64) -> bool {
+        let backlog = self.counts.len() > MAX_REPORT_ENTRIES;
+        !self.is_empty() && (backlog || now >= last_report.saturating_add(interval_secs))
+    }
+
     /// Requests not counted because the book was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -101,6 +109,22 @@ impl UsageBook {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_report_is_due_each_interval_or_at_once_with_a_backlog() {
+        let mut book = UsageBook::default();
+        assert!(!book.report_due(0, 10, 1_000), "nothing to report");
+        book.record("key_1", 1_000);
+        assert!(!book.report_due(995, 10, 1_000));
+        assert!(book.report_due(990, 10, 1_000));
+        for n in 0..=MAX_REPORT_ENTRIES {
+            book.record(&format!("key_{n}"), 1_000);
+        }
+        assert!(
+            book.report_due(999, 10, 1_000),
+            "a backlog goes at the next tick"
+        );
+    }
 
     #[test]
     fn a_report_is_retried_unless_the_service_refused_it_as_it_is() {
