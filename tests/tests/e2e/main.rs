@@ -9,9 +9,12 @@ mod demo;
 mod harness;
 mod hostile_bytes;
 mod jwt;
+mod path_oracle;
 mod paths;
 mod resilience;
+mod route_name;
 mod usage;
+mod vm_failure;
 
 use std::future::Future;
 use std::time::Duration;
