@@ -5,9 +5,11 @@
 //! once or not at all, resolve `.`/`..` or not, merge `//` or not, strip `;params` first (servlet
 //! containers), treat `\` as a separator (Windows servers), re-parse at a decoded `?` or `#`,
 //! decode twice, compare case or not. [`RuleSet::readings`] maps a received path through every
-//! reading to the first rule that matches, and [`RuleSet::consensus`] says whether they agree.
-//! A path the filter forwards must land on the same rule whichever server reads it; that is the
-//! filter's guarantee, checked from the outside.
+//! reading to the first rule that matches, and [`RuleSet::consensus`] says whether they agree, and which rules a path can reach.
+//! A path the filter forwards must land on the same rule whichever server of one kind reads it;
+//! where kinds differ (case compared or ignored, path decoded or routed as received), the filter
+//! must demand what every rule they land on demands. That is the filter's guarantee, checked from
+//! the outside.
 //!
 //! Rule semantics follow the README: `path` matches exactly those segments (a trailing slash
 //! ignored), `prefix` whole leading segments, `*` one non-empty segment, first rule wins. Only
@@ -78,6 +80,11 @@ impl Reading {
         matches!(self, Self::Express | Self::BackslashCaseInsensitive)
     }
 
+    /// Percent-decodes before routing; the others route on the path as received.
+    pub fn decodes(self) -> bool {
+        !matches!(self, Self::Express)
+    }
+
     /// The segments this server routes on, or `None` if it would refuse the path itself. The
     /// path is what the server received: the query (from the first `?`) and a fragment are cut
     /// off here.
@@ -119,58 +126,84 @@ impl Reading {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
-    /// The filter's `case_sensitive_paths`. When false, every reading also compares case
-    /// insensitively, since such a deployment expects upstreams that may do so.
+    /// The filter's `case_sensitive_paths`. True declares upstreams that compare case exactly,
+    /// so every reading does. False (the default) expects either kind of upstream: each reading
+    /// is taken with case compared and with case ignored.
     pub case_sensitive: bool,
+}
+
+/// How a reading compared literal segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Case {
+    Exact,
+    Folded,
 }
 
 /// What the readings of one path say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consensus {
-    /// Every reading that routes the path at all picks this rule (index into the rules).
-    Rule(usize),
+    /// The readings agree on the path's structure: among the servers of one kind (comparing case
+    /// or not, decoding or not), every one that routes it picks the same rule. The rules of the
+    /// kinds (indices, ascending) are what the filter must demand together: an upstream of any
+    /// kind may serve the path.
+    Rules(Vec<usize>),
     /// No reading matches any rule.
     Unmatched,
-    /// Servers disagree: these rules (with the readings that chose them) are all possible.
-    Ambiguous(Vec<(Reading, Option<usize>)>),
+    /// Readings of the same kind route the path to different rules: servers split or resolve it
+    /// differently, and the filter must refuse it.
+    Ambiguous(Vec<(Reading, Case, Option<usize>)>),
 }
 
 impl RuleSet {
     /// The first rule matching `segments`.
-    pub fn match_segments(&self, segments: &[String], case_insensitive: bool) -> Option<usize> {
+    pub fn match_segments(&self, segments: &[String], case: Case) -> Option<usize> {
         self.rules
             .iter()
-            .position(|rule| rule_matches(rule, segments, case_insensitive))
+            .position(|rule| rule_matches(rule, segments, case == Case::Folded))
     }
 
-    /// Each reading's rule for the received path (`None`: the server refuses it or no rule).
-    pub fn readings(&self, received: &str) -> Vec<(Reading, Option<usize>)> {
+    /// Each reading's rule for the received path (`None`: no rule), in each way of comparing
+    /// case that applies; readings that refuse the path are left out.
+    pub fn readings(&self, received: &str) -> Vec<(Reading, Case, Option<usize>)> {
         let mut out = Vec::new();
         for reading in Reading::ALL {
             let Some(segments) = reading.segments(received) else {
                 continue;
             };
-            out.push((
-                reading,
-                self.match_segments(&segments, reading.case_insensitive()),
-            ));
-            if !self.case_sensitive && !reading.case_insensitive() {
-                out.push((reading, self.match_segments(&segments, true)));
+            let cases: &[Case] = match (self.case_sensitive, reading.case_insensitive()) {
+                (true, _) => &[Case::Exact],
+                (false, true) => &[Case::Folded],
+                (false, false) => &[Case::Exact, Case::Folded],
+            };
+            for &case in cases {
+                out.push((reading, case, self.match_segments(&segments, case)));
             }
         }
         out
     }
 
-    /// Whether every server that routes `received` to some rule routes it to the same one. A
-    /// reading that matches nothing serves nothing of the table (a 404 upstream) and does not
-    /// count against agreement.
+    /// Whether every server routes `received` alike (see [`Consensus`]). A reading that matches
+    /// nothing serves nothing of the table (a 404 upstream) and does not count against agreement.
     pub fn consensus(&self, received: &str) -> Consensus {
         let readings = self.readings(received);
-        let chosen: BTreeSet<usize> = readings.iter().filter_map(|(_, rule)| *rule).collect();
-        match chosen.len() {
-            0 => Consensus::Unmatched,
-            1 => Consensus::Rule(chosen.into_iter().next().unwrap_or_default()),
-            _ => Consensus::Ambiguous(readings),
+        let mut rules = BTreeSet::new();
+        for case in [Case::Exact, Case::Folded] {
+            for decodes in [true, false] {
+                let chosen: BTreeSet<usize> = readings
+                    .iter()
+                    .filter(|(reading, c, _)| *c == case && reading.decodes() == decodes)
+                    .filter_map(|(_, _, rule)| *rule)
+                    .collect();
+                if chosen.len() > 1 {
+                    return Consensus::Ambiguous(readings);
+                }
+                rules.extend(chosen);
+            }
+        }
+        if rules.is_empty() {
+            Consensus::Unmatched
+        } else {
+            Consensus::Rules(rules.into_iter().collect())
         }
     }
 }
@@ -423,7 +456,8 @@ mod tests {
     #[test]
     fn rules_match_whole_segments_and_ignore_one_trailing_slash() {
         let rules = rules();
-        let rule = |path: &str| rules.match_segments(&segments(Reading::Express, path), false);
+        let rule =
+            |path: &str| rules.match_segments(&segments(Reading::Express, path), Case::Exact);
         assert_eq!(rule("/admin"), Some(2));
         assert_eq!(rule("/admin/"), Some(2));
         assert_eq!(rule("/administrator"), None);
@@ -432,7 +466,7 @@ mod tests {
         assert_eq!(rule("/orders//"), None);
         assert_eq!(rule("/ADMIN/x"), None);
         assert_eq!(
-            rules.match_segments(&segments(Reading::Express, "/ADMIN/x"), true),
+            rules.match_segments(&segments(Reading::Express, "/ADMIN/x"), Case::Folded),
             Some(2)
         );
     }
@@ -440,8 +474,11 @@ mod tests {
     #[test]
     fn servers_disagreeing_make_a_path_ambiguous() {
         let rules = rules();
-        assert_eq!(rules.consensus("/admin/x?y=/../public"), Consensus::Rule(2));
-        assert_eq!(rules.consensus("/%61dmin/x"), Consensus::Rule(2));
+        assert_eq!(
+            rules.consensus("/admin/x?y=/../public"),
+            Consensus::Rules(vec![2])
+        );
+        assert_eq!(rules.consensus("/%61dmin/x"), Consensus::Rules(vec![2]));
         assert_eq!(rules.consensus("/nothing"), Consensus::Unmatched);
         assert!(matches!(
             rules.consensus("/public/..;/admin/x"),
@@ -451,5 +488,49 @@ mod tests {
             rules.consensus("/public/%2e%2e/admin"),
             Consensus::Ambiguous(_)
         ));
+    }
+
+    #[test]
+    fn an_escaped_letter_can_need_two_rules() {
+        let mut rules = rules();
+        rules.rules.insert(
+            0,
+            Rule {
+                name: "admin-health",
+                kind: RuleKind::Path,
+                pattern: "/admin/health",
+                permission: None,
+            },
+        );
+        // Decoding servers serve the health endpoint, Express its `/admin` subtree.
+        assert_eq!(
+            rules.consensus("/admin/he%61lth"),
+            Consensus::Rules(vec![0, 3])
+        );
+        assert_eq!(rules.consensus("/%61dmin/x"), Consensus::Rules(vec![3]));
+    }
+
+    #[test]
+    fn ignoring_case_a_path_can_need_two_rules() {
+        let mut rules = rules();
+        rules.rules.insert(
+            0,
+            Rule {
+                name: "admin-health",
+                kind: RuleKind::Path,
+                pattern: "/admin/health",
+                permission: None,
+            },
+        );
+        assert_eq!(rules.consensus("/admin/HEALTH"), Consensus::Rules(vec![3]));
+        // Ignoring case, case-sensitive upstreams serve it under `/admin`, case-insensitive ones
+        // as the health endpoint.
+        rules.case_sensitive = false;
+        assert_eq!(
+            rules.consensus("/admin/HEALTH"),
+            Consensus::Rules(vec![0, 3])
+        );
+        assert_eq!(rules.consensus("/admin/health"), Consensus::Rules(vec![0]));
+        assert_eq!(rules.consensus("/ADMIN/x"), Consensus::Rules(vec![3]));
     }
 }

@@ -4,17 +4,20 @@
 //! For every path, sent with a key holding every permission: a refusal (400 from the filter or
 //! Envoy, Envoy's 404) is one-to-one by definition. A path that reaches the upstream is read the
 //! ways real servers read paths ([`keygate_e2e::upstream_paths`]: decode once or not, resolve dot
-//! segments or not, strip `;params`, `\` as a separator, case folding, ...). All readings that
-//! route it must pick the same rule R, and the filter must have applied exactly R: a key holding
-//! only R's permission reaches the upstream, a key holding every other permission gets 403, no
-//! key reaches the upstream only if R is public. Any disagreement fails the test, with the first
-//! cases printed.
+//! segments or not, strip `;params`, `\` as a separator, compare case or not, ...). Servers of
+//! one kind must all pick the same rule; the filter must demand exactly what the rules picked by
+//! the kinds demand: a key holding only that permission reaches the upstream, a key holding every
+//! other permission gets 403, no key reaches the upstream only if all are public. A 403 for a
+//! path no rule matches must agree with the servers too. Any disagreement fails the test, with
+//! the first cases printed.
 //!
 //! Both listeners of `envoy/e2e.yaml` run it: `main` (Envoy's normalization on, escaped slashes
 //! rejected) and `raw` (all off: the filter alone). Paths come from a seeded generator (dot
 //! segments raw and encoded in both hex cases, `;params` and `..;`, every byte 0x00-0xFF
 //! percent-encoded, doubled slashes, case changes, trailing slashes, queries) plus a systematic
-//! pass of every byte in three places. Requests go over a few keep-alive connections.
+//! pass of every byte in three places and of every letter of the rules' paths in the other case
+//! or percent-encoded. Both values of `case_sensitive_paths` run, each on a stack of its own.
+//! Requests go over a few keep-alive connections.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,8 +33,9 @@ use tokio::task::JoinSet;
 
 /// Seed of the generator: the same paths every run.
 const SEED: u64 = 0x6b65_7967_6174_6521;
-/// Generated paths per listener, on top of the every-byte pass (3 x 256 x 2 hex cases).
-const GENERATED: usize = 2500;
+/// Generated paths per listener, on top of the every-byte pass (3 x 256 x 2 hex cases) and the
+/// variants of the rules' own paths.
+const GENERATED: usize = 6000;
 /// Keep-alive connections per listener.
 const CONNECTIONS: usize = 8;
 /// Mismatches printed in full.
@@ -40,7 +44,7 @@ const SHOWN: usize = 20;
 /// The route table under test. Each protected rule needs its own permission, so a key tells which
 /// rule the filter applied. `/admin/health` is public and shadows the `/admin` prefix; `/orders/*`
 /// and `/orders/*/items` differ in depth only.
-fn rules() -> RuleSet {
+fn rules(case_sensitive: bool) -> RuleSet {
     let rule = |name, kind, pattern, permission| Rule {
         name,
         kind,
@@ -66,8 +70,7 @@ fn rules() -> RuleSet {
                 Some("reports:read"),
             ),
         ],
-        // The filter's default (`case_sensitive_paths` left out below).
-        case_sensitive: false,
+        case_sensitive,
     }
 }
 
@@ -88,6 +91,7 @@ fn filter_config(rules: &RuleSet) -> Value {
             json
         })
         .collect();
+    config["case_sensitive_paths"] = json!(rules.case_sensitive);
     config
 }
 
@@ -144,8 +148,8 @@ impl Rng {
         self.below(100) < percent
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
     }
 }
 
@@ -229,8 +233,8 @@ fn escape(byte: u8, upper: bool) -> String {
 /// One segment, mutated.
 fn segment(rng: &mut Rng) -> String {
     let base = match rng.below(10) {
-        0..=5 => (*rng.pick(NAMES)).to_owned(),
-        6..=8 => (*rng.pick(DOTS)).to_owned(),
+        0..=5 => rng.pick(NAMES).to_owned(),
+        6..=8 => rng.pick(DOTS).to_owned(),
         _ => String::new(),
     };
     let mut out = String::new();
@@ -252,7 +256,7 @@ fn segment(rng: &mut Rng) -> String {
     }
     if rng.chance(10) {
         let at = char_boundary(&out, rng.below(out.len() + 1));
-        out.insert_str(at, *rng.pick(ODDITIES));
+        out.insert_str(at, rng.pick(ODDITIES));
     }
     out
 }
@@ -274,7 +278,7 @@ fn generated_path(rng: &mut Rng) -> String {
             path.push('/');
         }
         if i == 0 && rng.chance(50) {
-            let first = *rng.pick(&["admin", "orders", "public", "reports"]);
+            let first = rng.pick(&["admin", "orders", "public", "reports"]);
             path.push_str(&case_changed(rng, first));
         } else {
             path.push_str(&segment(rng));
@@ -284,7 +288,7 @@ fn generated_path(rng: &mut Rng) -> String {
         path.push('/');
     }
     if rng.chance(8) {
-        path.push_str(*rng.pick(QUERIES));
+        path.push_str(rng.pick(QUERIES));
     }
     path
 }
@@ -318,9 +322,42 @@ fn every_byte_paths() -> Vec<String> {
     paths
 }
 
+/// Each letter and digit of the rules' own paths in the other case and percent-encoded (both hex
+/// cases): where a server comparing case, or one routing on the raw path, picks another rule.
+fn literal_variant_paths() -> Vec<String> {
+    let mut paths = Vec::new();
+    for base in [
+        "/admin/health",
+        "/admin/x",
+        "/orders/1",
+        "/orders/1/items",
+        "/reports/daily/x",
+        "/public/x",
+    ] {
+        for (at, c) in base
+            .char_indices()
+            .filter(|(_, c)| c.is_ascii_alphanumeric())
+        {
+            let (head, tail) = (&base[..at], &base[at + 1..]);
+            let flipped = if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            paths.push(format!("{head}{flipped}{tail}"));
+            for upper in [false, true] {
+                paths.push(format!("{head}{}{tail}", escape(c as u8, upper)));
+                paths.push(format!("{head}{}{tail}", escape(flipped as u8, upper)));
+            }
+        }
+    }
+    paths
+}
+
 fn all_paths() -> Vec<String> {
     let mut rng = Rng(SEED);
     let mut paths = every_byte_paths();
+    paths.extend(literal_variant_paths());
     paths.extend((0..GENERATED).map(|_| generated_path(&mut rng)));
     paths
 }
@@ -334,6 +371,9 @@ struct Counts {
     /// 403 with every permission: no rule matched.
     unmatched: usize,
     forwarded: usize,
+    /// Forwarded paths that servers of different kinds (comparing case or not, decoding or not)
+    /// route to different rules: the filter must demand the permissions of all of them.
+    joined: usize,
 }
 
 impl Counts {
@@ -342,6 +382,7 @@ impl Counts {
         self.refused += other.refused;
         self.unmatched += other.unmatched;
         self.forwarded += other.forwarded;
+        self.joined += other.joined;
     }
 }
 
@@ -419,8 +460,8 @@ impl Probe<'_> {
         if self.listener == Listener::Raw && received != path {
             problem(format!("forwarded as {received:?}, not as sent"));
         }
-        let rule = match self.rules.consensus(&received) {
-            Consensus::Rule(index) => &self.rules.rules[index],
+        let reached_rules = match self.rules.consensus(&received) {
+            Consensus::Rules(rules) => rules,
             Consensus::Unmatched => {
                 problem(format!(
                     "forwarded as {received:?}, which no server routes to any rule"
@@ -430,9 +471,9 @@ impl Probe<'_> {
             Consensus::Ambiguous(readings) => {
                 let readings: Vec<String> = readings
                     .iter()
-                    .map(|(reading, rule)| {
+                    .map(|(reading, case, rule)| {
                         let name = rule.map_or("none", |i| self.rules.rules[i].name);
-                        format!("{reading:?}->{name}")
+                        format!("{reading:?}/{case:?}->{name}")
                     })
                     .collect();
                 problem(format!(
@@ -442,42 +483,52 @@ impl Probe<'_> {
                 return Ok(());
             }
         };
+        if reached_rules.len() > 1 {
+            counts.joined += 1;
+        }
+        // What the filter must demand: every permission of every rule an upstream may serve.
+        let names: Vec<&str> = reached_rules
+            .iter()
+            .map(|&i| self.rules.rules[i].name)
+            .collect();
+        let names = names.join("+");
+        let demanded: Vec<&'static str> = reached_rules
+            .iter()
+            .filter_map(|&i| self.rules.rules[i].permission)
+            .collect();
         let anonymous = self.send(path, None).await?;
-        match rule.permission {
-            None => {
-                if reached(&anonymous).is_none() {
-                    problem(format!(
-                        "upstream rule {} is public, but no key got {}",
-                        rule.name,
-                        anonymous.summary()
-                    ));
-                }
+        if demanded.is_empty() {
+            if reached(&anonymous).is_none() {
+                problem(format!(
+                    "upstream rule {names} (as {received:?}) is public, but no key got {}",
+                    anonymous.summary()
+                ));
             }
-            Some(permission) => {
-                if reached(&anonymous).is_some() {
-                    problem(format!(
-                        "upstream rule {} (as {received:?}) needs {permission}, but no key reached it",
-                        rule.name
-                    ));
-                }
-                let only = self.keys.only[permission].clone();
-                let reply = self.send(path, Some(&only)).await?;
-                if reached(&reply).is_none() || reply.status != 200 {
-                    problem(format!(
-                        "upstream rule {} (as {received:?}): a key with only {permission} got {}",
-                        rule.name,
-                        reply.summary()
-                    ));
-                }
-                let all_but = self.keys.all_but[permission].clone();
-                let reply = self.send(path, Some(&all_but)).await?;
-                if reached(&reply).is_some() || reply.status != 403 {
-                    problem(format!(
-                        "upstream rule {} (as {received:?}): a key with all but {permission} got {}",
-                        rule.name,
-                        reply.summary()
-                    ));
-                }
+            return Ok(());
+        }
+        if reached(&anonymous).is_some() {
+            problem(format!(
+                "upstream rule {names} (as {received:?}) needs {demanded:?}, but no key reached it"
+            ));
+        }
+        if let [permission] = demanded.as_slice() {
+            let only = self.keys.only[permission].clone();
+            let reply = self.send(path, Some(&only)).await?;
+            if reached(&reply).is_none() || reply.status != 200 {
+                problem(format!(
+                    "upstream rule {names} (as {received:?}): a key with only {permission} got {}",
+                    reply.summary()
+                ));
+            }
+        }
+        for permission in demanded {
+            let all_but = self.keys.all_but[permission].clone();
+            let reply = self.send(path, Some(&all_but)).await?;
+            if reached(&reply).is_some() || reply.status != 403 {
+                problem(format!(
+                    "upstream rule {names} (as {received:?}): a key with all but {permission} got {}",
+                    reply.summary()
+                ));
             }
         }
         Ok(())
@@ -487,15 +538,18 @@ impl Probe<'_> {
     fn unmatched_disagreement(&self, path: &str) -> Option<String> {
         match self.rules.consensus(path) {
             Consensus::Unmatched => None,
-            Consensus::Rule(index) => Some(format!(
-                "filter found no rule, servers route it to {}",
-                self.rules.rules[index].name
+            Consensus::Rules(rules) => Some(format!(
+                "filter found no rule, servers route it to {:?}",
+                rules
+                    .iter()
+                    .map(|&i| self.rules.rules[i].name)
+                    .collect::<Vec<_>>()
             )),
-            // Ambiguous paths must be refused (400), not answered as unmatched: a 403 for every
-            // key is still safe, so it is reported only if some server reads it as public.
+            // Ambiguous paths should be refused (400), not answered as unmatched; but a 403 for
+            // every key is still safe, so it is reported only if some server reads it as public.
             Consensus::Ambiguous(readings) => readings
                 .iter()
-                .filter_map(|(_, rule)| *rule)
+                .filter_map(|(_, _, rule)| *rule)
                 .any(|index| self.rules.rules[index].permission.is_none())
                 .then(|| "filter found no rule, some server reads it as public".to_owned()),
         }
@@ -539,15 +593,21 @@ async fn run(
     Ok((counts, mismatches))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rule_the_filter_applies_is_the_rule_every_upstream_reading_routes_to(
-) -> anyhow::Result<()> {
-    let rules = rules();
+/// One stack with the rules in one case mode; both listeners. Returns the report lines and the
+/// mismatches.
+async fn run_stack(
+    case_sensitive: bool,
+    paths: &[String],
+) -> anyhow::Result<(String, Vec<String>)> {
+    let rules = rules(case_sensitive);
     let stack = Stack::start(filter_config(&rules)).await?;
     let keys = Arc::new(Keys::create(&stack, &rules).await?);
     let rules = Arc::new(rules);
-    let paths = all_paths();
-
+    let mode = if case_sensitive {
+        "case_sensitive_paths: true"
+    } else {
+        "case_sensitive_paths: false"
+    };
     let mut report = String::new();
     let mut mismatches = Vec::new();
     for listener in [Listener::Main, Listener::Raw] {
@@ -557,17 +617,18 @@ async fn the_rule_the_filter_applies_is_the_rule_every_upstream_reading_routes_t
             listener,
             Arc::clone(&keys),
             Arc::clone(&rules),
-            &paths,
+            paths,
         )
         .await?;
         writeln!(
             report,
-            "{}: {} paths tried, {} refused (400/404), {} unmatched (403), {} forwarded, {} mismatches, {:.1?}",
+            "{mode}, listener {}: {} paths tried, {} refused (400/404), {} unmatched (403), {} forwarded ({} needing several rules' permissions), {} mismatches, {:.1?}",
             listener.name(),
             counts.tried,
             counts.refused,
             counts.unmatched,
             counts.forwarded,
+            counts.joined,
             found.len(),
             started.elapsed()
         )?;
@@ -575,8 +636,22 @@ async fn the_rule_the_filter_applies_is_the_rule_every_upstream_reading_routes_t
         mismatches.extend(
             found
                 .into_iter()
-                .map(|m| format!("[{}] {m}", listener.name())),
+                .map(|m| format!("[{mode}, {}] {m}", listener.name())),
         );
+    }
+    Ok((report, mismatches))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rule_the_filter_applies_is_the_rule_every_upstream_reading_routes_to(
+) -> anyhow::Result<()> {
+    let paths = all_paths();
+    let mut report = String::new();
+    let mut mismatches = Vec::new();
+    for case_sensitive in [false, true] {
+        let (lines, found) = run_stack(case_sensitive, &paths).await?;
+        report.push_str(&lines);
+        mismatches.extend(found);
     }
     println!("{report}");
     assert!(
