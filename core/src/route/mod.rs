@@ -26,30 +26,29 @@
 //! # Path normalization
 //!
 //! Matching must see the path the upstream will serve, or a request could be matched as a public
-//! rule while reaching a protected one. So the filter normalizes the way a lenient server does,
-//! and refuses (400) what servers disagree about:
+//! rule while reaching a protected one. The filter forwards the path unchanged, matches its own
+//! segments, each percent-decoded once ([`normalize_path`]), and refuses (400) whatever servers
+//! could split, join or resolve differently:
 //! - The query (from the first `?`) is cut off. A `#` before it is refused: Envoy rejects or strips
 //!   fragments, so one that arrives here would be forwarded and mean something else upstream.
-//! - Every `%XX` is decoded once, in either hex case: `%2e%2E` is `..`, `%61dmin` is `admin`.
-//! - Refused: encoded slash `%2F` and backslash `%5C`, a raw `\`, encoded `;` (`%3B`), control
-//!   characters raw or encoded (`%00`), malformed escapes, double encoding (`%25` followed by two
-//!   hex digits, such as `%252F`), and escapes that do not decode to UTF-8 (overlong `%C0%AE`).
-//!   Each would otherwise split or join segments differently for some server.
-//! - `;parameters` are stripped from every segment: `/admin;jsessionid=1/x` is `/admin/x` and
-//!   `/public/..;/admin` is `/admin`, as servlet containers read them.
-//! - `.` segments are dropped and `..` removes the previous segment, never climbing above the
-//!   root: `/public/../admin` and `/../admin` are `/admin`. Empty segments are then dropped, so
-//!   `//admin` is `/admin`. A `..` right after an empty segment (`/public//../admin`) is refused:
-//!   RFC 3986 order gives `/public/admin`, merge-first servers give `/admin`.
+//! - Every `%XX` is decoded once, in either hex case: `%61dmin` is `admin`.
+//! - Refused: `;` raw or encoded (servlet containers strip `;params`, others keep them), `.` and
+//!   `..` segments raw or encoded, empty segments (one trailing `/` is fine), encoded `/ \ ? #`,
+//!   a raw `\` or `#`, control characters raw or encoded, malformed escapes, double encoding
+//!   (`%252F`), and escapes that do not decode to UTF-8 (overlong `%C0%AE`).
 //! - Case is kept; with `case_sensitive_paths: false`, `/ADMIN/x` matches `/admin/` rules.
-//! - Not modeled: Unicode case folding or normalization, and Windows name equivalences (trailing
-//!   dots, short names). An upstream that applies them can serve as one path what the filter
-//!   matches as two.
 //!
-//! Envoy should normalize first, so upstream receives the same path the filter matched. Set, on
-//! the HTTP connection manager: `normalize_path: true`, `merge_slashes: true` and
-//! `path_with_escaped_slashes_action: REJECT_REQUEST`. This module's policy is the backstop
-//! when those are missing.
+//! What servers still read differently is the case of letters (where the table ignores it) and
+//! escapes (a server that routes on the raw path does not take `he%61lth` for `health`). When
+//! such a reading lands on a later rule than the first match, [`RouteTable::lookup`] demands
+//! that rule's access too. Not modeled: Unicode case folding or normalization, Windows name
+//! equivalences (trailing dots, short names), and escapes of the sub-delimiters a pattern may
+//! contain (`/a%2Bb` is `/a+b` here, not to a server routing on the raw path).
+//!
+//! Envoy should normalize first. Set, on the HTTP connection manager: `normalize_path: true`,
+//! `merge_slashes: true` and `path_with_escaped_slashes_action: REJECT_REQUEST`. This module's
+//! policy is the backstop when those are missing. `tests/tests/e2e/path_oracle.rs` checks it
+//! against an upstream's view, with and without Envoy's normalization.
 //!
 //! # Lookup cost
 //!
