@@ -1,14 +1,15 @@
 //! A rule keyed on Envoy's route name (`route_name`) holds while the filter removes headers.
 //!
 //! Every request header the filter removes (client-sent `x-keygate-*`, the credential) clears
-//! Envoy's route cache. The filter reads the route name before any removal, so that a
-//! `route_name` rule cannot stop matching (with `unmatched: deny` every key would get 403, with
-//! `unmatched: allow` the route would be open). `envoy/e2e.yaml` sends `/reports/` through a route
-//! named `reports`; nothing else in the filter config below matches `/reports/`, so only the route
-//! name can make the rule apply.
+//! Envoy's route cache. The filter reads the route name before any removal, so a `route_name`
+//! rule sees the route the client's request was routed by, whatever an Envoy version does with
+//! the name once the cache is cleared (were it gone, the rule would stop matching: 403 for every
+//! key with `unmatched: deny`, an open route with `unmatched: allow`). `envoy/e2e.yaml` sends
+//! `/reports/` through a route named `reports`; nothing else in the filter config below matches
+//! `/reports/`, so only the route name can make the rule apply.
 //!
 //! The last test measures what Envoy 1.40 itself does on a removal, with a filter other than
-//! keygate: the route name stays readable, but the route that forwards can change.
+//! keygate: the name read after it is still the old one, but the route that forwards can change.
 
 use keygate_e2e::{base_filter_config, Listener, Stack};
 use serde_json::json;
