@@ -678,11 +678,12 @@ impl RouteTable {
                 .then(|| Reading::new(self.case_sensitive, true)),
             (!self.case_sensitive && path.has_escapes()).then(|| Reading::new(true, true)),
         ];
+        let demands_more = |other: &Route| !covers(&found.access, &other.access);
         let elsewhere = readings.into_iter().flatten().any(|reading| {
             self.routes
                 .iter()
-                .position(|route| route.matches_reading(method, path, route_name, reading))
-                .is_some_and(|other| other != best)
+                .find(|route| route.matches_reading(method, path, route_name, reading))
+                .is_some_and(demands_more)
         });
         Some(if elsewhere { guarded } else { found })
     }
@@ -1565,6 +1566,18 @@ mod tests {
             false,
         );
         assert!(guarded(&apart).is_empty());
+        // Only a reading that lands on a rule demanding more changes the answer.
+        let layered = table(
+            r#"[
+                {"path": "/x/health", "public": true},
+                {"prefix": "/x/", "public": true},
+                {"prefix": "/", "permissions": ["p"]}
+            ]"#,
+            false,
+        );
+        assert_eq!(guarded(&layered), [0, 1]);
+        assert_eq!(access(&layered, "/x/HEALTH"), Some(Access::Public));
+        assert_eq!(access(&layered, "/X/health"), requires(&["p"]));
     }
 
     #[test]
