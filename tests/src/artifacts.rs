@@ -50,6 +50,19 @@ pub fn filter_wasm() -> Result<PathBuf> {
     )
 }
 
+/// `PANIC_FILTER_WASM`, else `target/wasm32-wasip1/release/panic_filter.wasm`: the test-only
+/// filter of `tests/panic-filter`.
+pub fn panic_filter_wasm() -> Result<PathBuf> {
+    let path = std::env::var_os("PANIC_FILTER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release/panic_filter.wasm"));
+    existing(
+        path,
+        "panic_filter.wasm",
+        "run `make build` (or set PANIC_FILTER_WASM)",
+    )
+}
+
 /// `ENVOY_BIN`, else `.venv/bin/envoy`.
 pub fn envoy() -> Result<PathBuf> {
     let path = std::env::var_os("ENVOY_BIN")
@@ -61,6 +74,11 @@ pub fn envoy() -> Result<PathBuf> {
 /// The Envoy config template the end-to-end tests use.
 pub fn e2e_template() -> PathBuf {
     workspace_root().join("envoy/e2e.yaml")
+}
+
+/// One Wasm filter in front of the upstream, for the tests of Envoy's Wasm `failure_policy`.
+pub fn wasm_failure_template() -> PathBuf {
+    workspace_root().join("tests/fixtures/wasm-failure.yaml")
 }
 
 /// An Envoy config with no filter at all: for testing the harness on its own.

@@ -22,11 +22,10 @@ use crate::artifacts;
 /// other tests start their Envoys at the same time.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
+/// `--concurrency` unless a test asks otherwise.
+pub const WORKERS: usize = 2;
 
 /// A running Envoy; killed when dropped.
-/// Worker threads, hence Wasm VMs, unless a test asks for another number.
-pub const DEFAULT_WORKERS: u32 = 2;
-
 #[derive(Debug)]
 pub struct Envoy {
     child: Child,
@@ -69,7 +68,7 @@ impl Envoy {
 
     /// Starts Envoy on `config` and waits until it serves; fails if it exits first.
     pub async fn start(config: &Path, workdir: &Path) -> Result<Self> {
-        match Self::try_start(config, workdir, DEFAULT_WORKERS).await? {
+        match Self::try_start(config, workdir).await? {
             StartOutcome::Ready(envoy) => Ok(envoy),
             StartOutcome::Exited { status, log } => {
                 bail!(
@@ -80,20 +79,39 @@ impl Envoy {
         }
     }
 
-    /// Starts Envoy on `config` with `workers` worker threads (files go to `workdir`) and waits
-    /// until it is ready or has exited.
-    pub async fn try_start(config: &Path, workdir: &Path, workers: u32) -> Result<StartOutcome> {
+    /// Starts Envoy on `config` (files go to `workdir`) and waits until it is ready or has exited.
+    pub async fn try_start(config: &Path, workdir: &Path) -> Result<StartOutcome> {
+        Self::try_start_with_workers(config, workdir, WORKERS).await
+    }
+
+    /// [`start`](Self::start) with `workers` worker threads (`--concurrency`): one worker means
+    /// one Wasm VM serves every request, for tests that follow a VM's life.
+    pub async fn start_with_workers(config: &Path, workdir: &Path, workers: usize) -> Result<Self> {
+        match Self::try_start_with_workers(config, workdir, workers).await? {
+            StartOutcome::Ready(envoy) => Ok(envoy),
+            StartOutcome::Exited { status, log } => {
+                bail!(
+                    "Envoy exited at start-up ({status}); its log ends:\n{}",
+                    tail(&log, 40)
+                )
+            }
+        }
+    }
+
+    pub async fn try_start_with_workers(
+        config: &Path,
+        workdir: &Path,
+        workers: usize,
+    ) -> Result<StartOutcome> {
         let log_path = workdir.join("envoy.log");
         let admin_path = workdir.join("envoy-admin-address");
         let log = File::create(&log_path).context("creating envoy.log")?;
         let child = Command::new(artifacts::envoy()?)
             .arg("-c")
             .arg(config)
-            .args([
-                "--concurrency",
-                &workers.to_string(),
-                "--disable-hot-restart",
-            ])
+            .arg("--concurrency")
+            .arg(workers.to_string())
+            .arg("--disable-hot-restart")
             .args(["--component-log-level", "wasm:debug"])
             .arg("--admin-address-path")
             .arg(&admin_path)

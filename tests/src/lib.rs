@@ -16,6 +16,7 @@
 //! - [`artifacts`]: where the built binaries, the `.wasm` and Envoy are found
 //! - [`raw_http`]: a byte-exact HTTP/1.1 client, for paths other clients would normalise
 //! - [`raw_h2`]: a byte-exact HTTP/2 cleartext client, for bytes HTTP/2 libraries refuse to send
+//! - [`upstream_paths`]: how common servers read a path they receive, and which rule that hits
 
 pub mod artifacts;
 pub mod echo;
@@ -26,6 +27,7 @@ pub mod raw_h2;
 pub mod raw_http;
 pub mod stack;
 pub mod template;
+pub mod upstream_paths;
 
 pub use echo::{spawn_echo, EchoHandle, EchoedRequest};
 pub use envoy::Envoy;

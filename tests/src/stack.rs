@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use tokio::task::JoinSet;
 
 use crate::echo::{spawn_echo, EchoHandle, EchoedRequest};
-use crate::envoy::{tail, Envoy, StartOutcome, DEFAULT_WORKERS};
+use crate::envoy::{tail, Envoy, StartOutcome, WORKERS};
 use crate::idp::{Idp, IdpKey, IDP_AUDIENCE, IDP_ISSUER, IDP_JWKS_PATH, IDP_TENANT_CLAIM};
 use crate::keyservice::{
     KeyService, FILTER_TOKEN, KEYSERVICE_AUDIENCE, KEYSERVICE_ISSUER, KEYSERVICE_JWKS_PATH,
@@ -122,7 +122,7 @@ pub struct StackOptions {
     /// provider until the test calls [`Idp::release`].
     pub hold_idp_jwks: bool,
     /// Envoy's worker threads (`--concurrency`), each with its own Wasm VM.
-    pub workers: u32,
+    pub workers: usize,
     /// The raw listener's filter configuration, when it differs from `filter_config` (the two
     /// listeners share one `vm_id`, hence one shared data).
     pub raw_filter_config: Option<Value>,
@@ -135,7 +135,7 @@ impl StackOptions {
             template: artifacts::e2e_template(),
             keyservice_env: Vec::new(),
             hold_idp_jwks: false,
-            workers: DEFAULT_WORKERS,
+            workers: WORKERS,
             raw_filter_config: None,
         }
     }
@@ -209,12 +209,13 @@ impl Stack {
             idp: idp.addr(),
         };
         let config_path = render_config(&options, &dir, &ports)?;
-        let envoy = match Envoy::try_start(&config_path, dir.path(), options.workers).await? {
-            StartOutcome::Ready(envoy) => envoy,
-            StartOutcome::Exited { status, log } => {
-                return Ok(Started::EnvoyRefused { status, log })
-            }
-        };
+        let envoy =
+            match Envoy::try_start_with_workers(&config_path, dir.path(), options.workers).await? {
+                StartOutcome::Ready(envoy) => envoy,
+                StartOutcome::Exited { status, log } => {
+                    return Ok(Started::EnvoyRefused { status, log })
+                }
+            };
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(15))

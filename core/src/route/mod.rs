@@ -26,29 +26,29 @@
 //! # Path normalization
 //!
 //! Matching must see the path the upstream will serve, or a request could be matched as a public
-//! rule while reaching a protected one. The filter never rewrites `:path`: it forwards it as it
-//! came, so it matches rules against that same path, read only in ways every server agrees on,
-//! and refuses (400) any path that some server would read differently:
-//! - The query (from the first `?`) is cut off; the path is split at `/`; each segment is
-//!   percent-decoded once, in either hex case (`%61dmin` is `admin`). Nothing else changes.
-//! - Refused, because servers split, join or resolve them differently: `;` raw or `%3B` (servlet
-//!   containers strip `;params` before resolving `..`, Go, Express and Flask keep them, so
-//!   `/admin/..;/x` lands in a different place on each); `.` and `..` segments, raw or encoded;
-//!   empty segments (`//`), except one trailing `/`; encoded separators `%2F`, `%5C`, `%3F`,
-//!   `%23` (an upstream that decodes and parses again would cut the path there); a raw `\` or
-//!   `#`; control characters raw or encoded; malformed escapes; double encoding (`%25` and two
-//!   hex digits); escapes that do not decode to UTF-8 (overlong `%C0%AE`).
+//! rule while reaching a protected one. The filter forwards the path unchanged, matches its own
+//! segments, each percent-decoded once ([`normalize_path`]), and refuses (400) whatever servers
+//! could split, join or resolve differently:
+//! - The query (from the first `?`) is cut off. A `#` before it is refused: Envoy rejects or strips
+//!   fragments, so one that arrives here would be forwarded and mean something else upstream.
+//! - Every `%XX` is decoded once, in either hex case: `%61dmin` is `admin`.
+//! - Refused: `;` raw or encoded (servlet containers strip `;params`, others keep them), `.` and
+//!   `..` segments raw or encoded, empty segments (one trailing `/` is fine), encoded `/ \ ? #`,
+//!   a raw `\` or `#`, control characters raw or encoded, malformed escapes, double encoding
+//!   (`%252F`), and escapes that do not decode to UTF-8 (overlong `%C0%AE`).
 //! - Case is kept; with `case_sensitive_paths: false`, `/ADMIN/x` matches `/admin/` rules.
-//! - Not modeled: Unicode case folding or normalization, and Windows name equivalences (trailing
-//!   dots, short names). An upstream that applies them can serve as one path what the filter
-//!   matches as two.
 //!
-//! So what is forwarded maps one-to-one to what was matched, whatever Envoy's own normalization
-//! (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`) is set to: with it on,
-//! Envoy has already resolved what it resolves and the filter sees (and forwards) the result;
-//! with it off, the filter refuses what Envoy would have resolved. The end-to-end path oracle runs
-//! generated paths through both settings and compares the rule applied with the rule of the path
-//! the upstream received.
+//! What servers still read differently is the case of letters (where the table ignores it) and
+//! escapes (a server that routes on the raw path does not take `he%61lth` for `health`). When
+//! such a reading lands on a later rule than the first match, [`RouteTable::lookup`] demands
+//! that rule's access too. Not modeled: Unicode case folding or normalization, Windows name
+//! equivalences (trailing dots, short names), and escapes of the sub-delimiters a pattern may
+//! contain (`/a%2Bb` is `/a+b` here, not to a server routing on the raw path).
+//!
+//! Envoy should normalize first. Set, on the HTTP connection manager: `normalize_path: true`,
+//! `merge_slashes: true` and `path_with_escaped_slashes_action: REJECT_REQUEST`. This module's
+//! policy is the backstop when those are missing. `tests/tests/e2e/path_oracle.rs` checks it
+//! against an upstream's view, with and without Envoy's normalization.
 //!
 //! # Lookup cost
 //!
@@ -272,12 +272,26 @@ impl RoutePattern {
 
     /// Matches by walking the segments; [`RouteTable::lookup`] uses its index instead.
     pub fn matches(&self, path: &NormalizedPath<'_>, case_sensitive: bool) -> bool {
+        self.matches_reading(path, case_sensitive, false)
+    }
+
+    /// [`matches`](Self::matches), or with `escapes_opaque` as a server that routes on the raw
+    /// path reads it: a segment sent with a `%` escape equals no literal, only `*`.
+    fn matches_reading(
+        &self,
+        path: &NormalizedPath<'_>,
+        case_sensitive: bool,
+        escapes_opaque: bool,
+    ) -> bool {
         let mut request = path.segments();
-        for segment in &self.segments {
+        for (index, segment) in self.segments.iter().enumerate() {
             let Some(actual) = request.next() else {
                 return false;
             };
             if let PatternSegment::Literal(literal) = segment {
+                if escapes_opaque && path.segment_was_escaped(index) {
+                    return false;
+                }
                 let equal = if case_sensitive {
                     literal == actual
                 } else {
@@ -411,11 +425,26 @@ impl Route {
         route_name: Option<&str>,
         case_sensitive: bool,
     ) -> bool {
+        self.matches_reading(
+            method,
+            path,
+            route_name,
+            Reading::new(case_sensitive, false),
+        )
+    }
+
+    /// Every condition, the path read as `reading` says.
+    fn matches_reading(
+        &self,
+        method: &str,
+        path: &NormalizedPath<'_>,
+        route_name: Option<&str>,
+        reading: Reading,
+    ) -> bool {
         self.accepts(method, route_name)
-            && self
-                .pattern
-                .as_ref()
-                .is_none_or(|pattern| pattern.matches(path, case_sensitive))
+            && self.pattern.as_ref().is_none_or(|pattern| {
+                pattern.matches_reading(path, reading.case_sensitive, reading.escapes_opaque)
+            })
     }
 }
 
@@ -450,6 +479,27 @@ pub struct RouteTable {
     case_sensitive: bool,
     uses_route_names: bool,
     root: Node,
+    /// By rule: `Some` when another server's reading of a path this rule matches can land on a
+    /// later rule that demands more (see [`RouteTable::lookup`]): this rule with the access of
+    /// all such later rules too.
+    guarded: Vec<Option<Route>>,
+}
+
+/// One way a server can read a path, for [`RouteTable::lookup`]'s second opinions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reading {
+    case_sensitive: bool,
+    /// Routes on the raw path: a segment sent with a `%` escape matches no literal.
+    escapes_opaque: bool,
+}
+
+impl Reading {
+    fn new(case_sensitive: bool, escapes_opaque: bool) -> Self {
+        Self {
+            case_sensitive,
+            escapes_opaque,
+        }
+    }
 }
 
 /// A trie node: rules whose pattern ends here, and children by next segment.
@@ -552,16 +602,27 @@ impl RouteTable {
             root.insert(route, case_sensitive);
         }
         let uses_route_names = routes.iter().any(|route| route.route_name.is_some());
+        let guarded = guarded_routes(&routes, case_sensitive);
         Ok(Self {
             routes,
             case_sensitive,
             uses_route_names,
             root,
+            guarded,
         })
     }
 
     /// The first rule that matches, or `None` (the caller applies `unmatched`). `route_name` is
     /// the Envoy route name, when the host knows it. Does not allocate.
+    ///
+    /// Servers can read one path two more ways than the filter matches it: comparing case
+    /// exactly where the table ignores case, and routing on the raw path, where a segment sent
+    /// as `he%61lth` is not the literal `health`. When either reading lands on a later rule than
+    /// the first match, the answer is the first match demanding the access of every later rule
+    /// it can be read as (`/admin/HEALTH` or `/admin/he%61lth` under a public `/admin/health`
+    /// and a protected `/admin/` prefix needs the prefix's permissions). The rule index stays the
+    /// first match's. Those readings scan the rules in order, and run only for rules that such a
+    /// later rule can shadow, found at load.
     pub fn lookup(
         &self,
         method: &str,
@@ -571,7 +632,24 @@ impl RouteTable {
         let request = Request { method, route_name };
         let mut best = usize::MAX;
         self.walk(&self.root, path.segments(), &request, &mut best);
-        self.routes.get(best)
+        let found = self.routes.get(best)?;
+        let Some(guarded) = self.guarded.get(best).and_then(Option::as_ref) else {
+            return Some(found);
+        };
+        let readings = [
+            (!self.case_sensitive).then(|| Reading::new(true, false)),
+            path.has_escapes()
+                .then(|| Reading::new(self.case_sensitive, true)),
+            (!self.case_sensitive && path.has_escapes()).then(|| Reading::new(true, true)),
+        ];
+        let demands_more = |other: &Route| !covers(&found.access, &other.access);
+        let elsewhere = readings.into_iter().flatten().any(|reading| {
+            self.routes
+                .iter()
+                .find(|route| route.matches_reading(method, path, route_name, reading))
+                .is_some_and(demands_more)
+        });
+        Some(if elsewhere { guarded } else { found })
     }
 
     /// Lowers `best` to the lowest index of a rule under `node` that matches the rest of the path.
@@ -632,6 +710,94 @@ impl RouteTable {
     /// True when some rule matches on `route_name`: only then need the filter ask Envoy for it.
     pub fn uses_route_names(&self) -> bool {
         self.uses_route_names
+    }
+}
+
+/// [`RouteTable::guarded`]: for each rule, the later rules another reading of one of its paths
+/// can land on (see [`can_shadow`]) and that demand something it does not.
+fn guarded_routes(routes: &[Route], case_sensitive: bool) -> Vec<Option<Route>> {
+    routes
+        .iter()
+        .enumerate()
+        .map(|(i, first)| {
+            let mut access = first.access.clone();
+            for later in &routes[i + 1..] {
+                if !covers(&access, &later.access) && can_shadow(first, later, case_sensitive) {
+                    access = access_union(&access, &later.access);
+                }
+            }
+            (access != first.access).then(|| Route {
+                access,
+                ..first.clone()
+            })
+        })
+        .collect()
+}
+
+/// Whether a request can match `first` as the filter reads it and match `later`, but not
+/// `first`, as some server reads it: comparing case exactly (when the table ignores case) or
+/// taking segments sent with an escape as they are.
+fn can_shadow(first: &Route, later: &Route, case_sensitive: bool) -> bool {
+    let methods_meet = match (&first.methods, &later.methods) {
+        (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+        _ => true,
+    };
+    let names_meet = match (&first.route_name, &later.route_name) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    let (Some(a), b) = (&first.pattern, &later.pattern) else {
+        // Without a pattern, `first` matches alike however the path is read.
+        return false;
+    };
+    let no_segments = Vec::new();
+    let (b_segments, b_kind) = match b {
+        Some(b) => (&b.segments, b.kind),
+        None => (&no_segments, PatternKind::Prefix),
+    };
+    let (a_len, b_len) = (a.segments.len(), b_segments.len());
+    let lengths_meet = match (a.kind, b_kind) {
+        (PatternKind::Exact, PatternKind::Exact) => a_len == b_len,
+        (PatternKind::Exact, PatternKind::Prefix) => a_len >= b_len,
+        (PatternKind::Prefix, PatternKind::Exact) => b_len >= a_len,
+        (PatternKind::Prefix, PatternKind::Prefix) => true,
+    };
+    let segments_meet = a.segments.iter().zip(b_segments).all(|pair| match pair {
+        (PatternSegment::Literal(x), PatternSegment::Literal(y)) => x.eq_ignore_ascii_case(y),
+        _ => true,
+    });
+    // Some literal of `first` can be sent (escaped, or in another case) so that `first` does not
+    // take it in that reading while `later` does.
+    let can_differ = a.segments.iter().enumerate().any(|(k, segment)| {
+        let PatternSegment::Literal(literal) = segment else {
+            return false;
+        };
+        match b_segments.get(k) {
+            None | Some(PatternSegment::Any) => true,
+            Some(PatternSegment::Literal(other)) => !case_sensitive && other != literal,
+        }
+    });
+    methods_meet && names_meet && lengths_meet && segments_meet && can_differ
+}
+
+/// Whether a request that satisfies `a` always satisfies `b`.
+fn covers(a: &Access, b: &Access) -> bool {
+    match (a, b) {
+        (_, Access::Public) => true,
+        (Access::Public, Access::Requires(_)) => false,
+        (Access::Requires(have), Access::Requires(need)) => need.iter().all(|p| have.contains(p)),
+    }
+}
+
+/// What satisfies both `a` and `b`.
+fn access_union(a: &Access, b: &Access) -> Access {
+    match (a, b) {
+        (Access::Public, other) | (other, Access::Public) => other.clone(),
+        (Access::Requires(a), Access::Requires(b)) => {
+            let mut both = a.clone();
+            both.extend(b.iter().filter(|p| !a.contains(p)).cloned());
+            Access::Requires(both)
+        }
     }
 }
 
@@ -1265,12 +1431,117 @@ mod tests {
             1 => raw.methods = Some(vec!["POST".to_owned(), "PUT".to_owned()]),
             _ => {}
         }
-        if rng.below(2) == 0 {
-            raw.public = Some(true);
-        } else {
-            raw.permissions = Some(vec![]);
+        match rng.below(4) {
+            0 => raw.public = Some(true),
+            1 => raw.permissions = Some(vec![]),
+            _ => raw.permissions = Some(vec![rng.pick(&["p1", "p2"]).to_owned()]),
         }
         raw
+    }
+
+    /// A public exact path under a protected prefix, ignoring case.
+    const SHADOW_ROUTES: &str = r#"[
+        {"path": "/admin/health", "public": true},
+        {"path": "/orders/export", "permissions": ["export"]},
+        {"prefix": "/orders/", "permissions": ["orders:read"]},
+        {"prefix": "/admin/", "permissions": ["admin"]}
+    ]"#;
+
+    fn access(table: &RouteTable, raw_path: &str) -> Option<Access> {
+        let path = normalize_path(raw_path).unwrap();
+        table
+            .lookup("GET", &path, None)
+            .map(|route| route.access().clone())
+    }
+
+    fn requires(permissions: &[&str]) -> Option<Access> {
+        Some(Access::Requires(
+            permissions
+                .iter()
+                .map(|p| Permission::parse(p).unwrap())
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn a_path_only_letter_case_sends_elsewhere_needs_the_access_of_both_rules() {
+        // Found by the differential path test (tests/tests/e2e/path_oracle.rs): `/admin/heaLtH`
+        // was public, and a case-sensitive upstream serves it under `/admin/`.
+        let table = table(SHADOW_ROUTES, false);
+        assert_eq!(access(&table, "/admin/health"), Some(Access::Public));
+        assert_eq!(access(&table, "/admin/heaLtH"), requires(&["admin"]));
+        assert_eq!(access(&table, "/admin/HEALTH/"), requires(&["admin"]));
+        assert_eq!(
+            access(&table, "/orders/EXPORT"),
+            requires(&["export", "orders:read"])
+        );
+        assert_eq!(access(&table, "/orders/export"), requires(&["export"]));
+        // No rule matches with case compared: a case-sensitive upstream serves nothing of the
+        // table there, so the case-insensitive rule alone applies.
+        assert_eq!(access(&table, "/ADMIN/health"), Some(Access::Public));
+        assert_eq!(access(&table, "/ADMIN/x"), requires(&["admin"]));
+        // The rule index stays the first match's, for logs and stats.
+        let path = normalize_path("/admin/HEALTH").unwrap();
+        assert_eq!(table.lookup("GET", &path, None).map(Route::index), Some(0));
+    }
+
+    #[test]
+    fn a_path_only_an_escape_sends_elsewhere_needs_the_access_of_both_rules() {
+        // Found by the differential path test: `/admin/he%61lth` was public, and a server that
+        // routes on the raw path (Express) serves it under `/admin/`.
+        for case_sensitive in [true, false] {
+            let table = table(SHADOW_ROUTES, case_sensitive);
+            assert_eq!(access(&table, "/admin/he%61lth"), requires(&["admin"]));
+            assert_eq!(access(&table, "/%61dmin/health"), Some(Access::Public));
+            assert_eq!(access(&table, "/admin/health?x=%41"), Some(Access::Public));
+            assert_eq!(
+                access(&table, "/orders/%65xport"),
+                requires(&["export", "orders:read"])
+            );
+        }
+    }
+
+    #[test]
+    fn only_rules_another_reading_can_reach_are_joined() {
+        let sensitive = table(SHADOW_ROUTES, true);
+        assert_eq!(access(&sensitive, "/admin/HEALTH"), requires(&["admin"]));
+        assert_eq!(access(&sensitive, "/admin/health"), Some(Access::Public));
+        let guarded = |table: &RouteTable| -> Vec<usize> {
+            (0..table.len())
+                .filter(|&i| table.guarded[i].is_some())
+                .collect()
+        };
+        assert_eq!(guarded(&sensitive), [0, 1]);
+        assert!(guarded(&table(TRICK_ROUTES, false)).is_empty());
+        // A rule on a route name meets every path on that route.
+        let spec = table(SPEC_ROUTES, false);
+        let path = normalize_path("/HEALTHZ").unwrap();
+        let on = |name| spec.lookup("GET", &path, name).map(|r| r.access().clone());
+        assert_eq!(on(None), Some(Access::Public));
+        assert_eq!(on(Some("reports")), requires(&[]));
+        // Disjoint methods or route names cannot meet.
+        let apart = table(
+            r#"[
+                {"methods": ["GET"], "path": "/a/b", "public": true},
+                {"methods": ["POST"], "prefix": "/a/", "permissions": ["x"]},
+                {"route_name": "r1", "path": "/c/d", "public": true},
+                {"route_name": "r2", "prefix": "/c/", "permissions": ["x"]}
+            ]"#,
+            false,
+        );
+        assert!(guarded(&apart).is_empty());
+        // Only a reading that lands on a rule demanding more changes the answer.
+        let layered = table(
+            r#"[
+                {"path": "/x/health", "public": true},
+                {"prefix": "/x/", "public": true},
+                {"prefix": "/", "permissions": ["p"]}
+            ]"#,
+            false,
+        );
+        assert_eq!(guarded(&layered), [0, 1]);
+        assert_eq!(access(&layered, "/x/HEALTH"), Some(Access::Public));
+        assert_eq!(access(&layered, "/X/health"), requires(&["p"]));
     }
 
     #[test]
@@ -1285,7 +1556,7 @@ mod tests {
                 let mut raw_path = String::new();
                 for _ in 0..rng.below(5) {
                     raw_path.push('/');
-                    raw_path.push_str(rng.pick(&["a", "b", "c", "A", "x", ""]));
+                    raw_path.push_str(rng.pick(&["a", "b", "c", "A", "x", "", "%61", "%41"]));
                 }
                 if raw_path.is_empty() || rng.below(4) == 0 {
                     raw_path.push('/');
@@ -1302,6 +1573,37 @@ mod tests {
                     .find(|route| route.matches(method, &path, name, case_sensitive))
                     .map(Route::index);
                 assert_eq!(indexed, linear, "{method} {raw_path} {name:?} in {raw:#?}");
+                // The access demanded covers the rule every reading of the path picks, and is
+                // the first match's own when all readings agree.
+                let Some(found) = table.lookup(method, &path, name) else {
+                    continue;
+                };
+                let readings = [
+                    Reading::new(case_sensitive, false),
+                    Reading::new(true, false),
+                    Reading::new(case_sensitive, true),
+                    Reading::new(true, true),
+                ];
+                let picked: Vec<&Route> = readings
+                    .iter()
+                    .filter_map(|&reading| {
+                        table
+                            .routes()
+                            .iter()
+                            .find(|route| route.matches_reading(method, &path, name, reading))
+                    })
+                    .collect();
+                for other in &picked {
+                    assert!(
+                        covers(found.access(), other.access()),
+                        "{method} {raw_path} {name:?}: {:?} misses rule {} in {raw:#?}",
+                        found.access(),
+                        other.index()
+                    );
+                }
+                if picked.iter().all(|other| other.index() == found.index()) {
+                    assert_eq!(found.access(), table.routes()[found.index()].access());
+                }
             }
         }
     }

@@ -65,31 +65,51 @@ impl PathError {
 /// It is a matching key, not a URL: a segment may hold a decoded space or `%`, so never forward
 /// it. Borrows the raw path when that has nothing to decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NormalizedPath<'a>(Cow<'a, str>);
+pub struct NormalizedPath<'a> {
+    path: Cow<'a, str>,
+    /// Bit `k` set: segment `k` (as [`segments`](Self::segments) counts them) was sent with a
+    /// `%` escape. Bit 63 stands for segment 63 and every later one.
+    escaped: u64,
+}
 
 impl NormalizedPath<'_> {
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.path
     }
 
     /// The non-empty segments, in order; `/` has none.
     pub fn segments(&self) -> impl Iterator<Item = &str> + Clone + '_ {
-        self.0.split('/').filter(|segment| !segment.is_empty())
+        self.path.split('/').filter(|segment| !segment.is_empty())
+    }
+
+    /// Whether segment `index` (from 0, as [`segments`](Self::segments) counts) was sent with
+    /// a `%` escape. A server that routes on the raw path compares it as sent, so it cannot equal
+    /// a rule's literal segment there.
+    pub fn segment_was_escaped(&self, index: usize) -> bool {
+        self.escaped & (1 << index.min(63)) != 0
+    }
+
+    /// True when some segment was sent with a `%` escape.
+    pub fn has_escapes(&self) -> bool {
+        self.escaped != 0
     }
 
     /// True when no allocation was needed because the raw path had nothing to decode.
     pub fn is_borrowed(&self) -> bool {
-        matches!(self.0, Cow::Borrowed(_))
+        matches!(self.path, Cow::Borrowed(_))
     }
 
     pub fn into_owned(self) -> NormalizedPath<'static> {
-        NormalizedPath(Cow::Owned(self.0.into_owned()))
+        NormalizedPath {
+            path: Cow::Owned(self.path.into_owned()),
+            escaped: self.escaped,
+        }
     }
 }
 
 impl fmt::Display for NormalizedPath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.path)
     }
 }
 
@@ -109,13 +129,26 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
             _ => {}
         }
     }
-    let path = if path.contains('%') {
-        Cow::Owned(percent_decode(path)?)
+    let (decoded, escaped) = if path.contains('%') {
+        (Cow::Owned(percent_decode(path)?), escaped_segments(path))
     } else {
-        Cow::Borrowed(path)
+        (Cow::Borrowed(path), 0)
     };
-    check_segments(&path)?;
-    Ok(NormalizedPath(path))
+    check_segments(&decoded)?;
+    Ok(NormalizedPath {
+        path: decoded,
+        escaped,
+    })
+}
+
+/// The bit set of [`NormalizedPath::segment_was_escaped`]. Encoded slashes are refused, so the
+/// raw path's segments are the decoded path's, one for one.
+fn escaped_segments(raw: &str) -> u64 {
+    raw.split('/')
+        .filter(|segment| !segment.is_empty())
+        .enumerate()
+        .filter(|(_, segment)| segment.contains('%'))
+        .fold(0, |bits, (index, _)| bits | 1 << index.min(63))
 }
 
 /// Refuses the segments servers disagree about. After decoding, a `/` can only come from the raw
@@ -363,6 +396,20 @@ mod tests {
             Err(PathError::InvalidUtf8)
         );
         assert_eq!(normalize_path("/%FF"), Err(PathError::InvalidUtf8));
+    }
+
+    #[test]
+    fn segments_sent_with_escapes_are_remembered() {
+        let path = normalize_path("/a/%62/c%20d/e?x=%41").unwrap();
+        let escaped: Vec<bool> = (0..5).map(|k| path.segment_was_escaped(k)).collect();
+        assert_eq!(escaped, [false, true, true, false, false]);
+        assert!(path.has_escapes());
+        let plain = normalize_path("/a/b?x=%41").unwrap();
+        assert!(!plain.has_escapes());
+        let deep = format!("{}/%41", "/x".repeat(70));
+        let deep = normalize_path(&deep).unwrap();
+        assert!(deep.segment_was_escaped(70) && deep.segment_was_escaped(63));
+        assert!(!deep.segment_was_escaped(62));
     }
 
     #[test]

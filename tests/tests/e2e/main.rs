@@ -10,9 +10,12 @@ mod harness;
 mod hostile_bytes;
 mod jwt;
 mod lookups;
+mod path_oracle;
 mod paths;
 mod resilience;
+mod route_name;
 mod usage;
+mod vm_failure;
 
 use std::future::Future;
 use std::time::Duration;
