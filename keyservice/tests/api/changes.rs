@@ -254,6 +254,42 @@ async fn a_cursor_beyond_the_newest_change_resets() {
 }
 
 #[tokio::test]
+async fn a_database_restored_from_an_older_backup_resets_newer_cursors() {
+    const ADMIN: &str = "admin-secret-for-restore";
+    let options = |dir| Options {
+        data_dir: dir,
+        admin_secret: Some(ADMIN.to_owned()),
+        ..Options::default()
+    };
+    let app = spawn_app_with(options(None)).await;
+    let first = app.create_default_key().await;
+    let second = app.create_default_key().await;
+    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&first)), &json!({}))
+        .await;
+    let db_path = app.db_path.clone();
+    let dir = app.stop().await;
+    // A cold backup: the service is stopped, so the database is the one file.
+    let backup = dir.path().join("backup.db");
+    std::fs::copy(&db_path, &backup).unwrap();
+
+    let app = spawn_app_with(options(Some(dir))).await;
+    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&second)), &json!({}))
+        .await;
+    let newest = app.change_cursor().await;
+    assert_eq!(seq_of(&newest), 2);
+    let dir = app.stop().await;
+
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
+    std::fs::copy(&backup, &db_path).unwrap();
+    let app = spawn_app_with(options(Some(dir))).await;
+    let answer = app.changes(Some(&newest), "").await;
+    assert_eq!(answer["reset"], true);
+    assert_eq!(answer["cursor"], format!("{}:1", log_of(&newest)));
+}
+
+#[tokio::test]
 async fn the_log_and_its_cursors_survive_a_restart() {
     let app = spawn_app().await;
     let key = app.create_default_key().await;
