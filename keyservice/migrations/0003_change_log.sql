@@ -23,3 +23,6 @@ CREATE TABLE changes (
     -- Unix seconds (UTC), for retention.
     changed_at INTEGER NOT NULL
 ) STRICT;
+
+-- Retention finds the newest change older than its window without scanning the log.
+CREATE INDEX changes_by_time ON changes (changed_at);
