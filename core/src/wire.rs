@@ -1,8 +1,8 @@
 //! The wire protocol between the filter and the key service. Both sides use these types, so they
 //! cannot drift.
 //!
-//! The filter authenticates to both endpoints with `Authorization: Bearer <filter token>`, a
-//! token of its own that is not the admin secret.
+//! The filter authenticates to each of these endpoints with `Authorization: Bearer <filter
+//! token>`, a token of its own that is not the admin secret.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,15 @@ use crate::key::KeyHash;
 pub const LOOKUP_PATH: &str = "/v1/lookup";
 /// `POST`: a batch of per-key request counts from the filter.
 pub const USAGE_PATH: &str = "/v1/usage";
+/// `GET`: the key hashes whose lookup answer changed since a cursor (the revocation feed).
+/// Query parameters: `after=<cursor>` (absent: only the current cursor, with `reset: true`),
+/// `limit=<n>` (at most [`MAX_CHANGES_PER_ANSWER`], the default), `wait_ms=<n>` (long-poll, at
+/// most [`MAX_CHANGES_WAIT_MS`]).
+pub const CHANGES_PATH: &str = "/v1/changes";
+/// The most key hashes one [`ChangesResponse`] carries; `more: true` says there are others.
+pub const MAX_CHANGES_PER_ANSWER: usize = 1000;
+/// The longest a `GET /v1/changes` long-poll is held (`wait_ms` above it is capped).
+pub const MAX_CHANGES_WAIT_MS: u64 = 25_000;
 
 /// Body of a lookup. Only the hash travels: the raw key never leaves the edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +86,26 @@ pub struct UsageEntry {
     pub last_used: u64,
 }
 
+/// Answer to `GET /v1/changes`.
+///
+/// The cursor is opaque to the filter: it sends back the last one it got. Whenever `reset` is
+/// true the filter cannot know what changed (first read, the log was trimmed past its cursor, or
+/// the key service now runs on another or an older database), so it drops every cached answer
+/// and continues from `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesResponse {
+    /// Where to continue: `after=<cursor>` on the next request.
+    pub cursor: String,
+    /// Hashes whose lookup answer changed after the request's cursor, oldest change first; a hash
+    /// may appear more than once. Empty when `reset` is true.
+    pub changes: Vec<KeyHash>,
+    /// Drop the whole cache: the changes since the request's cursor are unknown.
+    pub reset: bool,
+    /// More changes are waiting: ask again at once with `cursor`.
+    pub more: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +131,20 @@ mod tests {
                 cache_ttl_secs: 5
             }
         );
+    }
+
+    #[test]
+    fn changes_response_lists_hashes_as_hex() {
+        let answer = ChangesResponse {
+            cursor: "0123456789abcdef0123456789abcdef:7".into(),
+            changes: vec![KeyHash::from_bytes([0xab; 32])],
+            reset: false,
+            more: true,
+        };
+        let json = serde_json::to_value(&answer).unwrap_or_default();
+        assert_eq!(json["changes"][0], "ab".repeat(32));
+        assert_eq!(json["more"], true);
+        let back: Option<ChangesResponse> = serde_json::from_value(json).ok();
+        assert_eq!(back, Some(answer));
     }
 }

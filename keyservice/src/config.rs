@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use keygate_core::key::KeyHash;
 
+use crate::feed::{Retention, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
 use crate::keys::{CachePolicy, Lifetime, MAX_CACHE_TTL_SECS, MAX_KEY_LIFETIME_SECS};
 use crate::ratelimit::FailurePolicy;
 use crate::rotation::{RotationConfigError, RotationPolicy};
@@ -58,7 +59,8 @@ pub struct Cli {
     #[arg(long, env = "KEYGATE_ADMIN_SECRET_FILE")]
     pub admin_secret_file: Option<PathBuf>,
 
-    /// Token the filter sends to /v1/lookup and /v1/usage as `Authorization: Bearer <token>`.
+    /// Token the filter sends to /v1/lookup, /v1/usage and /v1/changes as `Authorization: Bearer
+    /// <token>`.
     /// Required; must differ from the admin secret. Prefer the environment variable: flags show
     /// up in process listings.
     #[arg(long, env = "KEYGATE_FILTER_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
@@ -135,6 +137,15 @@ pub struct Cli {
     #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
 
+    /// How long the change log (GET /v1/changes, the revocation feed) keeps a change, in seconds
+    /// (default: one day). A filter whose cursor is older than that drops its whole cache.
+    #[arg(
+        long,
+        env = "KEYGATE_CHANGE_LOG_RETENTION_SECS",
+        default_value_t = 86_400
+    )]
+    pub change_log_retention_secs: u64,
+
     /// Log line format on stderr.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -173,6 +184,8 @@ pub struct Config {
     pub auth_failures: FailurePolicy,
     /// Timeouts and the connection cap.
     pub limits: ConnectionLimits,
+    /// How long the change log keeps a change.
+    pub change_log_retention: Retention,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -205,6 +218,10 @@ pub enum ConfigError {
     Timeout { flag: &'static str },
     #[error("--max-connections must be between 1 and {MAX_CONNECTIONS}")]
     MaxConnections,
+    #[error(
+        "--change-log-retention-secs must be between {MIN_RETENTION_SECS} and {MAX_RETENTION_SECS}"
+    )]
+    ChangeLogRetention,
 }
 
 impl Cli {
@@ -274,6 +291,8 @@ impl Cli {
             )?,
             max_connections: self.max_connections,
         };
+        let change_log_retention = Retention::from_secs(self.change_log_retention_secs)
+            .map_err(|_| ConfigError::ChangeLogRetention)?;
         Ok(Config {
             listen: self.listen,
             db_path: self.db_path,
@@ -291,6 +310,7 @@ impl Cli {
             rotation,
             auth_failures: FailurePolicy::default(),
             limits,
+            change_log_retention,
             log_format: self.log_format,
             log_filter: self.log,
         })
@@ -391,6 +411,42 @@ mod tests {
             RotationPolicy::new(SigningAlg::EdDsa, 30 * 24 * 3600, 300).unwrap()
         );
         assert_eq!(config.limits, ConnectionLimits::default());
+        assert_eq!(
+            config.change_log_retention,
+            Retention::from_secs(86_400).unwrap()
+        );
+    }
+
+    #[test]
+    fn change_log_retention_is_parsed_and_checked_naming_the_flag() {
+        let config = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--change-log-retention-secs",
+            "3600",
+        ])
+        .unwrap()
+        .into_config(None)
+        .unwrap();
+        assert_eq!(
+            config.change_log_retention,
+            Retention::from_secs(3600).unwrap()
+        );
+        for value in ["0", "59", "31536001"] {
+            let err = parse(&[
+                "--filter-token",
+                FILTER_TOKEN,
+                "--change-log-retention-secs",
+                value,
+            ])
+            .unwrap()
+            .into_config(None)
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("--change-log-retention-secs"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -490,6 +546,7 @@ mod tests {
             "KEYGATE_HEADER_READ_TIMEOUT_SECS",
             "KEYGATE_REQUEST_BODY_TIMEOUT_SECS",
             "KEYGATE_MAX_CONNECTIONS",
+            "KEYGATE_CHANGE_LOG_RETENTION_SECS",
             "KEYGATE_LOG_FORMAT",
             "KEYGATE_LOG",
         ] {

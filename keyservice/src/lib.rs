@@ -5,7 +5,8 @@
 //! them. For proxies without the Wasm filter it answers Envoy `ext_authz` API key checks.
 //!
 //! A service is [`app`] (the router over an [`AppState`]) plus [`run`] (serve on a listener
-//! until a shutdown future completes, rotating signing keys in the background). `main.rs` wires
+//! until a shutdown future completes, rotating signing keys and trimming the change log in the
+//! background). `main.rs` wires
 //! them to the command line; the API tests start the same thing on port 0 with a temporary
 //! database and a manual clock.
 //!
@@ -15,6 +16,8 @@
 //!   builds the [`AppState`].
 //! - [`store`]: [`store::KeyStore`], the SQLite database. The only module with SQL.
 //! - [`keys`]: the key domain, pure: validation, status, expiry, lookup answers, usage booking.
+//! - [`feed`]: the revocation feed's rules: what is logged, cursors, resets, retention, the
+//!   long-poll signal.
 //! - [`clients`]: the OAuth client domain, pure: ids, secrets, client authentication.
 //! - [`token`]: access tokens, pure: claims (RFC 9068), lifetime, scope narrowing.
 //! - [`signing`]: signing keys: generation, PKCS#8, JWK, JWS signing (EdDSA, ES256, RS256).
@@ -35,6 +38,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod entropy;
+pub mod feed;
 pub mod http;
 pub mod keyring;
 pub mod keys;
@@ -56,11 +60,12 @@ use tokio::net::TcpListener;
 use crate::server::ConnectionLimits;
 
 use crate::clock::Clock;
+use crate::feed::{ChangeSignal, Retention};
 use crate::http::auth::Tokens;
 use crate::keyring::KeyRing;
 use crate::keys::{CachePolicy, Lifetime};
 use crate::ratelimit::FailureLimiter;
-use crate::store::KeyStore;
+use crate::store::{KeyStore, StoreError};
 use crate::token::TokenPolicy;
 
 /// What every handler can reach. Cheap to clone.
@@ -75,6 +80,8 @@ pub struct AppState {
     pub(crate) keyring: KeyRing,
     pub(crate) auth_failures: Arc<FailureLimiter>,
     pub(crate) limits: ConnectionLimits,
+    /// How long the change log keeps a change.
+    pub(crate) change_log_retention: Retention,
 }
 
 impl AppState {
@@ -83,6 +90,38 @@ impl AppState {
     pub fn keyring(&self) -> &KeyRing {
         &self.keyring
     }
+
+    /// Trims the change log to the retention window now, as the background task does every
+    /// [`feed::TRIM_INTERVAL`]. Returns how many changes went.
+    pub async fn trim_change_log(&self) -> Result<u64, StoreError> {
+        let before = self.change_log_retention.cutoff(self.clock.now());
+        self.store.trim_changes(before).await
+    }
+
+    /// The wake-up signal of this process's `/v1/changes` long-polls.
+    pub fn change_signal(&self) -> &ChangeSignal {
+        self.store.change_signal()
+    }
+
+    /// Runs [`AppState::trim_change_log`] every [`feed::TRIM_INTERVAL`], forever. A failure is
+    /// logged and retried at the next tick; readers whose cursor is trimmed meanwhile reset.
+    async fn trim_change_log_periodically(self) {
+        let mut ticks = tokio::time::interval(feed::TRIM_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match self.trim_change_log().await {
+                Ok(0) => {}
+                Ok(trimmed) => tracing::debug!(trimmed, "change log trimmed"),
+                Err(e) => {
+                    tracing::error!(
+                        error = %http::error::ErrorChain(&e),
+                        "change log trim failed"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The service's router.
@@ -90,9 +129,10 @@ pub fn app(state: AppState) -> Router {
     http::router(state.limits.request_body_timeout).with_state(state)
 }
 
-/// Serves [`app`] on `listener` until `shutdown` completes, then lets in-flight requests finish
-/// and closes the database. Meanwhile it checks the signing keys for rotation every
-/// [`keyring::CHECK_INTERVAL`]. Records each connection's peer address (the token endpoint's
+/// Serves [`app`] on `listener` until `shutdown` completes, then ends the `/v1/changes`
+/// long-polls, lets in-flight requests finish and closes the database. Meanwhile it checks the
+/// signing keys for rotation every [`keyring::CHECK_INTERVAL`] and trims the change log every
+/// [`feed::TRIM_INTERVAL`]. Records each connection's peer address (the token endpoint's
 /// failure limiter counts per address). Connections are capped and timed as the state's
 /// [`ConnectionLimits`] say (see [`server`]).
 pub async fn run(
@@ -108,10 +148,19 @@ pub async fn run(
             .clone()
             .rotate_periodically(state.clock.clone()),
     );
+    let trim = tokio::spawn(state.clone().trim_change_log_periodically());
     let limits = state.limits;
+    let changes = state.store.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // A long-poll would otherwise hold the graceful shutdown for up to its whole wait.
+        changes.change_signal().close();
+    };
     server::serve(listener, app(state), limits, shutdown).await;
     rotation.abort();
     let _ = rotation.await;
+    trim.abort();
+    let _ = trim.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -70,6 +70,7 @@ async fn build(
             keyring,
             auth_failures: Arc::new(FailureLimiter::new(config.auth_failures)),
             limits: config.limits,
+            change_log_retention: config.change_log_retention,
         },
         generated_admin_secret,
     })

@@ -6,9 +6,14 @@
 //!
 //! Key and client secrets are stored only as their SHA-256 ([`KeyHash`], 32-byte BLOBs); signing
 //! keys as PKCS#8 DER, which the service needs to sign. Times are Unix seconds.
+//!
+//! Every mutation that changes a lookup answer appends the affected key hashes to the change log
+//! in its own transaction, numbered from the single-row counter (see [`crate::feed`] for why),
+//! and signals the long-polls of this process once committed.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use keygate_core::key::KeyHash;
@@ -20,6 +25,7 @@ use sqlx::Connection;
 use time::OffsetDateTime;
 
 use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
+use crate::feed::{self, ChangeSignal, Cursor, LogHead, LogId, Page, Read};
 use crate::keys::{
     parse_permissions, DailyCount, Key, KeyId, KeyUsage, Name, Permission, SecretMatch, Tenant,
     UsageBooking,
@@ -241,10 +247,11 @@ fn hash_blob(hash: &KeyHash) -> Vec<u8> {
     hash.as_bytes().to_vec()
 }
 
-/// The key database. Cheap to clone: clones share one connection pool.
+/// The key database. Cheap to clone: clones share one connection pool and one change signal.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     pool: SqlitePool,
+    changes: Arc<ChangeSignal>,
 }
 
 /// Keeps a pooled connection only if it is out of any transaction.
@@ -294,7 +301,15 @@ impl KeyStore {
                 source,
             })?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            changes: Arc::default(),
+        })
+    }
+
+    /// Wakes the long-polls of this process (see [`crate::feed`]).
+    pub fn change_signal(&self) -> &ChangeSignal {
+        &self.changes
     }
 
     /// Waits for in-flight queries and closes every connection (checkpointing the WAL).
@@ -389,27 +404,41 @@ impl KeyStore {
 
     /// Revokes a key; a second revocation keeps the first `revoked_at`. `None` if there is no
     /// such key.
+    /// The first revocation logs a change for each of the key's secrets.
     pub async fn revoke_key(
         &self,
         id: &KeyId,
         now: OffsetDateTime,
     ) -> Result<Option<Key>, StoreError> {
-        let row: Option<KeyRow> = sqlx::query_as(
-            "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
-             RETURNING id, name, tenant, permissions, created_at, expires_at, revoked_at",
-        )
-        .bind(unix(now))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(Key::try_from).transpose()
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(key) = fetch_key(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Some(key));
+        }
+        sqlx::query("UPDATE keys SET revoked_at = ? WHERE id = ?")
+            .bind(unix(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let hashes = key_hashes(&mut tx, id).await?;
+        let logged = log_changes(&mut tx, &hashes, now).await?;
+        tx.commit().await?;
+        self.signal(logged);
+        Ok(Some(Key {
+            revoked_at: Some(now),
+            ..key
+        }))
     }
 
-    /// Sets a new expiry (`None`: never) on a key that is not revoked.
+    /// Sets a new expiry (`None`: never) on a key that is not revoked, logging a change for each
+    /// of its secrets.
     pub async fn renew_key(
         &self,
         id: &KeyId,
         expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
     ) -> Result<Change<Key>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(key) = fetch_key(&mut tx, id).await? else {
@@ -423,12 +452,16 @@ impl KeyStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        let hashes = key_hashes(&mut tx, id).await?;
+        let logged = log_changes(&mut tx, &hashes, now).await?;
         tx.commit().await?;
+        self.signal(logged);
         Ok(Change::Done(Key { expires_at, ..key }))
     }
 
     /// Gives a key a new secret. Its older secrets retire at `retires_at` (or earlier, if they
-    /// were already retiring sooner).
+    /// were already retiring sooner), and a change is logged for each of them: their lookup
+    /// answers now expire at the grace end.
     pub async fn rotate_secret(
         &self,
         id: &KeyId,
@@ -443,6 +476,7 @@ impl KeyStore {
         if key.revoked_at.is_some() {
             return Ok(Change::Revoked(key));
         }
+        let old_hashes = key_hashes(&mut tx, id).await?;
         sqlx::query(
             "UPDATE key_secrets SET retires_at = MIN(IFNULL(retires_at, ?), ?) WHERE key_id = ?",
         )
@@ -459,17 +493,104 @@ impl KeyStore {
         .bind(unix(now))
         .execute(&mut *tx)
         .await?;
+        let logged = log_changes(&mut tx, &old_hashes, now).await?;
         tx.commit().await?;
+        self.signal(logged);
         Ok(Change::Done(key))
     }
 
-    /// Deletes a key with its secrets and usage. `false` if there was no such key.
-    pub async fn delete_key(&self, id: &KeyId) -> Result<bool, StoreError> {
+    /// Deletes a key with its secrets and usage, logging a change for each secret. `false` if
+    /// there was no such key.
+    pub async fn delete_key(&self, id: &KeyId, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Read before the cascade removes them.
+        let hashes = key_hashes(&mut tx, id).await?;
         let done = sqlx::query("DELETE FROM keys WHERE id = ?")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let logged = log_changes(&mut tx, &hashes, now).await?;
+        tx.commit().await?;
+        self.signal(logged);
+        Ok(true)
+    }
+
+    /// Tells the long-polls of this process about a committed change.
+    fn signal(&self, logged: Option<u64>) {
+        if let Some(seq) = logged {
+            self.changes.committed(seq);
+        }
+    }
+
+    /// The changes after `after`, at most `limit`, or a reset (see [`feed::plan_read`]). The log's
+    /// head and its rows are read in one transaction, so they agree.
+    pub async fn read_changes(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head = fetch_log_head(&mut tx).await?;
+        let from = match feed::plan_read(after, &head) {
+            Read::Reset(reason) => return Ok(Page::reset(&head, reason)),
+            Read::After(seq) => seq,
+        };
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, key_hash FROM changes WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(stored_seq(from)?)
+                .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let more = rows.len() > limit;
+        let mut seq = from;
+        let mut changes = Vec::with_capacity(rows.len().min(limit));
+        for (row_seq, hash) in rows.into_iter().take(limit) {
+            seq = u64::try_from(row_seq).map_err(|_| StoreError::Corrupt("change number"))?;
+            changes.push(key_hash(hash, "change key hash")?);
+        }
+        Ok(Page {
+            cursor: Cursor {
+                log_id: head.log_id,
+                seq,
+            },
+            changes,
+            reset: None,
+            more,
+        })
+    }
+
+    /// The log's identity and where it stands.
+    pub async fn change_log_head(&self) -> Result<LogHead, StoreError> {
+        fetch_log_head(&mut *self.pool.acquire().await?).await
+    }
+
+    /// Deletes the changes made before `before` (and any numbered below one of them), and
+    /// records how far the log is trimmed, so older cursors reset. Returns how many went.
+    pub async fn trim_changes(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let through: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM changes WHERE changed_at < ?")
+                .bind(unix(before))
+                .fetch_one(&mut *tx)
+                .await?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let deleted = sqlx::query("DELETE FROM changes WHERE seq <= ?")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE change_log SET trimmed_through = MAX(trimmed_through, ?) WHERE id = 1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// The key one of whose secrets hashes to `hash`.
@@ -754,6 +875,70 @@ impl KeyStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The hashes of every secret of a key, current and rotated out.
+async fn key_hashes(conn: &mut SqliteConnection, id: &KeyId) -> Result<Vec<KeyHash>, StoreError> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT hash FROM key_secrets WHERE key_id = ? ORDER BY created_at, hash",
+    )
+    .bind(id.as_str())
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|hash| key_hash(hash, "key secret hash"))
+        .collect()
+}
+
+fn key_hash(bytes: Vec<u8>, what: &'static str) -> Result<KeyHash, StoreError> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| StoreError::Corrupt(what))?;
+    Ok(KeyHash::from_bytes(bytes))
+}
+
+fn stored_seq(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt("change number"))
+}
+
+/// Appends one change per hash, inside the caller's write transaction, numbering each from the
+/// single-row counter: its row lock makes later writers wait until this transaction commits, so
+/// numbers follow commit order (see [`crate::feed`]). Returns the last number taken, `None` if
+/// there was nothing to log.
+async fn log_changes(
+    conn: &mut SqliteConnection,
+    hashes: &[KeyHash],
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    let mut last = None;
+    for hash in hashes {
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE change_log SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::Corrupt("change log"))?;
+        sqlx::query("INSERT INTO changes (seq, key_hash, changed_at) VALUES (?, ?, ?)")
+            .bind(seq)
+            .bind(hash_blob(hash))
+            .bind(unix(now))
+            .execute(&mut *conn)
+            .await?;
+        last = Some(u64::try_from(seq).map_err(|_| StoreError::Corrupt("change number"))?);
+    }
+    Ok(last)
+}
+
+async fn fetch_log_head(conn: &mut SqliteConnection) -> Result<LogHead, StoreError> {
+    let (log_id, last_seq, trimmed_through): (String, i64, i64) =
+        sqlx::query_as("SELECT log_id, last_seq, trimmed_through FROM change_log WHERE id = 1")
+            .fetch_optional(conn)
+            .await?
+            .ok_or(StoreError::Corrupt("change log"))?;
+    let seq = |n: i64| u64::try_from(n).map_err(|_| StoreError::Corrupt("change number"));
+    Ok(LogHead {
+        log_id: LogId::parse(&log_id).ok_or(StoreError::Corrupt("change log id"))?,
+        last_seq: seq(last_seq)?,
+        trimmed_through: seq(trimmed_through)?,
+    })
 }
 
 async fn fetch_client(

@@ -208,7 +208,7 @@ async fn renew_key(
         request.never_expires.unwrap_or(false),
         state.default_key_lifetime,
     )?;
-    let key = applied(state.store.renew_key(&id, expires_at).await?)?;
+    let key = applied(state.store.renew_key(&id, expires_at, now).await?)?;
     info!(key_id = %id, "key renewed");
     Ok(axum::Json(KeyView::new(&key, now)))
 }
@@ -253,7 +253,7 @@ async fn delete_key(
     State(state): State<AppState>,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.delete_key(&id).await? {
+    if !state.store.delete_key(&id, state.clock.now()).await? {
         return Err(ApiError::NotFound("key"));
     }
     info!(key_id = %id, "key deleted");

@@ -1,5 +1,6 @@
 //! The two callers of the service and how they prove who they are: [`AdminAuth`] (the admin
-//! secret, for `/v1/keys`) and [`FilterAuth`] (the filter token, for lookups and usage). Each
+//! secret, for `/v1/keys`) and [`FilterAuth`] (the filter token, for lookups, usage and the
+//! change feed). Each
 //! accepts only its own token.
 //!
 //! Tokens are compared as SHA-256 digests with a constant-time equality, so neither timing nor

@@ -4,6 +4,7 @@
 //! - [`clients`] serves the OAuth clients API (admin secret).
 //! - [`signing_keys`] lists and force-rotates the token signing keys (admin secret).
 //! - [`filter`] serves lookup and usage (filter token).
+//! - [`changes`] serves the revocation feed (filter token).
 //! - [`oauth`] serves the token endpoint (client credentials).
 //! - [`discovery`] serves the JWKS and the authorization server metadata (public).
 //! - [`check`] serves the ext_authz API key check (the caller's own key).
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod changes;
 pub mod check;
 pub mod clients;
 pub mod discovery;
@@ -49,6 +51,7 @@ pub fn router(body_timeout: Duration) -> Router<AppState> {
         .merge(clients::router())
         .merge(signing_keys::router())
         .merge(filter::router())
+        .merge(changes::router())
         .merge(oauth::router())
         .merge(discovery::router())
         .merge(check::router())

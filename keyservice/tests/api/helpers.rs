@@ -8,6 +8,7 @@ use keygate_core::jwt::{verify, Jwks, JwtError, PermissionsClaim, ProviderPolicy
 use keygate_core::key::KeyHash;
 use keygate_keyservice::clock::{Clock, ManualClock};
 use keygate_keyservice::config::{Config, LogFormat, Secret};
+use keygate_keyservice::feed::Retention;
 use keygate_keyservice::keys::{CachePolicy, Lifetime};
 use keygate_keyservice::ratelimit::FailurePolicy;
 use keygate_keyservice::rotation::RotationPolicy;
@@ -33,6 +34,7 @@ pub const ISSUER: &str = "https://keygate.test";
 pub const TOKEN_AUDIENCE: &str = "keygate-tests";
 pub const TOKEN_TTL_SECS: u64 = 300;
 pub const ROTATION_SECS: u64 = 30 * 24 * 60 * 60;
+pub const CHANGE_LOG_RETENTION_SECS: u64 = 24 * 60 * 60;
 
 pub fn start_time() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(START_UNIX).unwrap()
@@ -180,6 +182,7 @@ pub async fn prepare_with(
         rotation: RotationPolicy::new(signing_alg, ROTATION_SECS, TOKEN_TTL_SECS).unwrap(),
         auth_failures: FailurePolicy::default(),
         limits,
+        change_log_retention: Retention::from_secs(CHANGE_LOG_RETENTION_SECS).unwrap(),
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
     };
@@ -261,6 +264,34 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// `GET /v1/changes` with the filter token and this query string (`after=…&limit=…`).
+    pub async fn changes_raw(&self, token: &str, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/changes?{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/changes` as the filter, after `cursor` (none: `None`), with `extra` query
+    /// parameters (`&limit=2`); returns the 200 body.
+    pub async fn changes(&self, cursor: Option<&str>, extra: &str) -> Value {
+        let after = cursor.map_or_else(String::new, |c| format!("after={}", form_encode(c)));
+        let response = self
+            .changes_raw(FILTER_TOKEN, &format!("{after}{extra}"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// The feed's current cursor, as a filter's first request gets it.
+    pub async fn change_cursor(&self) -> String {
+        let answer = self.changes(None, "").await;
+        assert_eq!(answer["reset"], true);
+        answer["cursor"].as_str().unwrap().to_owned()
     }
 
     /// Runs the signing-key rotation check now, as the background task does every minute.
