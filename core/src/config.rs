@@ -431,7 +431,8 @@ impl FilterConfig {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." {
+            // The root is ".", and an unknown member with an empty name is "" (`{"": 1}`).
+            let field = if path == "." || path.is_empty() {
                 "configuration".to_owned()
             } else {
                 path
@@ -822,6 +823,14 @@ mod tests {
         assert!(c.forwarding.strip_credentials);
         assert_eq!(c.usage_interval, Some(Duration::from_secs(10)));
         assert_eq!(c.unmatched, Unmatched::Deny);
+    }
+
+    #[test]
+    fn an_unknown_field_with_an_empty_name_is_still_placed() {
+        // Found by the config fuzz target: `{"": 1}` gave an error whose field was empty.
+        let e = err(r#"{"":1,"key_service":{"cluster":"ks","token":"t"}}"#);
+        assert_eq!(e.field, "configuration");
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 
     #[test]
