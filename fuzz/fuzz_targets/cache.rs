@@ -83,26 +83,51 @@ fuzz_target!(|input: Input<'_>| {
     let mut bucket: Option<Vec<u8>> = None;
     for op in input.ops {
         let (entry, elapsed) = match op {
-            Op::Lookup { hash: h, response, elapsed } => {
+            Op::Lookup {
+                hash: h,
+                response,
+                elapsed,
+            } => {
                 let response = match response {
-                    Response::Valid { key_id, tenant, permissions, expires_in, cache_ttl_secs } => {
-                        LookupResponse::Valid {
-                            key_id,
-                            tenant,
-                            permissions,
-                            expires_at: expires_in.map(|s| now.saturating_add(s)),
-                            cache_ttl_secs,
-                        }
-                    }
-                    Response::Invalid { reason, cache_ttl_secs } => LookupResponse::Invalid {
-                        reason: [InvalidReason::Unknown, InvalidReason::Revoked, InvalidReason::Expired]
-                            [usize::from(reason % 3)],
+                    Response::Valid {
+                        key_id,
+                        tenant,
+                        permissions,
+                        expires_in,
+                        cache_ttl_secs,
+                    } => LookupResponse::Valid {
+                        key_id,
+                        tenant,
+                        permissions,
+                        expires_at: expires_in.map(|s| now.saturating_add(s)),
+                        cache_ttl_secs,
+                    },
+                    Response::Invalid {
+                        reason,
+                        cache_ttl_secs,
+                    } => LookupResponse::Invalid {
+                        reason: [
+                            InvalidReason::Unknown,
+                            InvalidReason::Revoked,
+                            InvalidReason::Expired,
+                        ][usize::from(reason % 3)],
                         cache_ttl_secs,
                     },
                 };
-                (Entry::from_lookup(hash(h), &response, &POLICY, now), elapsed)
+                (
+                    Entry::from_lookup(hash(h), &response, &POLICY, now),
+                    elapsed,
+                )
             }
-            Op::Token { hash: h, subject, provider, tenant, permissions, expires_in, elapsed } => {
+            Op::Token {
+                hash: h,
+                subject,
+                provider,
+                tenant,
+                permissions,
+                expires_in,
+                elapsed,
+            } => {
                 let identity = Identity {
                     principal: Principal::Jwt { subject, provider },
                     tenant,
@@ -121,17 +146,28 @@ fuzz_target!(|input: Input<'_>| {
         }
 
         let before: Vec<Option<Entry>> = (0..HASHES)
-            .map(|n| bucket.as_deref().and_then(|b| cache::find_entry(b, &hash(n), now)))
+            .map(|n| {
+                bucket
+                    .as_deref()
+                    .and_then(|b| cache::find_entry(b, &hash(n), now))
+            })
             .collect();
         let Some(after) = cache::insert(bucket.as_deref(), &entry, now) else {
-            assert!(matches!(entry.answer, Answer::Invalid(_)), "a positive entry was refused");
+            assert!(
+                matches!(entry.answer, Answer::Invalid(_)),
+                "a positive entry was refused"
+            );
             let fresh = before.iter().filter(|e| e.is_some()).count();
             assert_eq!(fresh, cache::WAYS, "refused with a free or stale way");
             continue;
         };
         let found = cache::find_entry(&after, &entry.hash, now);
         if entry.fresh_until > now {
-            assert_eq!(found, Some(as_stored(entry.clone())), "insert then find lost the entry");
+            assert_eq!(
+                found,
+                Some(as_stored(entry.clone())),
+                "insert then find lost the entry"
+            );
         } else {
             assert_eq!(found, None, "a stale entry was found");
         }
@@ -142,8 +178,17 @@ fuzz_target!(|input: Input<'_>| {
             }
             let old = &before[usize::from(n)];
             let new = cache::find_entry(&after, &h, now);
-            assert!(new.is_none() || new == *old, "an insert changed another entry");
-            let displaced_positive = matches!(old, Some(Entry { answer: Answer::Valid(_), .. })) && new.is_none();
+            assert!(
+                new.is_none() || new == *old,
+                "an insert changed another entry"
+            );
+            let displaced_positive = matches!(
+                old,
+                Some(Entry {
+                    answer: Answer::Valid(_),
+                    ..
+                })
+            ) && new.is_none();
             assert!(
                 !(displaced_positive && matches!(entry.answer, Answer::Invalid(_))),
                 "a negative entry displaced a fresh positive one"

@@ -75,12 +75,17 @@ fuzz_target!(|data: &[u8]| {
         Ok(Some(Credential::ApiKey(key))) => {
             let hash = key.hash();
             let found = candidates(cfg, &headers, path).find(|c| KeyHash::of(c.as_bytes()) == hash);
-            assert!(found.is_some(), "the key found is none of the request's candidate values");
+            assert!(
+                found.is_some(),
+                "the key found is none of the request's candidate values"
+            );
             found
         }
         Ok(Some(Credential::Jwt(token))) => {
             assert!(
-                headers.iter().any(|(n, v)| *n == b"authorization" && contains(v, token.as_bytes())),
+                headers
+                    .iter()
+                    .any(|(n, v)| *n == b"authorization" && contains(v, token.as_bytes())),
                 "the token found is in no Authorization header"
             );
             Some(token.clone())
@@ -111,14 +116,25 @@ fuzz_target!(|data: &[u8]| {
         let body = denial.body();
         let json: serde_json::Value = serde_json::from_str(&body).expect("a denial body is JSON");
         let reason = json["reason"].as_str().unwrap_or_default();
-        assert!(DenyReason::ALL.iter().any(|r| r.as_str() == reason), "{body}");
         assert!(
-            json.as_object()
-                .is_some_and(|o| o.keys().all(|k| ["error", "reason", "missing_permissions", "detail"].contains(&k.as_str()))),
+            DenyReason::ALL.iter().any(|r| r.as_str() == reason),
+            "{body}"
+        );
+        assert!(
+            json.as_object().is_some_and(|o| o.keys().all(|k| [
+                "error",
+                "reason",
+                "missing_permissions",
+                "detail"
+            ]
+            .contains(&k.as_str()))),
             "{body}"
         );
         if let Some(secret) = &secret {
-            assert!(!body.contains(secret.as_str()), "a denial echoes the credential");
+            assert!(
+                !body.contains(secret.as_str()),
+                "a denial echoes the credential"
+            );
         }
     }
 });
@@ -156,7 +172,9 @@ fn form_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         let byte = hex.filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
         match (b[i], byte.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(decoded)) => {

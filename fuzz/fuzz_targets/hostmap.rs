@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let bytes = hostmap::encode(&pairs);
     let decoded = hostmap::decode(&bytes);
-    assert_eq!(decoded.as_deref(), Ok(&pairs[..]), "encode then decode lost headers");
+    assert_eq!(
+        decoded.as_deref(),
+        Ok(&pairs[..]),
+        "encode then decode lost headers"
+    );
 });
 
 fn check_lookups(headers: &[Header<'_>]) {

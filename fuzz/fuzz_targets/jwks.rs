@@ -34,11 +34,16 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(remote.len() + remote.skipped().len(), entries);
     let local_skipped: BTreeSet<usize> = local.skipped().iter().map(|s| s.index).collect();
     let remote_skipped: BTreeSet<usize> = remote.skipped().iter().map(|s| s.index).collect();
-    assert_eq!(local_skipped.len(), local.skipped().len(), "an index skipped twice");
+    assert_eq!(
+        local_skipped.len(),
+        local.skipped().len(),
+        "an index skipped twice"
+    );
     assert!(local_skipped.iter().all(|&i| i < entries));
     assert!(remote_skipped.is_superset(&local_skipped));
 
-    let is_hmac = |alg: Algorithm| matches!(alg, Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512);
+    let is_hmac =
+        |alg: Algorithm| matches!(alg, Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512);
     let local_public: Vec<_> = local.keys().filter(|(_, alg)| !is_hmac(*alg)).collect();
     let remote_keys: Vec<_> = remote.keys().collect();
     assert_eq!(remote_keys, local_public);
@@ -46,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
     let refused = remote
         .skipped()
         .iter()
-        .filter(|s| s.reason == SkipReason::SymmetricKeyNotAllowed && !local_skipped.contains(&s.index))
+        .filter(|s| {
+            s.reason == SkipReason::SymmetricKeyNotAllowed && !local_skipped.contains(&s.index)
+        })
         .count();
     assert_eq!(refused, hmac_keys);
 
@@ -56,13 +63,18 @@ fuzz_target!(|data: &[u8]| {
                 assert!(jwks.has_kid(kid));
             }
         }
-        assert!(!jwks.has_kid("\u{0}not-a-kid") || jwks.keys().any(|(k, _)| k == Some("\u{0}not-a-kid")));
+        assert!(
+            !jwks.has_kid("\u{0}not-a-kid")
+                || jwks.keys().any(|(k, _)| k == Some("\u{0}not-a-kid"))
+        );
     }
 
     // Verify with each kept key (at most a few, the RSA ones are slow) a token whose signature
     // has the right length but was never made by a private key.
-    let policy = ProviderPolicy::new("p", "https://idp.example", vec!["api".into()]).expect("fixed policy");
-    let payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"https://idp.example","aud":"api","sub":"u","exp":1700000600}"#);
+    let policy =
+        ProviderPolicy::new("p", "https://idp.example", vec!["api".into()]).expect("fixed policy");
+    let payload = URL_SAFE_NO_PAD
+        .encode(br#"{"iss":"https://idp.example","aud":"api","sub":"u","exp":1700000600}"#);
     for (kid, alg) in local.keys().take(4) {
         let mut header = serde_json::json!({ "alg": alg.name() });
         if let Some(kid) = kid {
@@ -82,7 +94,10 @@ fuzz_target!(|data: &[u8]| {
         );
         let result = jwt::verify(&token, &local, &policy, NOW);
         if !is_hmac(alg) {
-            assert!(result.is_err(), "a made-up signature verified under a public key");
+            assert!(
+                result.is_err(),
+                "a made-up signature verified under a public key"
+            );
         }
     }
 });

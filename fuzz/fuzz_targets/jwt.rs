@@ -107,7 +107,9 @@ fn check(token: &str, data: &[u8]) {
     };
 
     let (signing_input, signature_b64) = token.rsplit_once('.').expect("accepted: three parts");
-    let signature = URL_SAFE_NO_PAD.decode(signature_b64).expect("accepted: base64url");
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .expect("accepted: base64url");
     assert!(
         hmac256(HS256_SECRET, signing_input) == signature
             || hmac512(HS512_SECRET, signing_input) == signature,
@@ -121,24 +123,38 @@ fn check(token: &str, data: &[u8]) {
     assert!(u128::from(NOW) < u128::from(verified.expires_at) + u128::from(SKEW));
     assert!(verified.tenant.as_deref() != Some(""));
     for (i, p) in verified.permissions.iter().enumerate() {
-        assert!(!p.is_empty() && !verified.permissions[..i].contains(p), "{:?}", verified.permissions);
+        assert!(
+            !p.is_empty() && !verified.permissions[..i].contains(p),
+            "{:?}",
+            verified.permissions
+        );
     }
 
     // Tampering: one bit of the signature, or one byte of the payload part.
-    let seed = data.iter().fold(0usize, |a, &b| a.wrapping_mul(31).wrapping_add(usize::from(b)));
+    let seed = data.iter().fold(0usize, |a, &b| {
+        a.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
     let mut flipped = signature.clone();
     if let Some(byte) = flipped.get_mut(seed % signature.len().max(1)) {
         *byte ^= 1 << (seed % 8);
         let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&flipped));
-        assert!(jwt::verify(&forged, jwks, policy, NOW).is_err(), "a flipped signature bit was accepted");
+        assert!(
+            jwt::verify(&forged, jwks, policy, NOW).is_err(),
+            "a flipped signature bit was accepted"
+        );
     }
-    let (header_b64, payload_b64) = signing_input.split_once('.').expect("accepted: three parts");
+    let (header_b64, payload_b64) = signing_input
+        .split_once('.')
+        .expect("accepted: three parts");
     let mut payload = payload_b64.as_bytes().to_vec();
     if let Some(byte) = payload.get_mut(seed % payload_b64.len().max(1)) {
         *byte = if *byte == b'A' { b'B' } else { b'A' };
         let payload = String::from_utf8(payload).expect("base64url is ASCII");
         let forged = format!("{header_b64}.{payload}.{signature_b64}");
-        assert!(jwt::verify(&forged, jwks, policy, NOW).is_err(), "a changed payload was accepted");
+        assert!(
+            jwt::verify(&forged, jwks, policy, NOW).is_err(),
+            "a changed payload was accepted"
+        );
     }
 }
 

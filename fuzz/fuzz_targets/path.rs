@@ -136,7 +136,10 @@ fn rules(path: &NormalizedPath<'_>, method: &str, route_name: Option<&str>) -> [
             .lookup(method, path, route_name)
             .map(|route| route.index());
         let want = reference_lookup(table, method, path, route_name);
-        assert_eq!(got, want, "trie and linear scan disagree on {path:?} {method} {route_name:?}");
+        assert_eq!(
+            got, want,
+            "trie and linear scan disagree on {path:?} {method} {route_name:?}"
+        );
         got
     })
 }
@@ -155,10 +158,14 @@ fn reference_lookup(
         .position(|(raw, route)| {
             let method_ok = raw.methods.as_ref().is_none_or(|listed| {
                 listed.iter().any(|m| {
-                    m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+                    m.eq_ignore_ascii_case(method)
+                        || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
                 })
             });
-            let name_ok = raw.route_name.as_deref().is_none_or(|want| route_name == Some(want));
+            let name_ok = raw
+                .route_name
+                .as_deref()
+                .is_none_or(|want| route_name == Some(want));
             let path_ok = route
                 .pattern()
                 .is_none_or(|pattern| pattern.matches(path, case_sensitive));
@@ -246,7 +253,11 @@ fn reencode_unreserved(raw: &str, rng: &mut Rng) -> String {
         }
         let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
         if unreserved && rng.bit() {
-            let hex = if rng.bit() { format!("%{b:02X}") } else { format!("%{b:02x}") };
+            let hex = if rng.bit() {
+                format!("%{b:02X}")
+            } else {
+                format!("%{b:02x}")
+            };
             out.extend_from_slice(hex.as_bytes());
         } else {
             out.push(b);

@@ -32,13 +32,18 @@ const POLICY: CachePolicy = CachePolicy {
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = serde_json::from_slice::<LookupRequest>(data) {
         let bytes = serde_json::to_vec(&request).expect("a request serializes");
-        assert_eq!(serde_json::from_slice::<LookupRequest>(&bytes).ok(), Some(request));
+        assert_eq!(
+            serde_json::from_slice::<LookupRequest>(&bytes).ok(),
+            Some(request)
+        );
     }
 
     if let Ok(response) = serde_json::from_slice::<LookupResponse>(data) {
         let bytes = serde_json::to_vec(&response).expect("a response serializes");
         assert_eq!(
-            serde_json::from_slice::<LookupResponse>(&bytes).ok().as_ref(),
+            serde_json::from_slice::<LookupResponse>(&bytes)
+                .ok()
+                .as_ref(),
             Some(&response)
         );
         check_answer(&response);
@@ -46,23 +51,31 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(report) = serde_json::from_slice::<UsageReport>(data) {
         let bytes = serde_json::to_vec(&report).expect("a report serializes");
-        assert_eq!(serde_json::from_slice::<UsageReport>(&bytes).ok().as_ref(), Some(&report));
+        assert_eq!(
+            serde_json::from_slice::<UsageReport>(&bytes).ok().as_ref(),
+            Some(&report)
+        );
         check_usage(report);
     }
 });
 
 fn check_answer(response: &LookupResponse) {
     let answer = answer_of(response, NOW);
-    if let (Answer::Valid(identity), LookupResponse::Valid { expires_at, .. }) = (&answer, response) {
+    if let (Answer::Valid(identity), LookupResponse::Valid { expires_at, .. }) = (&answer, response)
+    {
         assert_eq!(identity.expires_at, *expires_at);
-        assert!(expires_at.is_none_or(|at| at > NOW), "valid past its expiry");
+        assert!(
+            expires_at.is_none_or(|at| at > NOW),
+            "valid past its expiry"
+        );
     }
     let hash = KeyHash::of(b"kg_fuzz");
     if let Some(entry) = Entry::from_lookup(hash, response, &POLICY, NOW) {
         assert!(entry.fresh_until > NOW);
         assert_eq!(entry.answer, answer);
         let served_ttl = match response {
-            LookupResponse::Valid { cache_ttl_secs, .. } | LookupResponse::Invalid { cache_ttl_secs, .. } => *cache_ttl_secs,
+            LookupResponse::Valid { cache_ttl_secs, .. }
+            | LookupResponse::Invalid { cache_ttl_secs, .. } => *cache_ttl_secs,
         };
         let ttl = entry.fresh_until - NOW;
         assert!(ttl <= POLICY.ttl_secs.max(POLICY.negative_ttl_secs));
@@ -90,9 +103,18 @@ fn check_usage(report: UsageReport) {
     while !book.is_empty() {
         let drained = book.drain();
         assert!(!drained.entries.is_empty() && drained.entries.len() <= MAX_REPORT_ENTRIES);
-        assert!(drained.entries.windows(2).all(|w| w[0].key_id < w[1].key_id), "not sorted, or a key twice");
+        assert!(
+            drained
+                .entries
+                .windows(2)
+                .all(|w| w[0].key_id < w[1].key_id),
+            "not sorted, or a key twice"
+        );
         for e in drained.entries {
-            assert!(got.insert(e.key_id, (e.count, e.last_used)).is_none(), "a key in two reports");
+            assert!(
+                got.insert(e.key_id, (e.count, e.last_used)).is_none(),
+                "a key in two reports"
+            );
         }
     }
     assert_eq!(got, want);
