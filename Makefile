@@ -18,7 +18,7 @@ ENSURE_WASM_TARGET := rustup target list --installed | grep -x '$(WASM_TARGET)' 
 # The e2e tests and scripts find Envoy here unless told otherwise.
 export ENVOY_BIN ?= $(CURDIR)/$(ENVOY)
 
-.PHONY: help wasm envoy build test lint run bench
+.PHONY: help wasm envoy build test lint run bench fuzz fuzz-smoke fuzz-cmin
 
 help:
 	@echo 'make wasm    build the filter: target/$(WASM_TARGET)/release/keygate.wasm'
@@ -30,6 +30,10 @@ help:
 	@echo 'make run     start the demo (key service, echo upstream, Envoy) and print curl commands'
 	@echo 'make bench   keygate beside Envoy alone, a no-op Wasm filter, api_key_auth, jwt_authn and'
 	@echo '             ext_authz, in one run; report in bench/results/latest.md (BENCH_QUICK=1: short)'
+	@echo 'make fuzz    each fuzz target of keygate-core for FUZZ_SECS seconds (default $(FUZZ_SECS)), adding'
+	@echo '             to fuzz/corpus/; prints execs and crashes per target (FUZZ_TARGETS: a subset)'
+	@echo 'make fuzz-smoke  every fuzz target ~10 s over its committed corpus, as CI does'
+	@echo 'make fuzz-cmin   minimize the committed corpora (cargo fuzz cmin)'
 
 wasm:
 	@$(ENSURE_WASM_TARGET)
@@ -66,3 +70,17 @@ run: envoy build
 # Installs what it needs itself (wrk, Envoy, the wasm target) and builds in release mode.
 bench:
 	bench/run.sh
+
+# The fuzz targets build natively (cargo-fuzz, installed on first use), from the same keygate-core
+# the .wasm compiles. A crash fails the verb; its input is kept in fuzz/artifacts/.
+FUZZ_SECS ?= 300
+export FUZZ_SECS
+
+fuzz:
+	scripts/fuzz.sh run
+
+fuzz-smoke:
+	FUZZ_SECS=$${FUZZ_SMOKE_SECS:-10} scripts/fuzz.sh smoke
+
+fuzz-cmin:
+	scripts/fuzz.sh cmin

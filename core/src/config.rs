@@ -463,15 +463,19 @@ impl FilterConfig {
     /// field, e.g. `routes[2].path: must start with '/'` or `cache.max_entries: unknown field`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." {
+            // The root is ".", and an unknown member with an empty name is "" (`{"": 1}`).
+            let field = if path == "." || path.is_empty() {
                 "configuration".to_owned()
             } else {
                 path
             };
             ConfigError::new(field, e.into_inner().to_string())
         })?;
+        // Whitespace may follow the document; anything else is refused, not ignored.
+        de.end()
+            .map_err(|e| ConfigError::new("configuration", e.to_string()))?;
         let mut config = Self::try_from(raw)?;
         config.fingerprint = Fingerprint::of(bytes);
         Ok(config)
@@ -861,6 +865,26 @@ mod tests {
         assert!(c.forwarding.strip_credentials);
         assert_eq!(c.usage_interval, Some(Duration::from_secs(10)));
         assert_eq!(c.unmatched, Unmatched::Deny);
+    }
+
+    #[test]
+    fn text_after_the_configuration_is_refused() {
+        // Found by the config fuzz target: a second document after the first (a paste gone
+        // wrong) was ignored, and the filter ran on the first alone.
+        let e = err(&format!("{MINIMAL}{MINIMAL}"));
+        assert_eq!(e.field, "configuration");
+        assert!(e.message.contains("trailing characters"), "{e}");
+        let e = err(&format!("{MINIMAL} x"));
+        assert_eq!(e.field, "configuration");
+        assert!(FilterConfig::from_json(format!("{MINIMAL} \n").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_field_with_an_empty_name_is_still_placed() {
+        // Found by the config fuzz target: `{"": 1}` gave an error whose field was empty.
+        let e = err(r#"{"":1,"key_service":{"cluster":"ks","token":"t"}}"#);
+        assert_eq!(e.field, "configuration");
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 
     #[test]

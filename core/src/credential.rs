@@ -72,6 +72,9 @@ pub fn extract(
     let mut found: Vec<Cow<'_, str>> = Vec::new();
     let mut tokens: Vec<Cow<'_, str>> = Vec::new();
     let mut bearer_headers = 0;
+    // Set by an `Authorization` value that holds two credentials. The request is then ambiguous,
+    // but the loop goes on, so that every other credential still lands in `strip`.
+    let mut folded = false;
     let mut strip = Strip::default();
 
     for &(name, value) in headers {
@@ -86,10 +89,8 @@ pub fn extract(
             // neither keys nor JWTs contain one, so a comma means two credentials.
             if token.contains(',') {
                 push_unique(&mut strip.headers, "authorization");
-                return Extracted {
-                    credential: Err(CredentialError::Ambiguous),
-                    strip,
-                };
+                folded = true;
+                continue;
             }
             if sources.bearer && key::looks_like_api_key(&token) {
                 found.push(token);
@@ -118,7 +119,7 @@ pub fn extract(
     }
 
     let authorization_count = headers.iter().filter(|(n, _)| *n == AUTHORIZATION).count();
-    if bearer_headers > 0 && authorization_count > 1 {
+    if folded || (bearer_headers > 0 && authorization_count > 1) {
         return Extracted {
             credential: Err(CredentialError::Ambiguous),
             strip,
@@ -464,6 +465,22 @@ mod tests {
         let x = extract(&sources(), true, &[h("authorization", &v)], "/");
         assert_eq!(x.credential, Err(CredentialError::Ambiguous));
         assert_eq!(x.strip.headers, ["authorization"]);
+    }
+
+    #[test]
+    fn a_folded_authorization_header_still_strips_every_other_credential() {
+        // Found by the credential fuzz target: the ambiguity returned early, before the key
+        // header and the query were read, so a public route forwarded the key upstream.
+        let k = key(3);
+        let path = format!("/public/x?api_key={}&q=1", k.expose_secret());
+        let headers = [
+            h("authorization", "Bearer a,b"),
+            h("x-api-key", k.expose_secret()),
+        ];
+        let x = extract(&sources(), false, &headers, &path);
+        assert_eq!(x.credential, Err(CredentialError::Ambiguous));
+        assert_eq!(x.strip.headers, ["authorization", "x-api-key"]);
+        assert_eq!(x.strip.path.as_deref(), Some("/public/x?q=1"));
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! `route::normalize_path` and `RouteTable::lookup` on any `:path`.
 //!
-//! Invariants, beyond "never panics":
-//! - Idempotence: an accepted path's normalized form, fed back as a path (with the three
-//!   characters `normalize_path` reads as syntax, `%`, `?` and `#`, escaped), normalizes to itself;
-//!   without those characters it is already canonical (borrowed, no allocation).
+//! The policy (route module docs): the path is forwarded unchanged, so it is refused unless every
+//! server that splits on `/` and decodes once reads the same segments. Invariants, beyond "never
+//! panics":
+//! - Second implementation: [`reference`] applies the policy segment by segment, written apart
+//!   from the real one; both accept the same paths, with the same decoded form.
+//! - Shape: an accepted path starts with `/`, has as many `/` as the raw path before its query,
+//!   and holds no empty segment (but one trailing), no `.` or `..` segment, no `? # ; \` and no
+//!   control character.
+//! - Idempotence: an accepted path's normalized form, with its `%` escaped as `%25`, normalizes to
+//!   itself; without a `%` it is already canonical (borrowed, no allocation).
 //! - Re-encoding: percent-encoding unreserved ASCII bytes (letters, digits, `-._~`) of the input,
 //!   in either hex case, changes nothing: same normalized path or same error, same rule.
-//! - Second implementation: the trie lookup picks the rule a linear scan over the rules (method,
+//! - Trie vs linear scan: the trie lookup picks the rule a linear scan over the rules (method,
 //!   route name, then `RoutePattern::matches`) picks.
 //!
 //! The input is the raw path as bytes; which bytes get re-encoded, the method and the route name
@@ -71,11 +77,32 @@ fuzz_target!(|data: &[u8]| {
     let first = normalize(raw);
     let outcome = first.as_ref().map(|path| rules(path, method, route_name));
 
+    let want = reference(raw);
+    assert_eq!(
+        first.as_ref().map(NormalizedPath::as_str).ok(),
+        want.as_deref(),
+        "policy and reference disagree on {raw:?}"
+    );
+
     if let Ok(path) = &first {
         let text = path.as_str();
+        let before_query = raw.split_once('?').map_or(raw, |(path, _)| path);
         assert!(text.starts_with('/'), "{raw:?} -> {text:?}");
+        assert_eq!(
+            text.matches('/').count(),
+            before_query.matches('/').count(),
+            "segments not one-to-one: {raw:?} -> {text:?}"
+        );
         assert!(!text.contains("//"), "{raw:?} -> {text:?}");
-        let again_raw = escape_syntax(text);
+        assert!(
+            !text.contains(['?', '#', ';', '\\']) && !text.chars().any(|c| c.is_ascii_control()),
+            "{raw:?} -> {text:?}"
+        );
+        assert!(
+            text.split('/').all(|s| s != "." && s != ".."),
+            "{raw:?} -> {text:?}"
+        );
+        let again_raw = text.replace('%', "%25");
         let again = normalize(&again_raw);
         assert_eq!(
             again.as_ref().map(NormalizedPath::as_str),
@@ -109,7 +136,10 @@ fn rules(path: &NormalizedPath<'_>, method: &str, route_name: Option<&str>) -> [
             .lookup(method, path, route_name)
             .map(|route| route.index());
         let want = reference_lookup(table, method, path, route_name);
-        assert_eq!(got, want, "trie and linear scan disagree on {path:?} {method} {route_name:?}");
+        assert_eq!(
+            got, want,
+            "trie and linear scan disagree on {path:?} {method} {route_name:?}"
+        );
         got
     })
 }
@@ -128,10 +158,14 @@ fn reference_lookup(
         .position(|(raw, route)| {
             let method_ok = raw.methods.as_ref().is_none_or(|listed| {
                 listed.iter().any(|m| {
-                    m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+                    m.eq_ignore_ascii_case(method)
+                        || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
                 })
             });
-            let name_ok = raw.route_name.as_deref().is_none_or(|want| route_name == Some(want));
+            let name_ok = raw
+                .route_name
+                .as_deref()
+                .is_none_or(|want| route_name == Some(want));
             let path_ok = route
                 .pattern()
                 .is_none_or(|pattern| pattern.matches(path, case_sensitive));
@@ -139,18 +173,66 @@ fn reference_lookup(
         })
 }
 
-/// Escapes what `normalize_path` reads as syntax, so a normalized path can be fed back in.
-fn escape_syntax(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '?' => out.push_str("%3F"),
-            '#' => out.push_str("%23"),
-            c => out.push(c),
+/// The policy again, segment by segment: the decoded path, or `None` for a refusal.
+fn reference(raw: &str) -> Option<String> {
+    let path = match raw.find('?') {
+        Some(at) => &raw[..at],
+        None => raw,
+    };
+    let rest = path.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    let mut out = String::from("/");
+    for (i, segment) in segments.iter().enumerate() {
+        let bytes = decode_segment(segment)?;
+        let text = String::from_utf8(bytes).ok()?;
+        let empty_inside = text.is_empty() && i != last;
+        if empty_inside || text == "." || text == ".." {
+            return None;
+        }
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(&text);
+    }
+    Some(out)
+}
+
+/// One raw segment decoded once, or `None` when any byte of it, raw or decoded, is refused.
+fn decode_segment(segment: &str) -> Option<Vec<u8>> {
+    let refused = |b: u8| b"/\\;?#".contains(&b) || b < 0x20 || b == 0x7f;
+    let raw = segment.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
+            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                return None;
+            }
+            let decoded = u8::from_str_radix(hex, 16).ok()?;
+            if refused(decoded) {
+                return None;
+            }
+            out.push(decoded);
+            i += 3;
+        } else {
+            if refused(b) {
+                return None;
+            }
+            out.push(b);
+            i += 1;
         }
     }
-    out
+    // A decoded '%' that starts an escape would be decoded again by a second decoder.
+    for (at, &b) in out.iter().enumerate() {
+        let next_two = out.get(at + 1..at + 3);
+        if b == b'%' && next_two.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// Percent-encodes some unreserved ASCII bytes, never the two after a `%` (that would change an
@@ -171,7 +253,11 @@ fn reencode_unreserved(raw: &str, rng: &mut Rng) -> String {
         }
         let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
         if unreserved && rng.bit() {
-            let hex = if rng.bit() { format!("%{b:02X}") } else { format!("%{b:02x}") };
+            let hex = if rng.bit() {
+                format!("%{b:02X}")
+            } else {
+                format!("%{b:02x}")
+            };
             out.extend_from_slice(hex.as_bytes());
         } else {
             out.push(b);
