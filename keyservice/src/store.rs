@@ -423,9 +423,7 @@ impl KeyStore {
             .execute(&mut *tx)
             .await?;
         let hashes = key_hashes(&mut tx, id).await?;
-        let logged = log_changes(&mut tx, &hashes, now).await?;
-        tx.commit().await?;
-        self.signal(logged);
+        self.commit_logged(tx, &hashes, now).await?;
         Ok(Some(Key {
             revoked_at: Some(now),
             ..key
@@ -453,9 +451,7 @@ impl KeyStore {
             .execute(&mut *tx)
             .await?;
         let hashes = key_hashes(&mut tx, id).await?;
-        let logged = log_changes(&mut tx, &hashes, now).await?;
-        tx.commit().await?;
-        self.signal(logged);
+        self.commit_logged(tx, &hashes, now).await?;
         Ok(Change::Done(Key { expires_at, ..key }))
     }
 
@@ -493,9 +489,7 @@ impl KeyStore {
         .bind(unix(now))
         .execute(&mut *tx)
         .await?;
-        let logged = log_changes(&mut tx, &old_hashes, now).await?;
-        tx.commit().await?;
-        self.signal(logged);
+        self.commit_logged(tx, &old_hashes, now).await?;
         Ok(Change::Done(key))
     }
 
@@ -512,17 +506,24 @@ impl KeyStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        let logged = log_changes(&mut tx, &hashes, now).await?;
-        tx.commit().await?;
-        self.signal(logged);
+        self.commit_logged(tx, &hashes, now).await?;
         Ok(true)
     }
 
     /// Tells the long-polls of this process about a committed change.
-    fn signal(&self, logged: Option<u64>) {
+    /// Logs a change for each of `hashes` in `tx`, commits it, and wakes the feed's long-polls.
+    async fn commit_logged(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        hashes: &[KeyHash],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let logged = log_changes(&mut tx, hashes, now).await?;
+        tx.commit().await?;
         if let Some(seq) = logged {
             self.changes.committed(seq);
         }
+        Ok(())
     }
 
     /// The changes after `after`, at most `limit`, or a reset (see [`feed::plan_read`]). The log's
