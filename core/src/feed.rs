@@ -155,6 +155,13 @@ impl FeedState {
         self.next_poll_ms = now_ms.saturating_add(backoff);
     }
 
+    /// The service refused the poll as malformed (`400`): the cursor is one it cannot read, so
+    /// the next poll goes without one and is answered with a reset. Backs off as a failure.
+    pub fn on_refused(&mut self, now_ms: u64) {
+        self.cursor = None;
+        self.on_failure(now_ms);
+    }
+
     /// Whether cached key answers may be served at `now_secs`: the last good poll (or, before
     /// the first, the feed's start) is at most `max_stale_secs` old. A feed nobody has found yet
     /// has nothing to be stale against.
@@ -370,6 +377,16 @@ mod tests {
         assert_eq!(s.cursor.as_deref(), Some("c:3"));
         s.on_answer(&answer("c:4", vec![]), NOW_MS, &feed());
         assert_eq!(s.failures, 0);
+    }
+
+    #[test]
+    fn a_refused_cursor_is_dropped_so_the_next_poll_resets() {
+        let mut s = FeedState::default();
+        s.on_answer(&answer("c:3", vec![]), NOW_MS, &feed());
+        s.on_refused(NOW_MS);
+        assert_eq!(s.cursor, None);
+        assert_eq!(s.request_path(&feed()), "/v1/changes");
+        assert!(!s.due(NOW_MS));
     }
 
     #[test]
