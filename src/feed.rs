@@ -164,7 +164,7 @@ impl Worker {
             }
         };
         if answer.reset {
-            log::info!("revocation feed: reset; every worker drops its key cache");
+            log::info!("revocation feed: reset");
             self.metrics.inc(self.metrics.feed_reset);
         } else if !answer.changes.is_empty() {
             let epoch = self.feed_state().epoch;

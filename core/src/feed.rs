@@ -117,22 +117,25 @@ impl FeedState {
     }
 
     /// Records a good answer received at `now_ms`: the new cursor, the changed hashes for the
-    /// workers, or on `reset` a new epoch (everything cached is dropped). The next poll is at
+    /// workers, or on `reset` a new epoch (everything cached is dropped). The very first poll
+    /// only learns the cursor: what was cached before it was looked up moments ago, and dropping
+    /// it would make every Envoy start with a second round of lookups. The next poll is at
     /// once when there is more to read or something changed (a change often comes with others),
     /// else `poll_interval` after this one was sent: a long poll that was held that long is
     /// followed at once, and a service that does not hold polls is asked at that pace.
     pub fn on_answer(&mut self, answer: &ChangesResponse, now_ms: u64, feed: &Revocation) {
-        self.polled_at = now_ms / 1000;
-        self.failures = 0;
-        if answer.reset {
+        let first = self.cursor.is_none() && self.polled_at == 0;
+        if answer.reset && !first {
             self.epoch = self.epoch.wrapping_add(1);
             self.recent.clear();
-        } else {
+        } else if !answer.reset {
             self.recent.extend_from_slice(&answer.changes);
             let excess = self.recent.len().saturating_sub(RECENT_CAPACITY);
             self.recent.drain(..excess);
             self.generation = self.generation.saturating_add(answer.changes.len() as u64);
         }
+        self.polled_at = now_ms / 1000;
+        self.failures = 0;
         self.cursor = (!answer.cursor.is_empty() && answer.cursor.len() <= MAX_CURSOR)
             .then(|| answer.cursor.clone());
         self.next_poll_ms = if answer.more || !answer.changes.is_empty() {
@@ -415,6 +418,19 @@ mod tests {
         assert_eq!(s.recent.len(), RECENT_CAPACITY, "the record stays bounded");
         assert_eq!(s.recent.last(), Some(&hash(9999)));
         assert_eq!(s.catch_up(Some(seen)), Invalidation::All);
+    }
+
+    #[test]
+    fn the_first_poll_learns_the_cursor_without_dropping_anything() {
+        let mut s = FeedState::default();
+        let seen = s.seen();
+        s.on_answer(&reset("c:0"), NOW_MS, &feed());
+        assert_eq!(s.epoch, 0);
+        assert_eq!(s.catch_up(Some(seen)), Invalidation::Nothing);
+        // A refused cursor later is a real reset.
+        s.on_refused(NOW_MS);
+        s.on_answer(&reset("c:0"), NOW_MS, &feed());
+        assert_eq!(s.epoch, 1);
     }
 
     #[test]

@@ -20,11 +20,12 @@ const REVOCATION_BOUND: Duration = Duration::from_secs(1);
 /// Longer than any test here runs: an answer gone before this was dropped, not expired.
 const LONG_TTL_SECS: u64 = 300;
 
-/// Envoy with 4 workers, and valid answers cached for [`LONG_TTL_SECS`] by filter and service.
+/// Envoy with 4 workers, and valid answers cached for [`LONG_TTL_SECS`] by filter and service;
+/// returned once the feed has its cursor (a second poll went out after the first answered).
 async fn long_ttl_stack() -> anyhow::Result<Stack> {
     let mut config = base_filter_config();
     config["cache"]["ttl_secs"] = Value::from(LONG_TTL_SECS);
-    Stack::start_with(StackOptions {
+    let stack = Stack::start_with(StackOptions {
         workers: 4,
         keyservice_env: vec![(
             "KEYGATE_LOOKUP_CACHE_TTL_SECS".into(),
@@ -32,7 +33,13 @@ async fn long_ttl_stack() -> anyhow::Result<Stack> {
         )],
         ..StackOptions::new(config)
     })
-    .await
+    .await?;
+    eventually(Duration::from_secs(5), "the feed's second poll", || async {
+        let polls = stack.counter("keygate.feed_poll").await.ok()?;
+        (polls >= 2).then_some(())
+    })
+    .await;
+    Ok(stack)
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {
