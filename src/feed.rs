@@ -172,7 +172,8 @@ impl Worker {
             for hash in &answer.changes {
                 remove_shared(&layout, hash);
             }
-            self.metrics.inc_by(self.metrics.feed_changes, answer.changes.len());
+            self.metrics
+                .inc_by(self.metrics.feed_changes, answer.changes.len());
         }
         self.update_feed(|s| {
             s.on_answer(&answer, now_ms, revocation);

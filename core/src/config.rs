@@ -1177,7 +1177,8 @@ mod tests {
             (r#"{"max_stale_secs":0}"#, "revocation.max_stale_secs"),
             (r#"{"interval":1}"#, "revocation.interval"),
         ] {
-            let json = format!(r#"{{"key_service":{{"cluster":"ks","token":"t"}},"revocation":{body}}}"#);
+            let json =
+                format!(r#"{{"key_service":{{"cluster":"ks","token":"t"}},"revocation":{body}}}"#);
             assert_eq!(err(&json).field, field, "{body}");
         }
     }

@@ -327,7 +327,10 @@ mod tests {
         s.lease(NOW_MS, &feed());
         assert!(!s.due(NOW_MS + 6000));
         assert!(!s.due(NOW_MS + 6000 + LEASE_GRACE_MS - 1));
-        assert!(s.due(NOW_MS + 6000 + LEASE_GRACE_MS), "a dead poller's lease runs out");
+        assert!(
+            s.due(NOW_MS + 6000 + LEASE_GRACE_MS),
+            "a dead poller's lease runs out"
+        );
     }
 
     #[test]
@@ -335,7 +338,10 @@ mod tests {
         let mut s = FeedState::default();
         assert_eq!(s.request_path(&feed()), "/v1/changes");
         s.on_answer(&reset("abc:7"), NOW_MS, &feed());
-        assert_eq!(s.request_path(&feed()), "/v1/changes?after=abc%3A7&wait_ms=5000");
+        assert_eq!(
+            s.request_path(&feed()),
+            "/v1/changes?after=abc%3A7&wait_ms=5000"
+        );
     }
 
     #[test]
@@ -467,12 +473,18 @@ mod tests {
         assert!(s.serve_cached(NOW, 300), "no feed found yet");
         s.start(NOW);
         assert!(s.serve_cached(NOW + 300, 300));
-        assert!(!s.serve_cached(NOW + 301, 300), "never polled: counts from start");
+        assert!(
+            !s.serve_cached(NOW + 301, 300),
+            "never polled: counts from start"
+        );
         s.on_answer(&answer("c:1", vec![]), (NOW + 200) * 1000, &feed());
         assert!(s.serve_cached(NOW + 500, 300));
         assert!(!s.serve_cached(NOW + 501, 300));
         s.on_failure((NOW + 400) * 1000);
-        assert!(s.serve_cached(NOW + 500, 300), "a failure does not move the bound");
+        assert!(
+            s.serve_cached(NOW + 500, 300),
+            "a failure does not move the bound"
+        );
     }
 
     #[test]
@@ -515,7 +527,11 @@ mod tests {
     #[test]
     fn an_overlong_cursor_is_dropped_so_the_next_poll_resets() {
         let mut s = FeedState::default();
-        s.on_answer(&answer(&"x".repeat(MAX_CURSOR + 1), vec![]), NOW_MS, &feed());
+        s.on_answer(
+            &answer(&"x".repeat(MAX_CURSOR + 1), vec![]),
+            NOW_MS,
+            &feed(),
+        );
         assert_eq!(s.cursor, None);
     }
 

@@ -153,13 +153,17 @@ async fn a_feed_reset_drops_the_whole_cache() -> anyhow::Result<()> {
     }
     stack.start_keyservice().await?;
 
-    let refused = eventually(Duration::from_secs(10), "the cached key to be refused", || {
-        let (client, url, key) = (&client, &url, &key);
-        async move {
-            let s = status(client, url, key).await.ok()?;
-            (s == 401).then_some(s)
-        }
-    })
+    let refused = eventually(
+        Duration::from_secs(10),
+        "the cached key to be refused",
+        || {
+            let (client, url, key) = (&client, &url, &key);
+            async move {
+                let s = status(client, url, key).await.ok()?;
+                (s == 401).then_some(s)
+            }
+        },
+    )
     .await;
     assert_eq!(refused, 401);
     assert!(stack.counter("keygate.feed_reset").await? > resets_before);
