@@ -73,6 +73,7 @@ impl Worker {
             }
         }
         self.feed.seen.set(Some(state.seen()));
+        self.prune_lookups_seen();
         let serve = state.serve_cached(now_secs, revocation.max_stale_secs);
         if serve != self.feed.serve_cached.get() {
             if serve {
@@ -85,6 +86,40 @@ impl Worker {
             }
         }
         self.feed.serve_cached.set(serve);
+    }
+
+    /// Notes the feed state a lookup of `hash` is sent under (the first send's, if sent again).
+    pub fn note_lookup_sent(&self, hash: &KeyHash) {
+        if let Some(seen) = self.feed.seen.get() {
+            self.feed
+                .lookups_seen
+                .borrow_mut()
+                .entry(*hash)
+                .or_insert(seen);
+        }
+    }
+
+    /// Whether the answer to the lookup of `hash`, now arriving, may be cached: not when the
+    /// feed says the key changed after the lookup was sent (the answer may predate the change).
+    /// One shared-data read per answer, with the feed on.
+    pub fn lookup_answer_cacheable(&self, hash: &KeyHash) -> bool {
+        let sent_under = self.feed.lookups_seen.borrow_mut().remove(hash);
+        if self.config.revocation.is_none() {
+            return true;
+        }
+        match sent_under {
+            Some(seen) => !self.feed_state().changed_since(seen, hash),
+            None => false,
+        }
+    }
+
+    /// Forgets what was noted for lookups no longer in flight (never answered, or dropped).
+    fn prune_lookups_seen(&self) {
+        let lookups = self.lookups.borrow();
+        self.feed
+            .lookups_seen
+            .borrow_mut()
+            .retain(|hash, _| lookups.contains(hash));
     }
 
     /// Whether cached key answers may be served now (always, with the feed off).

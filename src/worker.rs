@@ -7,6 +7,7 @@
 //! in front of them (`keygate_core::local`).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::hash::{Hash, RandomState};
 use std::rc::Rc;
 
@@ -55,6 +56,9 @@ pub struct FeedView {
     pub poll_in_flight: Cell<Option<u32>>,
     /// Whether cached key answers may be served (the stale-if-error bound), as of the last tick.
     pub serve_cached: Cell<bool>,
+    /// Per key lookup in flight: the feed's state this worker had acted on when it was first
+    /// sent, to tell whether its answer may be cached.
+    pub lookups_seen: RefCell<HashMap<KeyHash, Seen>>,
 }
 
 /// One cache: its table in shared data, and this worker's prepared outcomes in front of it.
@@ -157,6 +161,7 @@ impl Worker {
                 seen: Cell::new(None),
                 poll_in_flight: Cell::new(None),
                 serve_cached: Cell::new(true),
+                lookups_seen: RefCell::new(HashMap::new()),
             },
         }
     }

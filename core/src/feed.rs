@@ -192,6 +192,18 @@ impl FeedState {
         }
     }
 
+    /// Whether `hash`'s answer may have changed since a worker that had acted on `seen` sent a
+    /// lookup for it: an answer that left the key service before the change must not be cached
+    /// after the feed removed the old entry. Unknown (a reset, or further back than the record
+    /// holds) counts as changed.
+    pub fn changed_since(&self, seen: Seen, hash: &KeyHash) -> bool {
+        match self.catch_up(Some(seen)) {
+            Invalidation::Nothing => false,
+            Invalidation::Keys(changed) => changed.contains(hash),
+            Invalidation::All => true,
+        }
+    }
+
     pub fn seen(&self) -> Seen {
         Seen {
             epoch: self.epoch,
@@ -450,6 +462,26 @@ mod tests {
         assert_eq!(s.catch_up(Some(seen)), Invalidation::All);
         assert_eq!(s.catch_up(Some(s.seen())), Invalidation::Nothing);
         assert_eq!(s.cursor.as_deref(), Some("d:0"));
+    }
+
+    #[test]
+    fn a_lookup_answer_is_cacheable_unless_its_key_changed_since_it_was_sent() {
+        let mut s = FeedState::default();
+        s.on_answer(&answer("c:1", vec![hash(1)]), NOW_MS, &feed());
+        let at_send = s.seen();
+        assert!(!s.changed_since(at_send, &hash(2)));
+        s.on_answer(&answer("c:2", vec![hash(3)]), NOW_MS, &feed());
+        assert!(s.changed_since(at_send, &hash(3)));
+        assert!(
+            !s.changed_since(at_send, &hash(1)),
+            "changed before the lookup was sent"
+        );
+        s.on_refused(NOW_MS);
+        s.on_answer(&reset("d:0"), NOW_MS, &feed());
+        assert!(
+            s.changed_since(at_send, &hash(2)),
+            "a reset changes everything"
+        );
     }
 
     #[test]
