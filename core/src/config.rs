@@ -887,11 +887,19 @@ fn compile_revocation(
             "must be 1 to 86400",
         ));
     }
+    let timeout_ms = raw.wait_ms + timeout_ms;
+    if raw.max_stale_secs.saturating_mul(1000) <= timeout_ms {
+        // A healthy long poll answers only when its wait ends: the bound must outlast one.
+        return Err(ConfigError::new(
+            "revocation.max_stale_secs",
+            "must exceed revocation.wait_ms plus key_service.timeout_ms",
+        ));
+    }
     Ok(Some(Revocation {
         poll_interval: Duration::from_millis(raw.poll_interval_ms),
         wait_ms: raw.wait_ms,
         max_stale_secs: raw.max_stale_secs,
-        timeout: Duration::from_millis(raw.wait_ms + timeout_ms),
+        timeout: Duration::from_millis(timeout_ms),
     }))
 }
 
@@ -1175,6 +1183,10 @@ mod tests {
             (r#"{"poll_interval_ms":10}"#, "revocation.poll_interval_ms"),
             (r#"{"wait_ms":25001}"#, "revocation.wait_ms"),
             (r#"{"max_stale_secs":0}"#, "revocation.max_stale_secs"),
+            (
+                r#"{"wait_ms":5000,"max_stale_secs":6}"#,
+                "revocation.max_stale_secs",
+            ),
             (r#"{"interval":1}"#, "revocation.interval"),
         ] {
             let json =

@@ -23,8 +23,16 @@ const LONG_TTL_SECS: u64 = 300;
 /// Envoy with 4 workers, and valid answers cached for [`LONG_TTL_SECS`] by filter and service;
 /// returned once the feed has its cursor (a second poll went out after the first answered).
 async fn long_ttl_stack() -> anyhow::Result<Stack> {
+    long_ttl_stack_with(Value::Null).await
+}
+
+/// [`long_ttl_stack`] with this `revocation` configuration (`null`: the defaults).
+async fn long_ttl_stack_with(revocation: Value) -> anyhow::Result<Stack> {
     let mut config = base_filter_config();
     config["cache"]["ttl_secs"] = Value::from(LONG_TTL_SECS);
+    if !revocation.is_null() {
+        config["revocation"] = revocation;
+    }
     let stack = Stack::start_with(StackOptions {
         workers: 4,
         keyservice_env: vec![(
@@ -167,5 +175,43 @@ async fn a_feed_reset_drops_the_whole_cache() -> anyhow::Result<()> {
     .await;
     assert_eq!(refused, 401);
     assert!(stack.counter("keygate.feed_reset").await? > resets_before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cached_keys_are_not_served_past_max_stale_without_a_good_poll() -> anyhow::Result<()> {
+    let mut stack =
+        long_ttl_stack_with(serde_json::json!({"wait_ms": 500, "max_stale_secs": 2})).await?;
+    let (_, key) = stack.create_key("acme", &["orders:read"]).await?;
+    let url = format!("http://{}/orders/1", stack.addr(Listener::Main)?);
+    let client = client()?;
+    for _ in 0..10 {
+        assert_eq!(status(&client, &url, &key).await?, 200);
+    }
+    // Polls keep succeeding past the bound: the long poll itself never makes the cache stale.
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(status(&client, &url, &key).await?, 200);
+
+    // No feed, no lookups: served from cache up to the bound, then `failure_mode: closed`.
+    stack.stop_keyservice()?;
+    let stopped = Instant::now();
+    assert_eq!(
+        status(&client, &url, &key).await?,
+        200,
+        "the cached key is refused at once"
+    );
+    let refused = eventually(Duration::from_secs(6), "the cache to go stale", || {
+        let (client, url, key) = (&client, &url, &key);
+        async move {
+            let s = status(client, url, key).await.ok()?;
+            (s == 503).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(refused, 503);
+    println!(
+        "cached key refused {} ms after the key service stopped (max_stale_secs 2)",
+        stopped.elapsed().as_millis()
+    );
     Ok(())
 }
