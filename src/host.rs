@@ -46,6 +46,11 @@ pub fn now_secs() -> HostResult<u64> {
     Ok(abi::current_time_nanos()? / 1_000_000_000)
 }
 
+/// Wall-clock time, unix milliseconds.
+pub fn now_millis() -> HostResult<u64> {
+    Ok(abi::current_time_nanos()? / 1_000_000)
+}
+
 pub fn plugin_configuration() -> HostResult<Option<Vec<u8>>> {
     abi::buffer(abi::BUFFER_PLUGIN_CONFIGURATION, usize::MAX)
 }
@@ -61,6 +66,10 @@ pub fn define_counter(name: &str) -> HostResult<u32> {
 
 pub fn increment_counter(id: u32) -> HostResult<()> {
     abi::increment_metric(id, 1)
+}
+
+pub fn add_to_counter(id: u32, n: i64) -> HostResult<()> {
+    abi::increment_metric(id, n)
 }
 
 pub fn log_critical(message: &str) {

@@ -92,10 +92,15 @@ impl RequestFilter {
         strip: Strip,
     ) -> HostResult<Action> {
         let now = host::now_secs()?;
-        let cached = worker
-            .keys
-            .local(&hash, now)
-            .or_else(|| worker.cache_shared(&worker.keys, hash, &hash, now));
+        // Past the revocation feed's stale-if-error bound, cached answers are a miss.
+        let cached = if worker.serve_cached_keys() {
+            worker
+                .keys
+                .local(&hash, now)
+                .or_else(|| worker.cache_shared(&worker.keys, hash, &hash, now))
+        } else {
+            None
+        };
         if let Some(outcome) = cached {
             worker.metrics.inc(worker.metrics.cache_hit);
             return carry_out(worker, decision::judge(&outcome, required), &strip, now);

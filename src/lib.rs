@@ -6,10 +6,12 @@
 //!
 //! # Layout
 //! - `lib.rs`: the entry point: keygate's logger, the panic hook, the root context.
-//! - [`root`]: `FilterRoot` — configure, tick (orphaned lookups, JWKS, usage reports).
+//! - [`root`]: `FilterRoot` — configure, tick (orphaned lookups, JWKS, revocation feed, usage
+//!   reports).
 //! - [`http`]: `RequestFilter` — one request: plan, cache, lookup or JWT, verdict.
 //! - [`lookup`]: sending a key lookup past the circuit breaker, and finishing its waiters.
 //! - [`jwt`]: per-worker JWKS copies, their background fetch, requests parked for keys.
+//! - [`feed`]: the revocation feed: one poller per Envoy, every worker drops what changed.
 //! - [`act`]: carrying out a verdict on a stream.
 //! - [`worker`]: state a worker's VM shares between its contexts; the shared-data cache access.
 //! - [`shared`]: the one compare-and-swap loop over shared data.
@@ -17,10 +19,11 @@
 //! - [`host`]: the only module that calls the host (the proxy-wasm ABI, and the SDK for HTTP
 //!   calls); every call is fallible, and so is logging.
 //!
-//! Modules depend downward in that list, never upward: `root` → `http` → `lookup`/`jwt` →
+//! Modules depend downward in that list, never upward: `root` → `http` → `lookup`/`jwt`/`feed` →
 //! `act` → `worker` → `shared` → `host`.
 
 pub mod act;
+pub mod feed;
 pub mod host;
 pub mod http;
 pub mod jwt;

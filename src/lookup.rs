@@ -28,6 +28,7 @@ pub fn send(worker: &Worker, hash: &KeyHash, sender: u32, now: u64) -> Result<()
     let body = serde_json::to_vec(&LookupRequest { key_hash: *hash }).unwrap_or_default();
     match worker.post_to_key_service(&worker.config.key_service.lookup_path, &body) {
         Ok(token) => {
+            worker.note_lookup_sent(hash);
             worker.metrics.inc(worker.metrics.callout);
             worker.lookups.borrow_mut().sent(hash, token, sender, now);
             Ok(())
@@ -88,7 +89,12 @@ fn read_answer(worker: &Worker, hash: &KeyHash, body_size: usize, now: u64) -> O
         }
     };
     let outcome = Outcome::prepare(&worker.config, cache::answer_of(&response, now));
-    if let Some(entry) = Entry::from_lookup(*hash, &response, &worker.config.cache, now) {
+    if !worker.lookup_answer_cacheable(hash) {
+        log::info!(
+            "lookup for key {} answered, not cached: the key changed meanwhile",
+            hash.short()
+        );
+    } else if let Some(entry) = Entry::from_lookup(*hash, &response, &worker.config.cache, now) {
         worker.cache_put(&worker.keys, *hash, &entry, &outcome, now);
     }
     Some(outcome)

@@ -25,6 +25,12 @@ pub struct Metrics {
     pub coalesced: u32,
     pub failure_open: u32,
     pub usage_report_failure: u32,
+    /// Revocation feed polls sent, failed, and resets answered.
+    pub feed_poll: u32,
+    pub feed_poll_failure: u32,
+    pub feed_reset: u32,
+    /// Changed key hashes the feed delivered.
+    pub feed_changes: u32,
 }
 
 impl Metrics {
@@ -60,12 +66,22 @@ impl Metrics {
             coalesced: host::define_counter("keygate.coalesced")?,
             failure_open: host::define_counter("keygate.failure_open")?,
             usage_report_failure: host::define_counter("keygate.usage_report_failure")?,
+            feed_poll: host::define_counter("keygate.feed_poll")?,
+            feed_poll_failure: host::define_counter("keygate.feed_poll_failure")?,
+            feed_reset: host::define_counter("keygate.feed_reset")?,
+            feed_changes: host::define_counter("keygate.feed_changes")?,
         })
     }
 
     /// Counting must never fail a request: a failed increment is logged and dropped.
     pub fn inc(&self, id: u32) {
         if let Err(e) = host::increment_counter(id) {
+            log::debug!("{e}");
+        }
+    }
+
+    pub fn inc_by(&self, id: u32, n: usize) {
+        if let Err(e) = host::add_to_counter(id, i64::try_from(n).unwrap_or(i64::MAX)) {
             log::debug!("{e}");
         }
     }

@@ -1,6 +1,6 @@
 //! The root context: compiles the configuration once per VM; on each tick sends again the
-//! lookups whose sender went away, answers those never answered, keeps JWKS fresh, and sends the
-//! batched usage counts.
+//! lookups whose sender went away, answers those never answered, keeps JWKS fresh, reads the
+//! revocation feed (and drops what it says changed), and sends the batched usage counts.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,6 +22,9 @@ use crate::worker::Worker;
 const TICK: Duration = Duration::from_secs(1);
 /// With remote JWKS providers the tick is faster, so requests waiting for keys resume promptly.
 const FAST_TICK: Duration = Duration::from_millis(200);
+/// With the revocation feed on, the slowest tick: every worker drops a revoked key's cached
+/// answer within one tick of the poller learning of it.
+const FEED_TICK: Duration = Duration::from_millis(250);
 
 pub struct FilterRoot {
     context_id: u32,
@@ -126,7 +129,12 @@ impl Context for FilterRoot {
             Ok(now) => now,
             Err(e) => return log::warn!("{e}"),
         };
-        if let Some(index) = worker.fetch_owner(token) {
+        if worker.take_feed_poll(token) {
+            match host::now_millis() {
+                Ok(now_ms) => worker.on_feed_answer(body, now_ms),
+                Err(e) => log::warn!("{e}"),
+            }
+        } else if let Some(index) = worker.fetch_owner(token) {
             worker.on_fetch_response(index, body, now);
             worker.settle_parked(now);
             self.restore_context();
@@ -162,7 +170,11 @@ impl RootContext for FilterRoot {
             }
         };
         let remote_jwks = config.jwt.providers.iter().any(|p| p.remote().is_some());
-        if let Err(e) = host::set_tick_period(if remote_jwks { FAST_TICK } else { TICK }) {
+        let mut tick = if remote_jwks { FAST_TICK } else { TICK };
+        if let Some(r) = &config.revocation {
+            tick = tick.min(FEED_TICK).min(r.poll_interval);
+        }
+        if let Err(e) = host::set_tick_period(tick) {
             log::error!("cannot set tick period: {e}");
             return false;
         }
@@ -173,7 +185,12 @@ impl RootContext for FilterRoot {
             config.key_service.cluster,
             config.fingerprint
         );
-        self.worker = Some(Rc::new(Worker::new(config, metrics)));
+        let worker = Rc::new(Worker::new(config, metrics));
+        // Before any request: the key cache's table is the feed's current epoch.
+        if let Ok(now) = host::now_secs() {
+            worker.sync_feed(now);
+        }
+        self.worker = Some(worker);
         true
     }
 
@@ -189,6 +206,13 @@ impl RootContext for FilterRoot {
             }
         };
         self.tend_lookups(&worker, now);
+        if worker.config.revocation.is_some() {
+            worker.sync_feed(now);
+            match host::now_millis() {
+                Ok(now_ms) => worker.poll_feed_if_due(now_ms),
+                Err(e) => log::warn!("{e}"),
+            }
+        }
         if worker.config.jwt.enabled() {
             worker.start_due_fetches(now);
             worker.settle_parked(now);

@@ -7,6 +7,7 @@
 //! in front of them (`keygate_core::local`).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::hash::{Hash, RandomState};
 use std::rc::Rc;
 
@@ -14,6 +15,7 @@ use keygate_core::breaker;
 use keygate_core::cache::{self, CacheLayout, Entry, KeysDigest};
 use keygate_core::config::{FilterConfig, KeySource, Provider};
 use keygate_core::decision::Outcome;
+use keygate_core::feed::Seen;
 use keygate_core::jwks::ParkedToken;
 use keygate_core::jwt::Jwks;
 use keygate_core::key::KeyHash;
@@ -42,6 +44,21 @@ pub struct Worker {
     /// Shared-data key of the key service's circuit breaker.
     pub breaker_key: String,
     pub usage: RefCell<UsageBook>,
+    /// This worker's view of the revocation feed.
+    pub feed: FeedView,
+}
+
+/// What this worker knows of the revocation feed (`keygate_core::feed`).
+pub struct FeedView {
+    /// The feed record's epoch and generation this worker's key cache is in step with.
+    pub seen: Cell<Option<Seen>>,
+    /// The callout token of this worker's poll in flight.
+    pub poll_in_flight: Cell<Option<u32>>,
+    /// Whether cached key answers may be served (the stale-if-error bound), as of the last tick.
+    pub serve_cached: Cell<bool>,
+    /// Per key lookup in flight: the feed's state this worker had acted on when it was first
+    /// sent, to tell whether its answer may be cached.
+    pub lookups_seen: RefCell<HashMap<KeyHash, Seen>>,
 }
 
 /// One cache: its table in shared data, and this worker's prepared outcomes in front of it.
@@ -61,6 +78,21 @@ impl<K: Eq + Hash + Copy> Cache<K> {
     /// This worker's fresh outcome for `key`, if it has one.
     pub fn local(&self, key: &K, now: u64) -> Option<Outcome> {
         self.local.borrow().get(key, now).cloned()
+    }
+
+    /// Forgets this worker's copy for `key`.
+    pub fn forget(&self, key: &K) {
+        self.local.borrow_mut().remove(key);
+    }
+
+    /// Forgets every copy this worker holds.
+    pub fn forget_all(&self) {
+        self.local.borrow_mut().clear();
+    }
+
+    /// The shared-data key of the bucket that holds `hash`.
+    pub fn bucket_key(&self, hash: &KeyHash) -> String {
+        self.layout.borrow().bucket_key(hash)
     }
 
     /// Moves the cache to another shared table, forgetting this worker's copies, which were
@@ -106,7 +138,7 @@ impl Worker {
         let fingerprint = config.fingerprint;
         Self {
             keys: Cache::new(
-                CacheLayout::keys(&config.cache, fingerprint),
+                CacheLayout::keys(&config.cache, fingerprint, 0),
                 config.worker_cache_entries,
             ),
             tokens: Cache::new(
@@ -125,6 +157,12 @@ impl Worker {
             config,
             metrics,
             usage: RefCell::new(UsageBook::default()),
+            feed: FeedView {
+                seen: Cell::new(None),
+                poll_in_flight: Cell::new(None),
+                serve_cached: Cell::new(true),
+                lookups_seen: RefCell::new(HashMap::new()),
+            },
         }
     }
 
@@ -157,6 +195,26 @@ impl Worker {
             ],
             body,
             ks.timeout,
+        )
+    }
+
+    /// `GET`s `path` from the key service with the filter's token, with callout `timeout`.
+    pub fn get_from_key_service(
+        &self,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> host::HostResult<u32> {
+        let ks = &self.config.key_service;
+        host::dispatch_http_call(
+            &ks.cluster,
+            vec![
+                (":method", "GET"),
+                (":path", path),
+                (":authority", &ks.authority),
+                ("authorization", &ks.authorization),
+            ],
+            &[],
+            timeout,
         )
     }
 

@@ -169,9 +169,10 @@ pub struct CacheLayout {
 }
 
 impl CacheLayout {
-    /// The API key lookup cache.
-    pub fn keys(policy: &CachePolicy, config: Fingerprint) -> Self {
-        Self::new(policy, format!("keygate.k.{config}."))
+    /// The API key lookup cache, in the table of the revocation feed's `epoch`
+    /// ([`crate::feed`]): a feed reset moves it to an empty table.
+    pub fn keys(policy: &CachePolicy, config: Fingerprint, epoch: u32) -> Self {
+        Self::new(policy, format!("keygate.k.{config}.{epoch}."))
     }
 
     /// The verified-token cache, for tokens verified with the JWKS documents whose digest is
@@ -296,6 +297,31 @@ pub fn insert(bucket: Option<&[u8]>, entry: &Entry, now: u64) -> Option<Vec<u8>>
         out.extend_from_slice(bytes);
     }
     out.extend_from_slice(&new);
+    Some(out)
+}
+
+/// Returns the bucket's new bytes without `hash`'s entry, or `None` when it holds none (or is
+/// unreadable: nothing to remove).
+pub fn remove(bucket: &[u8], hash: &KeyHash) -> Option<Vec<u8>> {
+    let mut r = Reader::bucket(bucket)?;
+    let mut kept: Vec<&[u8]> = Vec::with_capacity(WAYS);
+    let mut found = false;
+    while let Some(raw) = r.raw_entry() {
+        if raw.hash == hash.as_bytes() {
+            found = true;
+        } else if kept.len() < WAYS {
+            kept.push(raw.bytes);
+        }
+    }
+    if !found {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bucket.len());
+    out.extend_from_slice(MAGIC);
+    out.push(u8::try_from(kept.len()).unwrap_or(u8::MAX));
+    for bytes in kept {
+        out.extend_from_slice(bytes);
+    }
     Some(out)
 }
 
@@ -680,6 +706,7 @@ mod tests {
                 ..POLICY
             },
             Fingerprint::of(b"{}"),
+            0,
         );
         assert_eq!(layout.bucket_count(), 3);
         let keys: std::collections::HashSet<String> =
@@ -699,8 +726,13 @@ mod tests {
         assert_ne!(keys, KeysDigest::of([None]));
         let key_of = |layout: CacheLayout| layout.bucket_key(&hash(1));
         assert_ne!(
-            key_of(CacheLayout::keys(&POLICY, config)),
-            key_of(CacheLayout::keys(&POLICY, other_config))
+            key_of(CacheLayout::keys(&POLICY, config, 0)),
+            key_of(CacheLayout::keys(&POLICY, other_config, 0))
+        );
+        assert_ne!(
+            key_of(CacheLayout::keys(&POLICY, config, 0)),
+            key_of(CacheLayout::keys(&POLICY, config, 1)),
+            "a feed reset moves the key cache to another table"
         );
         let tokens = key_of(CacheLayout::tokens(&POLICY, config, keys));
         assert_ne!(
@@ -712,5 +744,27 @@ mod tests {
             key_of(CacheLayout::tokens(&POLICY, config, other_keys))
         );
         assert_eq!(tokens, key_of(CacheLayout::tokens(&POLICY, config, keys)));
+    }
+
+    #[test]
+    fn removing_an_entry_keeps_the_others_and_a_missing_one_changes_nothing() {
+        let mut b = insert(None, &entry(1, &valid(None, 300)), NOW).unwrap();
+        b = insert(Some(&b), &entry(2, &invalid(InvalidReason::Revoked)), NOW).unwrap();
+        b = insert(Some(&b), &entry(3, &valid(None, 300)), NOW).unwrap();
+        let without = remove(&b, &hash(2)).unwrap();
+        assert_eq!(find(&without, &hash(2), NOW), None);
+        assert!(find(&without, &hash(1), NOW).is_some());
+        assert!(find(&without, &hash(3), NOW).is_some());
+        assert_eq!(remove(&without, &hash(2)), None);
+        let empty = remove(&remove(&without, &hash(1)).unwrap(), &hash(3)).unwrap();
+        assert_eq!(find(&empty, &hash(1), NOW), None);
+        let again = insert(Some(&empty), &entry(4, &valid(None, 300)), NOW).unwrap();
+        assert!(find(&again, &hash(4), NOW).is_some());
+    }
+
+    #[test]
+    fn removing_from_garbage_changes_nothing() {
+        assert_eq!(remove(b"junk", &hash(1)), None);
+        assert_eq!(remove(b"KG1\x04", &hash(1)), None);
     }
 }

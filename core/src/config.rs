@@ -52,6 +52,43 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub jwt: RawJwt,
+    #[serde(default)]
+    pub revocation: RawRevocation,
+}
+
+/// The key service's revocation feed (`keygate_core::feed`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "default_wait_ms")]
+    pub wait_ms: u64,
+    #[serde(default = "default_max_stale_secs")]
+    pub max_stale_secs: u64,
+}
+
+impl Default for RawRevocation {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_interval_ms: default_poll_interval_ms(),
+            wait_ms: default_wait_ms(),
+            max_stale_secs: default_max_stale_secs(),
+        }
+    }
+}
+
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+fn default_wait_ms() -> u64 {
+    5000
+}
+fn default_max_stale_secs() -> u64 {
+    300
 }
 
 /// JWT bearer tokens. No providers: tokens are not looked for, and `Authorization` headers that
@@ -334,6 +371,8 @@ pub struct FilterConfig {
     pub unmatched: Unmatched,
     pub routes: RouteTable,
     pub jwt: JwtConfig,
+    /// The revocation feed; `None` when it is off.
+    pub revocation: Option<Revocation>,
     /// Names this configuration's state in shared data (caches, JWKS, breaker). Shared data
     /// belongs to the `vm_id`, so it outlives a configuration change and is common to every
     /// listener with that `vm_id`: an answer cached under one configuration must not be read
@@ -420,6 +459,20 @@ pub struct RemoteJwks {
     pub timeout: Duration,
     pub max_bytes: usize,
     pub min_refetch_interval_secs: u64,
+}
+
+/// How the filter reads the key service's revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Polls start at most this often (a long poll held this long is followed at once).
+    pub poll_interval: Duration,
+    /// How long the key service may hold a poll open for changes.
+    pub wait_ms: u64,
+    /// Cached key answers are not served past this since the last good poll.
+    pub max_stale_secs: u64,
+    /// The poll's callout timeout: `wait_ms` plus `key_service.timeout_ms`, so it always
+    /// exceeds the long-poll wait.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -535,6 +588,7 @@ impl TryFrom<RawConfig> for FilterConfig {
         let routes = RouteTable::compile(&raw.routes, raw.case_sensitive_paths)
             .map_err(|e| ConfigError::new(e.field(), e.message()))?;
         let jwt = compile_jwt(raw.jwt)?;
+        let revocation = compile_revocation(&raw.revocation, ks.timeout_ms)?;
 
         Ok(Self {
             key_service: KeyServiceConfig {
@@ -564,6 +618,7 @@ impl TryFrom<RawConfig> for FilterConfig {
             unmatched: raw.unmatched,
             routes,
             jwt,
+            revocation,
             fingerprint: Fingerprint::default(),
         })
     }
@@ -805,6 +860,47 @@ fn compile_provider(
         keys,
         forward_token: raw.forward_token,
     })
+}
+
+fn compile_revocation(
+    raw: &RawRevocation,
+    timeout_ms: u64,
+) -> Result<Option<Revocation>, ConfigError> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    if !(50..=60_000).contains(&raw.poll_interval_ms) {
+        return Err(ConfigError::new(
+            "revocation.poll_interval_ms",
+            "must be 50 to 60000",
+        ));
+    }
+    if raw.wait_ms > wire::MAX_CHANGES_WAIT_MS {
+        return Err(ConfigError::new(
+            "revocation.wait_ms",
+            format!("must be 0 (no long poll) to {}", wire::MAX_CHANGES_WAIT_MS),
+        ));
+    }
+    if !(1..=86_400).contains(&raw.max_stale_secs) {
+        return Err(ConfigError::new(
+            "revocation.max_stale_secs",
+            "must be 1 to 86400",
+        ));
+    }
+    let timeout_ms = raw.wait_ms + timeout_ms;
+    if raw.max_stale_secs.saturating_mul(1000) <= timeout_ms {
+        // A healthy long poll answers only when its wait ends: the bound must outlast one.
+        return Err(ConfigError::new(
+            "revocation.max_stale_secs",
+            "must exceed revocation.wait_ms plus key_service.timeout_ms",
+        ));
+    }
+    Ok(Some(Revocation {
+        poll_interval: Duration::from_millis(raw.poll_interval_ms),
+        wait_ms: raw.wait_ms,
+        max_stale_secs: raw.max_stale_secs,
+        timeout: Duration::from_millis(timeout_ms),
+    }))
 }
 
 fn compile_cache(raw: RawCache) -> Result<CachePolicy, ConfigError> {
@@ -1060,5 +1156,42 @@ mod tests {
     fn not_json_is_refused() {
         assert!(!err("not json").to_string().is_empty());
         assert!(!err("").to_string().is_empty());
+    }
+
+    #[test]
+    fn revocation_feed_is_on_by_default_and_its_timeout_exceeds_the_wait() {
+        let c = FilterConfig::from_json(MINIMAL.as_bytes()).unwrap();
+        let r = c.revocation.unwrap();
+        assert_eq!(r.poll_interval, Duration::from_millis(500));
+        assert_eq!(r.wait_ms, 5000);
+        assert_eq!(r.max_stale_secs, 300);
+        assert_eq!(r.timeout, Duration::from_millis(5000 + 1000));
+    }
+
+    #[test]
+    fn revocation_feed_can_be_turned_off() {
+        let c = FilterConfig::from_json(
+            br#"{"key_service":{"cluster":"ks","token":"t"},"revocation":{"enabled":false}}"#,
+        )
+        .unwrap();
+        assert!(c.revocation.is_none());
+    }
+
+    #[test]
+    fn revocation_errors_name_the_field() {
+        for (body, field) in [
+            (r#"{"poll_interval_ms":10}"#, "revocation.poll_interval_ms"),
+            (r#"{"wait_ms":25001}"#, "revocation.wait_ms"),
+            (r#"{"max_stale_secs":0}"#, "revocation.max_stale_secs"),
+            (
+                r#"{"wait_ms":5000,"max_stale_secs":6}"#,
+                "revocation.max_stale_secs",
+            ),
+            (r#"{"interval":1}"#, "revocation.interval"),
+        ] {
+            let json =
+                format!(r#"{{"key_service":{{"cluster":"ks","token":"t"}},"revocation":{body}}}"#);
+            assert_eq!(err(&json).field, field, "{body}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`credential`]: finding the credential in a request, and what to strip before forwarding.
 //! - [`decision`]: [`decision::plan`] and [`decision::judge`], the filter's decisions.
 //! - [`jwks`]: when to fetch a remote JWKS, shared by all workers.
+//! - [`feed`]: polling the key service's revocation feed, shared by all workers, and what each
+//!   worker drops from its cache.
 //! - [`cache`]: the lookup cache's policy and byte format in Envoy shared data.
 //! - [`lookups`]: key lookups in flight per worker, who waits on them, and their orphans.
 //! - [`breaker`]: the circuit breaker in front of the key service, shared by all workers.
@@ -26,6 +28,7 @@ pub mod cache;
 pub mod config;
 pub mod credential;
 pub mod decision;
+pub mod feed;
 pub mod hostmap;
 pub mod jwks;
 pub mod jwt;

@@ -90,6 +90,11 @@ impl<K: Eq + Hash + Copy> LocalCache<K> {
         self.map.insert(key, (fresh_until, outcome));
     }
 
+    /// Forgets `key`'s entry: its answer changed at the key service.
+    pub fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
     /// Forgets everything: what it held was prepared under keys or a configuration that no
     /// longer hold.
     pub fn clear(&mut self) {
@@ -215,5 +220,16 @@ mod tests {
         c.put(hash(1), NOW + 100, revoked(), NOW);
         assert!(c.is_empty());
         assert_eq!(c.get(&hash(1), NOW), None);
+    }
+
+    #[test]
+    fn a_removed_entry_is_gone_and_the_others_stay() {
+        let mut c = LocalCache::new(10);
+        c.put(hash(1), NOW + 100, revoked(), NOW);
+        c.put(hash(2), NOW + 100, revoked(), NOW);
+        c.remove(&hash(1));
+        c.remove(&hash(3));
+        assert_eq!(c.get(&hash(1), NOW), None);
+        assert!(c.get(&hash(2), NOW).is_some());
     }
 }

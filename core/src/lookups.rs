@@ -106,6 +106,11 @@ impl Lookups {
         Admit::Send
     }
 
+    /// Whether a lookup of `hash` is waiting to go out or in flight.
+    pub fn contains(&self, hash: &KeyHash) -> bool {
+        self.entries.contains_key(hash)
+    }
+
     /// The lookup of `hash` went out as callout `token`, sent by context `sender`.
     pub fn sent(&mut self, hash: &KeyHash, token: u32, sender: u32, now: u64) {
         if let Some(p) = self.entries.get_mut(hash) {

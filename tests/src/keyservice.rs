@@ -158,6 +158,11 @@ impl KeyService {
         self.addr
     }
 
+    /// The SQLite database file (its `-wal` and `-shm` files lie next to it).
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

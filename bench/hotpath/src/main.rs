@@ -78,7 +78,7 @@ fn main() {
     };
     let entry = Entry::from_lookup(key.hash(), &response, &policy, NOW).unwrap();
     let bucket = cache::insert(None, &entry, NOW).unwrap();
-    let layout = cache::CacheLayout::keys(&policy, cfg.fingerprint);
+    let layout = cache::CacheLayout::keys(&policy, cfg.fingerprint, 0);
     let hash = key.hash();
     let token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImJlbmNoLWVkIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5iZW5jaCIsInN1YiI6InVzZXItMDAwMDEiLCJhdWQiOiJiZW5jaC1hcGkiLCJleHAiOjE4MDAwMDAwMDAsImlhdCI6MTcwMDAwMDAwMCwicGVybWlzc2lvbnMiOlsib3JkZXJzOnJlYWQiXSwidGVuYW50IjoiYmVuY2gifQ.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl";
 

@@ -13,6 +13,7 @@ mod lookups;
 mod path_oracle;
 mod paths;
 mod resilience;
+mod revocation;
 mod route_name;
 mod usage;
 mod vm_failure;
