@@ -8,6 +8,7 @@
 //! - An insert never changes another hash's answer, except by evicting it (then it is a miss).
 //! - A negative entry never displaces a fresh positive one, and the only insert the policy may
 //!   refuse is a negative one, into a bucket of fresh entries.
+//! - `cache::remove` (the revocation feed's) forgets that entry and changes no other.
 
 #![no_main]
 
@@ -196,6 +197,24 @@ fuzz_target!(|input: Input<'_>| {
                 !(displaced_positive && matches!(entry.answer, Answer::Invalid(_))),
                 "a negative entry displaced a fresh positive one"
             );
+        }
+        // Removing the entry (the revocation feed does) forgets it and keeps every other one.
+        if let Some(removed) = cache::remove(&after, &entry.hash) {
+            assert_eq!(
+                cache::find_entry(&removed, &entry.hash, now),
+                None,
+                "a removed entry is still found"
+            );
+            for n in 0..HASHES {
+                let h = hash(n);
+                if h != entry.hash {
+                    assert_eq!(
+                        cache::find_entry(&removed, &h, now),
+                        cache::find_entry(&after, &h, now),
+                        "removing one entry changed another"
+                    );
+                }
+            }
         }
         bucket = Some(after);
     }
