@@ -30,6 +30,12 @@ fn log_of(cursor: &str) -> &str {
     cursor.split_once(':').unwrap().0
 }
 
+/// Revokes `key` through the admin API; the tests look at what the feed says of it.
+async fn revoke(app: &crate::helpers::TestApp, key: &Value) -> reqwest::Response {
+    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(key)), &json!({}))
+        .await
+}
+
 fn hashes(answer: &Value) -> Vec<String> {
     answer["changes"]
         .as_array()
@@ -73,9 +79,7 @@ async fn revoked_key_hash_is_listed_after_the_cursor() {
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
 
-    let revoked = app
-        .admin_post(&format!("/v1/keys/{}/revoke", id_of(&key)), &json!({}))
-        .await;
+    let revoked = revoke(&app, &key).await;
     assert_eq!(revoked.status(), StatusCode::OK);
 
     let answer = app.changes(Some(&cursor), "").await;
@@ -87,8 +91,7 @@ async fn revoked_key_hash_is_listed_after_the_cursor() {
     assert_eq!(seq_of(next), seq_of(&cursor) + 1);
 
     // A second revoke changes no answer, so it logs nothing.
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&key)), &json!({}))
-        .await;
+    revoke(&app, &key).await;
     let after = app.changes(Some(next), "").await;
     assert_eq!(hashes(&after), Vec::<String>::new());
     assert_eq!(after["cursor"], next);
@@ -136,8 +139,7 @@ async fn delete_renew_and_rotate_list_every_affected_secret() {
     assert!(old["cache_ttl_secs"].as_u64().unwrap() <= 120);
 
     // Revoking the rotated key lists both its secrets.
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&rotated)), &json!({}))
-        .await;
+    revoke(&app, &rotated).await;
     let answer = app
         .changes(Some(answer["cursor"].as_str().unwrap()), "")
         .await;
@@ -153,8 +155,7 @@ async fn failed_mutations_log_nothing() {
     let app = spawn_app().await;
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&key)), &json!({}))
-        .await;
+    revoke(&app, &key).await;
     let cursor = app.changes(Some(&cursor), "").await["cursor"]
         .as_str()
         .unwrap()
@@ -187,8 +188,7 @@ async fn a_cursor_older_than_the_trimmed_log_resets() {
     let first = app.create_default_key().await;
     let second = app.create_default_key().await;
     let before_trim = app.change_cursor().await;
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&first)), &json!({}))
-        .await;
+    revoke(&app, &first).await;
     let at_first = app.changes(Some(&before_trim), "").await["cursor"]
         .as_str()
         .unwrap()
@@ -196,8 +196,7 @@ async fn a_cursor_older_than_the_trimmed_log_resets() {
 
     // The first revoke falls out of the window; the second is recent.
     app.advance(i64::try_from(CHANGE_LOG_RETENTION_SECS).unwrap() + 1);
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&second)), &json!({}))
-        .await;
+    revoke(&app, &second).await;
     assert_eq!(app.state.trim_change_log().await.unwrap(), 1);
 
     let answer = app.changes(Some(&before_trim), "").await;
@@ -219,8 +218,7 @@ async fn a_cursor_of_another_log_resets() {
     let app = spawn_app().await;
     let other = spawn_app().await;
     let key = app.create_default_key().await;
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&key)), &json!({}))
-        .await;
+    revoke(&app, &key).await;
     let foreign = other.change_cursor().await;
     let own = app.change_cursor().await;
     assert_ne!(
@@ -241,8 +239,7 @@ async fn a_cursor_of_another_log_resets() {
 async fn a_cursor_beyond_the_newest_change_resets() {
     let app = spawn_app().await;
     let key = app.create_default_key().await;
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&key)), &json!({}))
-        .await;
+    revoke(&app, &key).await;
     let cursor = app.change_cursor().await;
     assert_eq!(seq_of(&cursor), 1);
 
@@ -264,8 +261,7 @@ async fn a_database_restored_from_an_older_backup_resets_newer_cursors() {
     let app = spawn_app_with(options(None)).await;
     let first = app.create_default_key().await;
     let second = app.create_default_key().await;
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&first)), &json!({}))
-        .await;
+    revoke(&app, &first).await;
     let db_path = app.db_path.clone();
     let dir = app.stop().await;
     // A cold backup: the service is stopped, so the database is the one file.
@@ -273,8 +269,7 @@ async fn a_database_restored_from_an_older_backup_resets_newer_cursors() {
     std::fs::copy(&db_path, &backup).unwrap();
 
     let app = spawn_app_with(options(Some(dir))).await;
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&second)), &json!({}))
-        .await;
+    revoke(&app, &second).await;
     let newest = app.change_cursor().await;
     assert_eq!(seq_of(&newest), 2);
     let dir = app.stop().await;
@@ -294,8 +289,7 @@ async fn the_log_and_its_cursors_survive_a_restart() {
     let app = spawn_app().await;
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
-    app.admin_post(&format!("/v1/keys/{}/revoke", id_of(&key)), &json!({}))
-        .await;
+    revoke(&app, &key).await;
     let dir = app.stop().await;
 
     let app = spawn_app_with(Options {
@@ -317,8 +311,7 @@ async fn changes_come_in_pages_with_more_set_until_the_last() {
     }
     let mut cursor = app.change_cursor().await;
     for key in &keys {
-        app.admin_post(&format!("/v1/keys/{}/revoke", id_of(key)), &json!({}))
-            .await;
+        revoke(&app, key).await;
     }
 
     let mut pages = Vec::new();
@@ -373,9 +366,7 @@ async fn long_poll_returns_as_soon_as_a_revoke_commits_during_the_wait() {
     until_parked(&app, 1).await;
 
     let revoked_at = Instant::now();
-    let response = app
-        .admin_post(&format!("/v1/keys/{}/revoke", id_of(&key)), &json!({}))
-        .await;
+    let response = revoke(&app, &key).await;
     assert_eq!(response.status(), StatusCode::OK);
     let (answer, started) = poll.await.unwrap();
     let answered_after = revoked_at.elapsed();
