@@ -24,6 +24,8 @@ validate() { # name rendered-config
   fi
 }
 
+# envoy/e2e.yaml's key service cluster endpoints (lb_endpoints, a JSON list).
+endpoints='[{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}}}}]'
 failed=0
 plugin_configs=0
 for istio in envoy/istio/*.yaml; do
@@ -51,7 +53,7 @@ PY
     plugin_configs=$((plugin_configs + 1))
     out="$work/istio-$plugin_configs.yaml"
     scripts/render.py envoy/e2e.yaml "$out" KEYSERVICE_PORT=8080 UPSTREAM_PORT=8081 IDP_PORT=8082 \
-      WASM_PATH="$wasm" FILTER_CONFIG="$config" RAW_FILTER_CONFIG="$config"
+      KEYSERVICE_ENDPOINTS="$endpoints" WASM_PATH="$wasm" FILTER_CONFIG="$config" RAW_FILTER_CONFIG="$config"
     validate "$istio pluginConfig #$plugin_configs (in envoy/e2e.yaml)" "$out"
   done <"$work/plugin-configs"
 done
@@ -68,7 +70,7 @@ shopt -s nullglob
 for template in envoy/*.yaml tests/fixtures/*.yaml bench/envoy/*.yaml; do
   out="$work/rendered.yaml"
   scripts/render.py "$template" "$out" LISTEN_PORT=10000 ADMIN_PORT=9901 KEYSERVICE_PORT=8080 \
-    UPSTREAM_PORT=8081 IDP_PORT=8082 WASM_PATH="$wasm" FILTER_TOKEN=validate-token FILTER_CONFIG="$sample_config" \
+    KEYSERVICE_ENDPOINTS="$endpoints" UPSTREAM_PORT=8081 IDP_PORT=8082 WASM_PATH="$wasm" FILTER_TOKEN=validate-token FILTER_CONFIG="$sample_config" \
     RAW_FILTER_CONFIG="$sample_config" HTTP_FILTERS="$router" CLUSTERS='[]'
   validate "$template" "$out"
 done

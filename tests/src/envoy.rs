@@ -33,6 +33,7 @@ pub struct Envoy {
     listeners: BTreeMap<String, SocketAddr>,
     log_path: PathBuf,
     client: reqwest::Client,
+    workers: usize,
 }
 
 /// How a start attempt ended.
@@ -128,6 +129,7 @@ impl Envoy {
             child: Some(child),
             log_path,
             client,
+            workers,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -191,6 +193,29 @@ impl Envoy {
             .collect())
     }
 
+    /// Its worker threads (`--concurrency`).
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The connections each worker thread holds open on the listener called `name`, by worker
+    /// index (`listener.<name>.worker_<i>.downstream_cx_active`; the listener must set
+    /// `stat_prefix: <name>`, as `envoy/e2e.yaml` does). Envoy hands each accepted connection to
+    /// one worker for its whole life, so this tells which workers a client's keep-alive
+    /// connections reach.
+    pub async fn connections_per_worker(&self, name: &str) -> Result<Vec<u64>> {
+        let stats = self.stats().await?;
+        (0..self.workers)
+            .map(|worker| {
+                let stat = format!("listener.{name}.worker_{worker}.downstream_cx_active");
+                stats
+                    .get(&stat)
+                    .copied()
+                    .with_context(|| format!("Envoy has no stat {stat}"))
+            })
+            .collect()
+    }
+
     /// Everything Envoy logged so far.
     pub fn log(&self) -> String {
         read_log(&self.log_path)
@@ -213,6 +238,7 @@ struct Starting {
     child: Option<Child>,
     log_path: PathBuf,
     client: reqwest::Client,
+    workers: usize,
 }
 
 impl Starting {
@@ -252,6 +278,7 @@ impl Starting {
             listeners,
             log_path: self.log_path.clone(),
             client: self.client.clone(),
+            workers: self.workers,
         }))
     }
 }

@@ -1,6 +1,8 @@
 //! The real `keygate-server` binary, on a port of its own and a database in the test's temporary
 //! directory, plus a client for its admin API and its token endpoint. It can be stopped and started
-//! again on the same port and database, to take the key service away from the filter.
+//! again on the same port and database, to take the key service away from the filter. Several
+//! replicas can run on one database ([`KeyService::start_replica`]), each with its own port, log
+//! and extra arguments (a `--database-url`, say).
 //!
 //! It always runs with [`KEYSERVICE_ISSUER`] and [`KEYSERVICE_AUDIENCE`], so a filter
 //! configuration can name its tokens' issuer before the service has a port (as in production,
@@ -41,6 +43,7 @@ pub struct KeyService {
     db_path: PathBuf,
     log_path: PathBuf,
     extra_env: Vec<(String, String)>,
+    extra_args: Vec<String>,
     child: Option<Child>,
     client: reqwest::Client,
 }
@@ -49,11 +52,24 @@ impl KeyService {
     /// Starts `keygate-server` on a free port with its database in `dir`, and waits for
     /// `/healthz`. `extra_env` is passed on (e.g. `KEYGATE_LOOKUP_CACHE_TTL_SECS`).
     pub async fn start(dir: &Path, extra_env: Vec<(String, String)>) -> Result<Self> {
+        Self::start_replica(dir, "keyservice", extra_env, Vec::new()).await
+    }
+
+    /// Starts one replica: `keygate-server` on a free port, logging to `dir/<name>.log`, on the
+    /// database `dir/keygate.db` that every replica started in `dir` shares (unless `extra_args`
+    /// or `extra_env` point it elsewhere), and waits for `/healthz`.
+    pub async fn start_replica(
+        dir: &Path,
+        name: &str,
+        extra_env: Vec<(String, String)>,
+        extra_args: Vec<String>,
+    ) -> Result<Self> {
         let mut service = Self {
             addr: free_port()?,
             db_path: dir.join("keygate.db"),
-            log_path: dir.join("keyservice.log"),
+            log_path: dir.join(format!("{name}.log")),
             extra_env,
+            extra_args,
             child: None,
             client: reqwest::Client::builder()
                 .no_proxy()
@@ -82,6 +98,7 @@ impl KeyService {
             .env("KEYGATE_TOKEN_AUDIENCE", KEYSERVICE_AUDIENCE)
             .env("NO_COLOR", "1")
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! - [`stack`]: [`Stack`], one key service + echo upstream + Envoy, and the client helpers tests use
+//! - [`stack`]: [`Stack`], one key service + echo upstream + Envoy (or several Envoys and key
+//!   service replicas), and the client helpers tests use
 //! - [`envoy`]: starting, waiting for and validating an Envoy process; admin stats
 //! - [`keyservice`]: the `keygate-server` process, its admin API and its token endpoint
 //! - [`idp`]: an external identity provider stand-in (a JWKS server and the keys that sign its
@@ -35,6 +36,6 @@ pub use idp::{Idp, IdpKey};
 pub use keyservice::KeyService;
 pub use raw_http::Reply;
 pub use stack::{
-    base_filter_config, idp_provider, jwt_filter_config, keyservice_provider, Listener, Stack,
-    StackOptions, Started,
+    base_filter_config, idp_provider, jwt_filter_config, keyservice_provider, Listener, Routing,
+    Stack, StackOptions, Started,
 };

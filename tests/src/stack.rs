@@ -3,6 +3,11 @@
 //! running `keygate.wasm` from the rendered `envoy/e2e.yaml`, all on ports of their own in
 //! 127.0.0.1. Dropping the stack stops everything; if the test is failing, the tails of the Envoy
 //! and key service logs are printed first.
+//!
+//! A stack can also be a small fleet ([`StackOptions::envoys`], [`StackOptions::keyservices`]):
+//! several Envoys with the same filter configuration, and several key service replicas on one
+//! database, each Envoy's key service cluster listing the replicas [`Routing`] gives it. The
+//! client helpers use the first Envoy and the first replica.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -107,6 +112,16 @@ pub fn jwt_filter_config() -> Value {
     config
 }
 
+/// Which key service replicas each Envoy's key service cluster lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Every Envoy lists every replica (Envoy balances between them).
+    EveryReplica,
+    /// Envoy `i` lists replica `i % replicas` only: what one Envoy writes through its replica
+    /// must reach the others through theirs.
+    OnePerEnvoy,
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -116,8 +131,19 @@ pub struct StackOptions {
     /// The Envoy config template (placeholders `KEYSERVICE_PORT`, `UPSTREAM_PORT`, `IDP_PORT`,
     /// `WASM_PATH`, `FILTER_CONFIG`).
     pub template: PathBuf,
-    /// Extra environment for `keygate-server`.
+    /// Extra environment for `keygate-server` (every replica).
     pub keyservice_env: Vec<(String, String)>,
+    /// Extra command-line arguments for `keygate-server` (every replica), e.g. a
+    /// `--database-url` they all share.
+    pub keyservice_args: Vec<String>,
+    /// Key service processes, all on one database (`keygate.db` in the stack's directory unless
+    /// `keyservice_args`/`keyservice_env` say otherwise). At least one.
+    pub keyservices: usize,
+    /// Which replicas each Envoy's key service cluster lists.
+    pub routing: Routing,
+    /// Envoys, each with [`workers`](Self::workers) workers and the same filter configuration
+    /// (each has its own shared data, hence its own poller of the revocation feed). At least one.
+    pub envoys: usize,
     /// The IdP stand-in holds its JWKS answers from the start, so the filter has no keys for its
     /// provider until the test calls [`Idp::release`].
     pub hold_idp_jwks: bool,
@@ -134,6 +160,10 @@ impl StackOptions {
             filter_config,
             template: artifacts::e2e_template(),
             keyservice_env: Vec::new(),
+            keyservice_args: Vec::new(),
+            keyservices: 1,
+            routing: Routing::EveryReplica,
+            envoys: 1,
             hold_idp_jwks: false,
             workers: WORKERS,
             raw_filter_config: None,
@@ -162,7 +192,11 @@ pub enum Started {
 /// A running deployment. See the module docs.
 pub struct Stack {
     envoy: Envoy,
+    /// The Envoys after the first.
+    more_envoys: Vec<Envoy>,
     keyservice: KeyService,
+    /// The key service replicas after the first.
+    replicas: Vec<KeyService>,
     echo: EchoHandle,
     idp: Idp,
     idp_key: IdpKey,
@@ -193,9 +227,31 @@ impl Stack {
     /// Like [`start_with`](Self::start_with), but Envoy refusing the config is an outcome, not an
     /// error: for tests of bad filter configurations.
     pub async fn try_start_with(options: StackOptions) -> Result<Started> {
+        if options.envoys == 0 || options.keyservices == 0 {
+            bail!("a stack needs at least one Envoy and one key service");
+        }
         let dir = tempfile::Builder::new().prefix("keygate-e2e-").tempdir()?;
         let (echo_addr, echo) = spawn_echo().await.context("starting the echo upstream")?;
-        let keyservice = KeyService::start(dir.path(), options.keyservice_env.clone()).await?;
+        // One at a time: the first creates the database, the others find it made.
+        let keyservice = KeyService::start_replica(
+            dir.path(),
+            "keyservice",
+            options.keyservice_env.clone(),
+            options.keyservice_args.clone(),
+        )
+        .await?;
+        let mut replicas = Vec::new();
+        for i in 1..options.keyservices {
+            replicas.push(
+                KeyService::start_replica(
+                    dir.path(),
+                    &format!("keyservice-{i}"),
+                    options.keyservice_env.clone(),
+                    options.keyservice_args.clone(),
+                )
+                .await?,
+            );
+        }
         // The IdP publishes its first key before Envoy starts, so the first fetch finds it.
         let idp = Idp::start().await.context("starting the IdP stand-in")?;
         let idp_key = IdpKey::generate(IDP_FIRST_KID)?;
@@ -203,26 +259,56 @@ impl Stack {
         if options.hold_idp_jwks {
             idp.hold();
         }
-        let ports = Ports {
-            keyservice: keyservice.addr(),
-            upstream: echo_addr,
-            idp: idp.addr(),
-        };
-        let config_path = render_config(&options, &dir, &ports)?;
-        let envoy =
-            match Envoy::try_start_with_workers(&config_path, dir.path(), options.workers).await? {
-                StartOutcome::Ready(envoy) => envoy,
+        let all_replicas: Vec<SocketAddr> = std::iter::once(&keyservice)
+            .chain(&replicas)
+            .map(KeyService::addr)
+            .collect();
+        let mut envoys = Vec::new();
+        let mut config_path = PathBuf::new();
+        for i in 0..options.envoys {
+            let keyservices = match options.routing {
+                Routing::EveryReplica => all_replicas.clone(),
+                Routing::OnePerEnvoy => all_replicas
+                    .get(i % all_replicas.len())
+                    .copied()
+                    .into_iter()
+                    .collect(),
+            };
+            let ports = Ports {
+                keyservices,
+                upstream: echo_addr,
+                idp: idp.addr(),
+            };
+            // The first Envoy's files lie in the stack's directory, the others' in `envoy-<i>/`.
+            let workdir = if i == 0 {
+                dir.path().to_owned()
+            } else {
+                let sub = dir.path().join(format!("envoy-{i}"));
+                std::fs::create_dir_all(&sub)?;
+                sub
+            };
+            let path = render_config(&options, &workdir, &ports)?;
+            if i == 0 {
+                config_path = path.clone();
+            }
+            match Envoy::try_start_with_workers(&path, &workdir, options.workers).await? {
+                StartOutcome::Ready(envoy) => envoys.push(envoy),
                 StartOutcome::Exited { status, log } => {
                     return Ok(Started::EnvoyRefused { status, log })
                 }
-            };
+            }
+        }
+        let mut envoys = envoys.into_iter();
+        let envoy = envoys.next().context("no Envoy started")?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(15))
             .build()?;
         Ok(Started::Running(Box::new(Self {
             envoy,
+            more_envoys: envoys.collect(),
             keyservice,
+            replicas,
             echo,
             idp,
             idp_key,
@@ -238,6 +324,52 @@ impl Stack {
 
     pub fn keyservice(&self) -> &KeyService {
         &self.keyservice
+    }
+
+    /// Every Envoy of the stack, the first ([`envoy`](Self::envoy)) first.
+    pub fn envoys(&self) -> impl Iterator<Item = &Envoy> {
+        std::iter::once(&self.envoy).chain(&self.more_envoys)
+    }
+
+    /// Envoy number `i` (0 is [`envoy`](Self::envoy)).
+    pub fn envoy_at(&self, i: usize) -> Result<&Envoy> {
+        self.envoys()
+            .nth(i)
+            .with_context(|| format!("the stack has no Envoy {i}"))
+    }
+
+    /// Every key service replica, the first ([`keyservice`](Self::keyservice)) first.
+    pub fn keyservices(&self) -> impl Iterator<Item = &KeyService> {
+        std::iter::once(&self.keyservice).chain(&self.replicas)
+    }
+
+    /// Replica number `i` (0 is [`keyservice`](Self::keyservice)).
+    pub fn keyservice_at(&self, i: usize) -> Result<&KeyService> {
+        self.keyservices()
+            .nth(i)
+            .with_context(|| format!("the stack has no key service {i}"))
+    }
+
+    fn keyservice_at_mut(&mut self, i: usize) -> Result<&mut KeyService> {
+        std::iter::once(&mut self.keyservice)
+            .chain(&mut self.replicas)
+            .nth(i)
+            .with_context(|| format!("the stack has no key service {i}"))
+    }
+
+    /// Kills replica `i`; the other replicas and the Envoys keep running.
+    pub fn stop_replica(&mut self, i: usize) -> Result<()> {
+        self.keyservice_at_mut(i)?.stop()
+    }
+
+    /// Starts replica `i` again on the same port and arguments.
+    pub async fn start_replica(&mut self, i: usize) -> Result<()> {
+        self.keyservice_at_mut(i)?.start_again().await
+    }
+
+    /// Like [`counter`](Self::counter), on Envoy number `i`.
+    pub async fn counter_at(&self, i: usize, suffix: &str) -> Result<u64> {
+        Ok(sum_stat(&self.envoy_at(i)?.stats().await?, suffix))
     }
 
     /// The rendered Envoy config this stack runs.
@@ -326,14 +458,7 @@ impl Stack {
     /// The value of the stat whose name is `suffix` or ends with `.suffix` (custom Wasm metrics may
     /// carry a prefix such as `wasmcustom.`), summed if several match; 0 if none exists yet.
     pub async fn counter(&self, suffix: &str) -> Result<u64> {
-        let dotted = format!(".{suffix}");
-        Ok(self
-            .stats()
-            .await?
-            .into_iter()
-            .filter(|(name, _)| name == suffix || name.ends_with(&dotted))
-            .map(|(_, value)| value)
-            .sum())
+        Ok(sum_stat(&self.stats().await?, suffix))
     }
 
     /// Envoy's log so far.
@@ -448,19 +573,50 @@ impl Drop for Stack {
                 tail(&self.keyservice.log(), 30),
                 self.dir.path().display()
             );
+            for envoy in &self.more_envoys {
+                eprintln!(
+                    "--- envoy log ({}), last lines ---\n{}",
+                    envoy.log_path().display(),
+                    tail(&envoy.log(), 30)
+                );
+            }
         }
     }
 }
 
-/// Where the stack's own services listen, for the Envoy config.
+/// The value of the stat whose name is `suffix` or ends with `.suffix`, summed if several match.
+fn sum_stat(stats: &BTreeMap<String, u64>, suffix: &str) -> u64 {
+    let dotted = format!(".{suffix}");
+    stats
+        .iter()
+        .filter(|(name, _)| *name == suffix || name.ends_with(&dotted))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// Where the stack's own services listen, for one Envoy's config.
 struct Ports {
-    keyservice: SocketAddr,
+    /// The key service replicas this Envoy's cluster lists (at least one).
+    keyservices: Vec<SocketAddr>,
     upstream: SocketAddr,
     idp: SocketAddr,
 }
 
+/// The key service cluster's `lb_endpoints` for `replicas`, as JSON (a YAML flow sequence).
+fn lb_endpoints(replicas: &[SocketAddr]) -> Value {
+    replicas
+        .iter()
+        .map(|addr| {
+            json!({"endpoint": {"address": {"socket_address": {
+                "address": addr.ip().to_string(),
+                "port_value": addr.port()
+            }}}})
+        })
+        .collect()
+}
+
 /// Renders `options.template` into `dir/envoy.yaml`.
-fn render_config(options: &StackOptions, dir: &TempDir, ports: &Ports) -> Result<PathBuf> {
+fn render_config(options: &StackOptions, dir: &std::path::Path, ports: &Ports) -> Result<PathBuf> {
     let template_path = &options.template;
     let text = std::fs::read_to_string(template_path)
         .with_context(|| format!("reading {}", template_path.display()))?;
@@ -483,13 +639,19 @@ fn render_config(options: &StackOptions, dir: &TempDir, ports: &Ports) -> Result
             .as_ref()
             .unwrap_or(&options.filter_config),
     )?;
-    let keyservice_port = ports.keyservice.port().to_string();
+    let first_keyservice = ports
+        .keyservices
+        .first()
+        .context("an Envoy without a key service")?;
+    let keyservice_port = first_keyservice.port().to_string();
+    let keyservice_endpoints = serde_json::to_string(&lb_endpoints(&ports.keyservices))?;
     let upstream_port = ports.upstream.port().to_string();
     let idp_port = ports.idp.port().to_string();
     let rendered = template::render(
         &text,
         &[
             ("KEYSERVICE_PORT", &keyservice_port),
+            ("KEYSERVICE_ENDPOINTS", &keyservice_endpoints),
             ("UPSTREAM_PORT", &upstream_port),
             ("IDP_PORT", &idp_port),
             ("WASM_PATH", &wasm),
@@ -498,7 +660,7 @@ fn render_config(options: &StackOptions, dir: &TempDir, ports: &Ports) -> Result
         ],
     )
     .with_context(|| format!("rendering {}", template_path.display()))?;
-    let path = dir.path().join("envoy.yaml");
+    let path = dir.join("envoy.yaml");
     std::fs::write(&path, rendered)?;
     Ok(path)
 }

@@ -215,3 +215,263 @@ async fn cached_keys_are_not_served_past_max_stale_without_a_good_poll() -> anyh
     );
     Ok(())
 }
+
+/// Keys made hot on every connection of the fleet test; all but the last are revoked in turn.
+const FLEET_KEYS: usize = 3;
+/// Keep-alive connections opened to each Envoy at first; more are opened (up to
+/// [`MAX_FLEET_CONNECTIONS`]) until every worker holds [`CONNECTIONS_PER_WORKER`].
+const FLEET_CONNECTIONS: usize = 24;
+const MAX_FLEET_CONNECTIONS: usize = 96;
+const CONNECTIONS_PER_WORKER: u64 = 2;
+const FLEET_WORKERS: usize = 4;
+
+/// One keep-alive connection to one Envoy: a client that only ever sends one request at a time,
+/// so its pool holds the one connection it opened first.
+#[derive(Clone)]
+struct Connection {
+    client: reqwest::Client,
+    url: String,
+    envoy: usize,
+}
+
+impl Connection {
+    async fn status(&self, key: &str) -> anyhow::Result<u16> {
+        status(&self.client, &self.url, key).await
+    }
+}
+
+/// Opens keep-alive connections to Envoy `envoy` (each sends every key twice) until every
+/// worker holds at least [`CONNECTIONS_PER_WORKER`] of them, by Envoy's own per-worker counts.
+async fn connect_every_worker(
+    stack: &Stack,
+    envoy: usize,
+    keys: &[String],
+) -> anyhow::Result<Vec<Connection>> {
+    let url = format!(
+        "http://{}/orders/1",
+        stack.envoy_at(envoy)?.listener(Listener::Main.name())?
+    );
+    let mut connections = Vec::new();
+    loop {
+        let batch = if connections.is_empty() {
+            FLEET_CONNECTIONS
+        } else {
+            8
+        };
+        for _ in 0..batch {
+            let connection = Connection {
+                client: client()?,
+                url: url.clone(),
+                envoy,
+            };
+            for key in keys.iter().chain(keys) {
+                let s = connection.status(key).await?;
+                anyhow::ensure!(s == 200, "a valid key got {s} while warming up");
+            }
+            connections.push(connection);
+        }
+        let per_worker = stack
+            .envoy_at(envoy)?
+            .connections_per_worker(Listener::Main.name())
+            .await?;
+        let held: u64 = per_worker.iter().sum();
+        anyhow::ensure!(
+            held == connections.len() as u64,
+            "Envoy {envoy} holds {held} connections, the test opened {}: a connection was \
+             replaced, so a worker may have been missed",
+            connections.len()
+        );
+        if per_worker.iter().all(|&n| n >= CONNECTIONS_PER_WORKER) {
+            println!("Envoy {envoy}: connections per worker {per_worker:?}");
+            return Ok(connections);
+        }
+        anyhow::ensure!(
+            connections.len() < MAX_FLEET_CONNECTIONS,
+            "after {} connections, Envoy {envoy}'s workers hold {per_worker:?}",
+            connections.len()
+        );
+    }
+}
+
+/// Revokes `id` through the admin API while every connection keeps sending `key`, and returns
+/// how long after the revoke's 200 the slowest connection was first refused (zero for one
+/// refused before the 200 arrived).
+async fn revoke_and_time(
+    stack: &Stack,
+    connections: &[Connection],
+    id: &str,
+    key: &str,
+) -> anyhow::Result<Duration> {
+    let sending = Arc::new(Barrier::new(connections.len() + 1));
+    let revoking = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let revoked_at = Arc::new(tokio::sync::OnceCell::<Instant>::new());
+    let mut tasks = JoinSet::new();
+    for connection in connections {
+        let (connection, key) = (connection.clone(), key.to_owned());
+        let (sending, revoking, revoked_at) = (
+            Arc::clone(&sending),
+            Arc::clone(&revoking),
+            Arc::clone(&revoked_at),
+        );
+        tasks.spawn(async move {
+            let mut first = Some(sending);
+            loop {
+                let s = connection.status(&key).await?;
+                if let Some(sending) = first.take() {
+                    // Every connection has sent once before the revoke goes out.
+                    sending.wait().await;
+                }
+                if s == 200 {
+                    if let Some(at) = revoked_at.get() {
+                        anyhow::ensure!(
+                            at.elapsed() < Duration::from_secs(5),
+                            "Envoy {} still allows the key 5 s after the revoke",
+                            connection.envoy
+                        );
+                    }
+                } else {
+                    anyhow::ensure!(
+                        s == 401 && revoking.load(std::sync::atomic::Ordering::SeqCst),
+                        "Envoy {}: the key got {s} before the revoke",
+                        connection.envoy
+                    );
+                    return Ok(revoked_at.get().map_or(Duration::ZERO, Instant::elapsed));
+                }
+                sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+    sending.wait().await;
+    revoking.store(true, std::sync::atomic::Ordering::SeqCst);
+    stack.revoke(id).await?;
+    revoked_at
+        .set(Instant::now())
+        .map_err(|_| anyhow::anyhow!("revoke time set twice"))?;
+    let mut slowest = Duration::ZERO;
+    while let Some(took) = tasks.join_next().await {
+        slowest = slowest.max(took??);
+    }
+    Ok(slowest)
+}
+
+/// The fleet test: `options` starts 2 Envoys of [`FLEET_WORKERS`] workers; [`FLEET_KEYS`] keys
+/// are made hot on every worker of both (each worker holds connections that sent every key, and
+/// a further round on every connection makes no lookup), then all but the last are revoked in
+/// turn. Every connection must answer 401 within [`REVOCATION_BOUND`] of each revoke's 200, and
+/// the key left must still be allowed everywhere. Returns the slowest delay.
+async fn revoke_hot_keys_across_envoys(options: StackOptions, what: &str) -> anyhow::Result<()> {
+    let stack = Stack::start_with(options).await?;
+    for envoy in 0..2 {
+        eventually(Duration::from_secs(5), "the feed's second poll", || async {
+            let polls = stack.counter_at(envoy, "keygate.feed_poll").await.ok()?;
+            (polls >= 2).then_some(())
+        })
+        .await;
+    }
+    let mut ids = Vec::new();
+    let mut keys = Vec::new();
+    for _ in 0..FLEET_KEYS {
+        let (id, key) = stack.create_key("acme", &["orders:read"]).await?;
+        ids.push(id);
+        keys.push(key);
+    }
+    let mut connections = Vec::new();
+    for envoy in 0..2 {
+        connections.extend(connect_every_worker(&stack, envoy, &keys).await?);
+    }
+
+    // Hot: another round of every key on every connection is served without a lookup.
+    let lookups_before = [
+        stack.counter_at(0, "keygate.callout").await?,
+        stack.counter_at(1, "keygate.callout").await?,
+    ];
+    for connection in &connections {
+        for key in &keys {
+            assert_eq!(connection.status(key).await?, 200);
+        }
+    }
+    for (envoy, before) in lookups_before.into_iter().enumerate() {
+        assert_eq!(
+            stack.counter_at(envoy, "keygate.callout").await?,
+            before,
+            "Envoy {envoy} still looks the hot keys up"
+        );
+    }
+
+    let mut slowest = Duration::ZERO;
+    for (id, key) in ids.iter().zip(&keys).take(FLEET_KEYS - 1) {
+        let took = revoke_and_time(&stack, &connections, id, key).await?;
+        println!(
+            "{what}: a revoke reached all {} connections (2 Envoys x {FLEET_WORKERS} workers) \
+             {} ms after its 200",
+            connections.len(),
+            took.as_millis()
+        );
+        slowest = slowest.max(took);
+    }
+    println!(
+        "{what}: slowest of {} revocations: {} ms",
+        FLEET_KEYS - 1,
+        slowest.as_millis()
+    );
+    assert!(
+        slowest < REVOCATION_BOUND,
+        "{what}: the slowest connection was refused {slowest:?} after a revoke"
+    );
+    // Only what was revoked was dropped.
+    let kept = keys.last().map(String::as_str).unwrap_or_default();
+    for connection in &connections {
+        assert_eq!(
+            connection.status(kept).await?,
+            200,
+            "Envoy {}: a key never revoked is refused",
+            connection.envoy
+        );
+    }
+    for envoy in 0..2 {
+        assert!(stack.counter_at(envoy, "keygate.feed_changes").await? >= 2);
+    }
+    Ok(())
+}
+
+/// [`StackOptions`] for the fleet: 2 Envoys × [`FLEET_WORKERS`] workers, answers cached for
+/// [`LONG_TTL_SECS`] by filter and service, `revocation` as given (`null`: the defaults).
+fn fleet_options(revocation: Value) -> StackOptions {
+    let mut config = base_filter_config();
+    config["cache"]["ttl_secs"] = Value::from(LONG_TTL_SECS);
+    if !revocation.is_null() {
+        config["revocation"] = revocation;
+    }
+    StackOptions {
+        envoys: 2,
+        workers: FLEET_WORKERS,
+        keyservice_env: vec![(
+            "KEYGATE_LOOKUP_CACHE_TTL_SECS".into(),
+            LONG_TTL_SECS.to_string(),
+        )],
+        ..StackOptions::new(config)
+    }
+}
+
+#[tokio::test]
+async fn revoked_hot_keys_are_refused_by_every_worker_of_two_envoys_within_a_second(
+) -> anyhow::Result<()> {
+    revoke_hot_keys_across_envoys(fleet_options(Value::Null), "2 Envoys, one key service").await
+}
+
+/// Each Envoy's cluster lists a different key service process on one SQLite database (WAL):
+/// keys created and revoked through replica 0 are looked up, and their changes polled, through
+/// replica 1 by the second Envoy. A replica wakes its held long-polls only for changes it
+/// committed itself (keyservice/src/feed.rs), so here the filter polls without holding
+/// (`wait_ms: 0`) every 100 ms; a backend that wakes every replica's long-polls on any commit
+/// can run this with the defaults.
+#[tokio::test]
+async fn a_revoke_through_one_replica_reaches_an_envoy_polling_another_within_a_second(
+) -> anyhow::Result<()> {
+    let options = StackOptions {
+        keyservices: 2,
+        routing: keygate_e2e::Routing::OnePerEnvoy,
+        ..fleet_options(serde_json::json!({"wait_ms": 0, "poll_interval_ms": 100}))
+    };
+    revoke_hot_keys_across_envoys(options, "2 Envoys, 2 replicas on one SQLite file").await
+}
