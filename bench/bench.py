@@ -4,7 +4,8 @@ bench/run.sh's header for what is measured and how to read the table.
 
 Phases: fixtures (keys seeded in bulk, tokens minted) -> every Envoy started and every row checked
 -> interleaved rounds of all rows -> paired windows (close rows) -> single-connection latency ->
-cache memory -> key service alone -> native benchmarks -> report (bench/results/).
+cache memory -> key service alone -> revocation (bench/revocation.py) -> native benchmarks ->
+report (bench/results/).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import report  # noqa: E402
+import revocation  # noqa: E402
 import rows as R  # noqa: E402
 from harness import (ENVOY_CPU, LOAD_CPU, BenchError, Envoy, Proc,  # noqa: E402
                      cpu_busy_seconds, envoy_validate, free_port, http_request, wait_http, wrk)
@@ -683,6 +685,11 @@ def main() -> int:
     phase("key service alone", t0)
 
     t0 = time.monotonic()
+    log("revocation: 2 Envoys x 4 workers, keys hot on every worker, revoked one by one")
+    revoked = revocation.measure(s.quick, work, fx.admin_secret, fx.filter_token)
+    phase("revocation", t0)
+
+    t0 = time.monotonic()
     log("native benchmarks (criterion)")
     natives = native(s, work)
     phase("native", t0)
@@ -698,7 +705,7 @@ def main() -> int:
                     for r in rows],
            "paired": paired, "latency": latency, "memory": memory, "keyservice_alone": alone,
            "native_ns": natives, "keygate": usage, "usage_report_statuses": usage_statuses,
-           "envoy_rss_kib": rss}
+           "envoy_rss_kib": rss, "revocation": revoked}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
@@ -732,7 +739,8 @@ def render_raw(raw: dict) -> str:
     return report.render(s, raw["machine"], rows, raw["paired"], raw["latency"], raw["memory"],
                          raw["keyservice_alone"], raw["native_ns"], raw["keygate"],
                          raw["phases"], raw["wall_seconds"], raw.get("usage_report_statuses", {}),
-                         raw.get("envoy_rss_kib", {}))
+                         raw.get("envoy_rss_kib", {})) + revocation.render_section(
+                             raw.get("revocation"))
 
 
 if __name__ == "__main__":
