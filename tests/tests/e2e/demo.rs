@@ -102,7 +102,9 @@ async fn demo_commands_work_as_printed() -> anyhow::Result<()> {
         "output:\n{out}\nstderr:\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    // Key: allowed, no key, revoked. Token: allowed, missing permission.
+    // Key: allowed, no key, revoked. Token: allowed, missing permission. The demo caches valid
+    // keys for 5 minutes and its revoke step retries for 2 s at most, so the revoked key's 401
+    // comes from the revocation feed, not from the cache running out.
     assert_eq!(statuses, ["200", "401", "401", "200", "403"], "{context}");
     assert!(out.contains(r#""x-keygate-tenant":"acme""#), "{context}");
     assert!(out.contains(r#""status":"revoked""#), "{context}");
