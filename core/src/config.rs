@@ -258,8 +258,10 @@ fn default_true() -> bool {
 pub struct RawCache {
     #[serde(default = "default_max_entries")]
     pub max_entries: u64,
-    #[serde(default = "default_ttl_secs")]
-    pub ttl_secs: u64,
+    /// Unset: [`DEFAULT_TTL_SECS`] with the revocation feed on, [`DEFAULT_TTL_SECS_WITHOUT_FEED`]
+    /// with it off.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
     #[serde(default = "default_negative_ttl_secs")]
     pub negative_ttl_secs: u64,
     /// Answers each worker keeps ready in front of shared data, per cache (keys, tokens).
@@ -271,7 +273,7 @@ impl Default for RawCache {
     fn default() -> Self {
         Self {
             max_entries: default_max_entries(),
-            ttl_secs: default_ttl_secs(),
+            ttl_secs: None,
             negative_ttl_secs: default_negative_ttl_secs(),
             worker_max_entries: default_worker_max_entries(),
         }
@@ -285,9 +287,13 @@ fn default_worker_max_entries() -> u64 {
 fn default_max_entries() -> u64 {
     10_000
 }
-fn default_ttl_secs() -> u64 {
-    60
-}
+/// Valid keys' cache lifetime by default while the revocation feed is on: the feed, not the
+/// lifetime, bounds how long a revoked key is served, so the lifetime only bounds what the feed
+/// does not carry (nothing today) and how long an unused key holds memory.
+pub const DEFAULT_TTL_SECS: u64 = 300;
+/// With the feed off, the lifetime is how long a revoked key may still be served: the 30 s the
+/// key service's `--lookup-cache-ttl-secs` allowed by default before the feed.
+pub const DEFAULT_TTL_SECS_WITHOUT_FEED: u64 = 30;
 fn default_negative_ttl_secs() -> u64 {
     10
 }
@@ -584,7 +590,7 @@ impl TryFrom<RawConfig> for FilterConfig {
                 ))
             }
         };
-        let cache = compile_cache(raw.cache)?;
+        let cache = compile_cache(raw.cache, raw.revocation.enabled)?;
         let routes = RouteTable::compile(&raw.routes, raw.case_sensitive_paths)
             .map_err(|e| ConfigError::new(e.field(), e.message()))?;
         let jwt = compile_jwt(raw.jwt)?;
@@ -903,14 +909,19 @@ fn compile_revocation(
     }))
 }
 
-fn compile_cache(raw: RawCache) -> Result<CachePolicy, ConfigError> {
+fn compile_cache(raw: RawCache, feed: bool) -> Result<CachePolicy, ConfigError> {
+    let ttl_secs = raw.ttl_secs.unwrap_or(if feed {
+        DEFAULT_TTL_SECS
+    } else {
+        DEFAULT_TTL_SECS_WITHOUT_FEED
+    });
     if !(1..=10_000_000).contains(&raw.max_entries) {
         return Err(ConfigError::new(
             "cache.max_entries",
             "must be 1 to 10000000",
         ));
     }
-    if !(1..=86_400).contains(&raw.ttl_secs) {
+    if !(1..=86_400).contains(&ttl_secs) {
         return Err(ConfigError::new("cache.ttl_secs", "must be 1 to 86400"));
     }
     if raw.negative_ttl_secs > 3600 {
@@ -921,7 +932,7 @@ fn compile_cache(raw: RawCache) -> Result<CachePolicy, ConfigError> {
     }
     Ok(CachePolicy {
         max_entries: raw.max_entries,
-        ttl_secs: raw.ttl_secs,
+        ttl_secs,
         negative_ttl_secs: raw.negative_ttl_secs,
     })
 }
@@ -951,10 +962,11 @@ mod tests {
             c.cache,
             CachePolicy {
                 max_entries: 10_000,
-                ttl_secs: 60,
+                ttl_secs: DEFAULT_TTL_SECS,
                 negative_ttl_secs: 10
             }
         );
+        assert_eq!(DEFAULT_TTL_SECS, 300);
         assert_eq!(c.worker_cache_entries, 4096);
         assert_eq!(c.failure_mode, FailureMode::Closed);
         assert_eq!(c.forwarding.header_prefix, "x-keygate-");
@@ -1175,6 +1187,21 @@ mod tests {
         )
         .unwrap();
         assert!(c.revocation.is_none());
+    }
+
+    #[test]
+    fn valid_keys_are_cached_for_minutes_only_while_the_feed_is_on() {
+        let ttl = |json: &str| FilterConfig::from_json(json.as_bytes()).unwrap().cache.ttl_secs;
+        let off = r#"{"key_service":{"cluster":"ks","token":"t"},"revocation":{"enabled":false}"#;
+        assert_eq!(ttl(MINIMAL), DEFAULT_TTL_SECS);
+        assert_eq!(ttl(&format!("{off}}}")), DEFAULT_TTL_SECS_WITHOUT_FEED);
+        assert_eq!(DEFAULT_TTL_SECS_WITHOUT_FEED, 30);
+        // A lifetime written out is kept, feed or not.
+        assert_eq!(ttl(&format!(r#"{off},"cache":{{"ttl_secs":600}}}}"#)), 600);
+        assert_eq!(
+            ttl(r#"{"key_service":{"cluster":"ks","token":"t"},"cache":{"ttl_secs":7}}"#),
+            7
+        );
     }
 
     #[test]

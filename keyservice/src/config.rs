@@ -76,8 +76,10 @@ pub struct Cli {
     pub default_key_ttl_secs: u64,
 
     /// Longest the filter may cache a valid lookup answer, in seconds. Never past the key's
-    /// expiry.
-    #[arg(long, env = "KEYGATE_LOOKUP_CACHE_TTL_SECS", default_value_t = 30)]
+    /// expiry. Minutes by default: filters that read the revocation feed drop a changed key's
+    /// answer within a second however long it may live; a filter without the feed keeps its own
+    /// shorter lifetime (30 s by default).
+    #[arg(long, env = "KEYGATE_LOOKUP_CACHE_TTL_SECS", default_value_t = 300)]
     pub lookup_cache_ttl_secs: u64,
 
     /// How long the filter may cache an invalid lookup answer (unknown, revoked, expired), in
@@ -394,7 +396,7 @@ mod tests {
         assert_eq!(
             config.cache,
             CachePolicy {
-                valid_ttl_secs: 30,
+                valid_ttl_secs: 300,
                 invalid_ttl_secs: 10
             }
         );
