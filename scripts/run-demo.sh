@@ -92,8 +92,13 @@ wait_until() {
   exit 1
 }
 
-KEYGATE_LISTEN="127.0.0.1:$keyservice_port" \
-  KEYGATE_DB_PATH="$run_dir/keygate.db" \
+# The SQLite file in the run directory, unless KEYGATE_DATABASE_URL names another database.
+database=()
+if [ -z "${KEYGATE_DATABASE_URL:-}" ]; then
+  database=("KEYGATE_DB_PATH=$run_dir/keygate.db")
+fi
+env "${database[@]}" \
+  KEYGATE_LISTEN="127.0.0.1:$keyservice_port" \
   KEYGATE_ADMIN_SECRET="$admin_secret" \
   KEYGATE_FILTER_TOKEN="$filter_token" \
   KEYGATE_ISSUER="$issuer" \
