@@ -1191,7 +1191,12 @@ mod tests {
 
     #[test]
     fn valid_keys_are_cached_for_minutes_only_while_the_feed_is_on() {
-        let ttl = |json: &str| FilterConfig::from_json(json.as_bytes()).unwrap().cache.ttl_secs;
+        let ttl = |json: &str| {
+            FilterConfig::from_json(json.as_bytes())
+                .unwrap()
+                .cache
+                .ttl_secs
+        };
         let off = r#"{"key_service":{"cluster":"ks","token":"t"},"revocation":{"enabled":false}"#;
         assert_eq!(ttl(MINIMAL), DEFAULT_TTL_SECS);
         assert_eq!(ttl(&format!("{off}}}")), DEFAULT_TTL_SECS_WITHOUT_FEED);
