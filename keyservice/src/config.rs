@@ -17,6 +17,7 @@ use crate::ratelimit::FailurePolicy;
 use crate::rotation::{RotationConfigError, RotationPolicy};
 use crate::server::ConnectionLimits;
 use crate::signing::SigningAlg;
+use crate::store::{Database, DatabaseUrl};
 use crate::token::{Audience, Issuer, TokenConfigError, TokenPolicy};
 
 /// The admin secret is read from the environment only, never from a flag, so it does not show up
@@ -53,6 +54,12 @@ pub struct Cli {
     /// SQLite database file. Missing parent folders are created.
     #[arg(long, env = "KEYGATE_DB_PATH", default_value = "./data/keygate.db")]
     pub db_path: PathBuf,
+
+    /// PostgreSQL to store keys in instead of the SQLite file: `postgres://user:password@host/db`
+    /// (any libpq-style URL sqlx accepts). Every replica of the service points at the same one.
+    /// When unset, --db-path is used.
+    #[arg(long, env = "KEYGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// File holding the admin secret (surrounding whitespace is ignored). An alternative to
     /// KEYGATE_ADMIN_SECRET; setting both is an error.
@@ -170,7 +177,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub db_path: PathBuf,
+    /// The SQLite file (`--db-path`), or PostgreSQL when `--database-url` is set.
+    pub database: Database,
     /// From `KEYGATE_ADMIN_SECRET` or `--admin-secret-file`. `None`: use the hash stored in the
     /// database, generating a secret on first start.
     pub admin_secret: Option<Secret>,
@@ -224,6 +232,8 @@ pub enum ConfigError {
         "--change-log-retention-secs must be between {MIN_RETENTION_SECS} and {MAX_RETENTION_SECS}"
     )]
     ChangeLogRetention,
+    #[error("--database-url / KEYGATE_DATABASE_URL must start with postgres:// or postgresql://")]
+    DatabaseUrl,
 }
 
 impl Cli {
@@ -293,11 +303,17 @@ impl Cli {
             )?,
             max_connections: self.max_connections,
         };
+        let database = match &self.database_url {
+            Some(url) => {
+                Database::Postgres(DatabaseUrl::parse(url).ok_or(ConfigError::DatabaseUrl)?)
+            }
+            None => Database::Sqlite(self.db_path),
+        };
         let change_log_retention = Retention::from_secs(self.change_log_retention_secs)
             .map_err(|_| ConfigError::ChangeLogRetention)?;
         Ok(Config {
             listen: self.listen,
-            db_path: self.db_path,
+            database,
             admin_secret,
             filter_token: self.filter_token,
             default_key_lifetime,
@@ -388,7 +404,10 @@ mod tests {
             .into_config(None)
             .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.db_path, PathBuf::from("./data/keygate.db"));
+        assert_eq!(
+            config.database,
+            Database::Sqlite(PathBuf::from("./data/keygate.db"))
+        );
         assert_eq!(
             config.default_key_lifetime,
             Lifetime::from_secs(15 * 24 * 3600).unwrap()
@@ -417,6 +436,32 @@ mod tests {
             config.change_log_retention,
             Retention::from_secs(86_400).unwrap()
         );
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_must_name_it() {
+        let config = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--database-url",
+            "postgres://kg:pw@db:5432/keygate",
+        ])
+        .unwrap()
+        .into_config(None)
+        .unwrap();
+        assert_eq!(
+            config.database,
+            Database::Postgres(DatabaseUrl::parse("postgres://kg:pw@db:5432/keygate").unwrap())
+        );
+        let wrong = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--database-url",
+            "db.sqlite",
+        ])
+        .unwrap()
+        .into_config(None);
+        assert!(matches!(wrong, Err(ConfigError::DatabaseUrl)));
     }
 
     #[test]

@@ -33,9 +33,11 @@
 //! committed has already been able to see every change below `n`. An autoincrement or sequence
 //! id would not give this: two transactions can take ids 5 and 6 and commit 6 first, and a reader
 //! that saw 6 and moved its cursor past it would never see 5. On SQLite every write transaction
-//! is serialized anyway (`BEGIN IMMEDIATE`), but the counter keeps the guarantee on a database
-//! with concurrent writers (PostgreSQL replicas) at the cost of serializing only the writers that
-//! change the log, which are rare admin calls.
+//! is serialized anyway (`BEGIN IMMEDIATE`); on PostgreSQL, with concurrent writers on several
+//! replicas, the counter keeps the guarantee at the cost of serializing only the writers that
+//! change the log, which are rare admin calls. There the transactions run at READ COMMITTED: a
+//! writer that waited for the counter's lock re-reads the row as committed before adding to it,
+//! and readers take the head and the rows in one REPEATABLE READ snapshot.
 //!
 //! # Cursors and resets
 //! A cursor is `<log id>:<seq>`: the log's identity (32 hex characters, generated once when the
@@ -52,9 +54,12 @@
 //!
 //! # Long-polls
 //! `wait_ms` holds an empty answer until a change is committed or the wait ends. The wake-up is
-//! [`ChangeSignal`], signalled by the store after each committed change **in this process**: a
-//! change committed by another process on the same database (a second replica, later) wakes no
-//! one here, and is seen at the reader's next poll or when its wait ends.
+//! [`ChangeSignal`], signalled by the store after each committed change in this process. On
+//! PostgreSQL, where several replicas share the log, the writing transaction also sends
+//! `pg_notify` with the change's number, which PostgreSQL delivers at commit; every replica keeps
+//! a listening connection that signals its own [`ChangeSignal`] (see `store::postgres`), so a
+//! revoke through one replica wakes the long-polls held by all of them within milliseconds. If
+//! that connection drops, it reconnects by itself and wakes every long-poll once to read again.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -292,6 +297,12 @@ impl ChangeSignal {
     pub fn committed(&self, seq: u64) {
         self.newest
             .send_modify(|newest| *newest = (*newest).max(seq));
+    }
+
+    /// Wakes every long-poll to read the log again, without a number: changes may have been
+    /// committed that this process was not told about (its PostgreSQL listener reconnected).
+    pub fn wake_all(&self) {
+        self.newest.send_modify(|_| {});
     }
 
     /// Wakes every long-poll for good: they answer what they have.

@@ -4,7 +4,9 @@
 //! Signing and the JWKS read an in-memory snapshot and never wait on the database. Rotations
 //! (at start, every [`CHECK_INTERVAL`] in the background, or forced by an operator) run one at a
 //! time: plan from the stored keys, write the plan in one transaction, then swap in a fresh
-//! snapshot. A key takes over at its `activates_at` by the clock alone, so a late background run
+//! snapshot. Replicas on one database rotate one at a time too: the write checks, under the
+//! store's rotation lock, that the keys are still those planned from, and a stale plan is made
+//! again from what another replica wrote. A key takes over at its `activates_at` by the clock alone, so a late background run
 //! never delays a pre-published key.
 
 use std::sync::{Arc, PoisonError, RwLock};
@@ -16,10 +18,12 @@ use tracing::{error, info};
 use crate::clock::Clock;
 use crate::rotation::{self, KeySchedule, RotationPlan, RotationPolicy};
 use crate::signing::{PublicJwk, SigningError, SigningKey};
-use crate::store::{KeyStore, NewSigningKey, StoreError};
+use crate::store::{KeyStore, NewSigningKey, RotationWrite, StoreError};
 
 /// How often the background task checks whether a key is due for rotation or deletion.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Plans made and found stale (another replica rotated first) before a rotation gives up.
+const MAX_PLANS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -37,6 +41,8 @@ pub enum KeyRingError {
     Generate(#[source] SigningError),
     #[error("the key generation task failed")]
     Join(#[source] tokio::task::JoinError),
+    #[error("other replicas kept changing the signing keys; {MAX_PLANS} plans went stale")]
+    Contended,
 }
 
 /// The keys on record at the last rotation check, oldest activation first.
@@ -91,29 +97,37 @@ impl KeyRing {
     /// Carries out [`rotation::plan_rotation`] at `now`.
     pub async fn rotate_if_due(&self, now: OffsetDateTime) -> Result<(), KeyRingError> {
         let _one_at_a_time = self.inner.rotating.lock().await;
-        let schedules = self.reload().await?;
-        let plan = rotation::plan_rotation(&schedules, now, &self.inner.policy);
-        if plan.is_empty() {
-            return Ok(());
+        for _ in 0..MAX_PLANS {
+            let schedules = self.reload().await?;
+            let plan = rotation::plan_rotation(&schedules, now, &self.inner.policy);
+            if plan.is_empty() {
+                return Ok(());
+            }
+            let generated = match plan.generate {
+                Some(activates_at) => Some(self.generate(activates_at, now).await?),
+                None => None,
+            };
+            if self.write(&schedules, &plan, generated.as_ref()).await? == RotationWrite::Written {
+                self.reload().await?;
+                return Ok(());
+            }
         }
-        let generated = match plan.generate {
-            Some(activates_at) => Some(self.generate(activates_at, now).await?),
-            None => None,
-        };
-        self.write(&plan, generated.as_ref()).await?;
-        self.reload().await?;
-        Ok(())
+        Err(KeyRingError::Contended)
     }
 
     /// Carries out [`rotation::forced_rotation`] at `now` and returns the new key's schedule.
     pub async fn force_rotation(&self, now: OffsetDateTime) -> Result<KeySchedule, KeyRingError> {
         let _one_at_a_time = self.inner.rotating.lock().await;
-        let schedules = self.reload().await?;
-        let plan = rotation::forced_rotation(&schedules, now, &self.inner.policy);
-        let generated = self.generate(plan.generate.unwrap_or(now), now).await?;
-        self.write(&plan, Some(&generated)).await?;
-        self.reload().await?;
-        Ok(generated.schedule)
+        for _ in 0..MAX_PLANS {
+            let schedules = self.reload().await?;
+            let plan = rotation::forced_rotation(&schedules, now, &self.inner.policy);
+            let generated = self.generate(plan.generate.unwrap_or(now), now).await?;
+            if self.write(&schedules, &plan, Some(&generated)).await? == RotationWrite::Written {
+                self.reload().await?;
+                return Ok(generated.schedule);
+            }
+        }
+        Err(KeyRingError::Contended)
     }
 
     /// The key that signs at `now`, if any.
@@ -232,21 +246,29 @@ impl KeyRing {
         })
     }
 
-    /// Writes `plan`, with `generated` as its new key, in one transaction.
+    /// Writes `plan`, made from `schedules`, with `generated` as its new key, in one
+    /// transaction; nothing if another replica changed the keys since `schedules` were read.
     async fn write(
         &self,
+        schedules: &[KeySchedule],
         plan: &RotationPlan,
         generated: Option<&Generated>,
-    ) -> Result<(), KeyRingError> {
+    ) -> Result<RotationWrite, KeyRingError> {
         let new_key = generated.map(|g| NewSigningKey {
             schedule: &g.schedule,
             private_der: g.private_der.as_bytes(),
             public_jwk: &g.public_jwk,
         });
-        self.inner
+        let planned_from: Vec<String> = schedules.iter().map(|s| s.kid.clone()).collect();
+        let written = self
+            .inner
             .store
-            .apply_rotation(new_key, &plan.retire, &plan.delete)
+            .apply_rotation(&planned_from, new_key, &plan.retire, &plan.delete)
             .await?;
+        if written == RotationWrite::Stale {
+            info!("signing keys changed by another replica meanwhile; planning again");
+            return Ok(written);
+        }
         for kid in &plan.delete {
             info!(kid, "signing key deleted");
         }
@@ -265,7 +287,7 @@ impl KeyRing {
                 "signing key generated"
             );
         }
-        Ok(())
+        Ok(written)
     }
 }
 

@@ -14,7 +14,8 @@
 //! - [`config`]: flags and environment variables (clap), checked into a [`config::Config`].
 //! - [`startup`]: opens the store, settles the admin secret, brings the signing keys up to date,
 //!   builds the [`AppState`].
-//! - [`store`]: [`store::KeyStore`], the SQLite database. The only module with SQL.
+//! - [`store`]: [`store::KeyStore`], the database: an SQLite file by default, PostgreSQL with
+//!   `--database-url`. The only module with SQL.
 //! - [`keys`]: the key domain, pure: validation, status, expiry, lookup answers, usage booking.
 //! - [`feed`]: the revocation feed's rules: what is logged, cursors, resets, retention, the
 //!   long-poll signal.
@@ -30,7 +31,8 @@
 //! - [`clock`]: where `now` comes from: the system clock, or a manual one in tests.
 //! - [`entropy`]: the OS CSPRNG: secrets, ids, token ids, signing keys, the admin secret.
 //! - [`telemetry`]: log output.
-//! - `migrations/` (next to `src/`): the schema, embedded at build time.
+//! - `migrations/sqlite/`, `migrations/postgres/` (next to `src/`): the schema of each backend,
+//!   embedded at build time.
 
 #![forbid(unsafe_code)]
 

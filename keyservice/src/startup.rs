@@ -42,7 +42,7 @@ pub enum StartupError {
 }
 
 pub async fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared, StartupError> {
-    let store = KeyStore::open(&config.db_path).await?;
+    let store = KeyStore::open(&config.database).await?;
     match build(config, store.clone(), clock).await {
         Ok(prepared) => Ok(prepared),
         Err(e) => {

@@ -1,13 +1,15 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, prepare, spawn_app, spawn_app_with, Options, FILTER_TOKEN};
+use crate::helpers::{
+    backend_tests, error_code, prepare, spawn_app, spawn_app_with, Backend, Options, TestDb,
+    FILTER_TOKEN,
+};
 use keygate_keyservice::clock::ManualClock;
 use keygate_keyservice::startup::StartupError;
 
-#[tokio::test]
-async fn admin_secret_is_not_accepted_on_lookup() {
-    let app = spawn_app().await;
+async fn admin_secret_is_not_accepted_on_lookup(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let response = app
         .lookup_raw(&app.admin_secret, key["secret"].as_str().unwrap())
@@ -35,9 +37,8 @@ async fn admin_secret_is_not_accepted_on_lookup() {
     );
 }
 
-#[tokio::test]
-async fn filter_token_is_not_accepted_on_admin() {
-    let app = spawn_app().await;
+async fn filter_token_is_not_accepted_on_admin(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
     let requests = [
@@ -73,9 +74,8 @@ async fn filter_token_is_not_accepted_on_admin() {
     assert_eq!(view["status"], "active");
 }
 
-#[tokio::test]
-async fn admin_endpoints_need_the_exact_bearer_secret() {
-    let app = spawn_app().await;
+async fn admin_endpoints_need_the_exact_bearer_secret(backend: Backend) {
+    let app = spawn_app(backend).await;
     let wrong = format!("{}x", app.admin_secret);
     for authorization in [
         None,
@@ -104,9 +104,8 @@ async fn admin_endpoints_need_the_exact_bearer_secret() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn credentials_are_checked_before_the_body_is_read() {
-    let app = spawn_app().await;
+async fn credentials_are_checked_before_the_body_is_read(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .client
         .post(app.url("/v1/keys"))
@@ -121,18 +120,20 @@ async fn credentials_are_checked_before_the_body_is_read() {
     );
 }
 
-#[tokio::test]
-async fn admin_secret_survives_restart() {
-    let app = spawn_app().await;
+async fn admin_secret_survives_restart(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert!(app.generated_admin_secret);
     let secret = app.admin_secret.clone();
     let key = app.create_default_key().await;
     let data_dir = app.stop().await;
 
-    let mut app = spawn_app_with(Options {
-        data_dir: Some(data_dir),
-        ..Options::default()
-    })
+    let mut app = spawn_app_with(
+        backend,
+        Options {
+            database: Some(data_dir),
+            ..Options::default()
+        },
+    )
     .await;
     assert!(
         !app.generated_admin_secret,
@@ -152,23 +153,28 @@ async fn admin_secret_survives_restart() {
     );
 }
 
-#[tokio::test]
-async fn configured_admin_secret_is_used_and_not_stored() {
+async fn configured_admin_secret_is_used_and_not_stored(backend: Backend) {
     let configured = "configured-admin-secret".to_owned();
-    let app = spawn_app_with(Options {
-        admin_secret: Some(configured.clone()),
-        ..Options::default()
-    })
+    let app = spawn_app_with(
+        backend,
+        Options {
+            admin_secret: Some(configured.clone()),
+            ..Options::default()
+        },
+    )
     .await;
     assert!(!app.generated_admin_secret);
     assert_eq!(app.admin_get("/v1/keys").await.status(), StatusCode::OK);
     let data_dir = app.stop().await;
 
     // Nothing was stored, so a start without it generates one, and the configured one stops working.
-    let mut app = spawn_app_with(Options {
-        data_dir: Some(data_dir),
-        ..Options::default()
-    })
+    let mut app = spawn_app_with(
+        backend,
+        Options {
+            database: Some(data_dir),
+            ..Options::default()
+        },
+    )
     .await;
     assert!(app.generated_admin_secret);
     assert_eq!(app.admin_get("/v1/keys").await.status(), StatusCode::OK);
@@ -179,10 +185,9 @@ async fn configured_admin_secret_is_used_and_not_stored() {
     );
 }
 
-#[tokio::test]
-async fn filter_token_equal_to_the_admin_secret_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("keygate.db");
+async fn filter_token_equal_to_the_admin_secret_is_refused_at_start(backend: Backend) {
+    let test_db = TestDb::new(backend);
+    let db = test_db.database();
     let clock = || std::sync::Arc::new(ManualClock::new(crate::helpers::start_time()));
 
     let refused = prepare(&db, Some("same-secret"), "same-secret", clock()).await;
@@ -206,9 +211,10 @@ async fn filter_token_equal_to_the_admin_secret_is_refused_at_start() {
     ));
 }
 
-#[tokio::test]
-async fn ambiguous_authorization_is_refused_with_401_even_when_one_value_is_right() {
-    let app = spawn_app().await;
+async fn ambiguous_authorization_is_refused_with_401_even_when_one_value_is_right(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let admin = format!("Bearer {}", app.admin_secret);
     let filter = format!("Bearer {FILTER_TOKEN}");
     // Each pair: the right value first, then a second one; and the two folded with a comma, as
@@ -250,3 +256,14 @@ async fn ambiguous_authorization_is_refused_with_401_even_when_one_value_is_righ
     let response = app.lookup_raw(FILTER_TOKEN, "kg_unknown").await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+backend_tests!(
+    admin_secret_is_not_accepted_on_lookup,
+    filter_token_is_not_accepted_on_admin,
+    admin_endpoints_need_the_exact_bearer_secret,
+    credentials_are_checked_before_the_body_is_read,
+    admin_secret_survives_restart,
+    configured_admin_secret_is_used_and_not_stored,
+    filter_token_equal_to_the_admin_secret_is_refused_at_start,
+    ambiguous_authorization_is_refused_with_401_even_when_one_value_is_right,
+);

@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    error_code, spawn_app, spawn_app_with, Options, CHANGE_LOG_RETENTION_SECS, FILTER_TOKEN,
+    backend_tests, error_code, spawn_app, spawn_app_with, Backend, Options,
+    CHANGE_LOG_RETENTION_SECS, FILTER_TOKEN,
 };
 
 /// A bound far above what a prompt answer takes, even on a loaded machine.
@@ -54,9 +55,8 @@ async fn until_parked(app: &crate::helpers::TestApp, n: usize) {
     }
 }
 
-#[tokio::test]
-async fn first_read_without_a_cursor_resets_to_the_current_cursor() {
-    let app = spawn_app().await;
+async fn first_read_without_a_cursor_resets_to_the_current_cursor(backend: Backend) {
+    let app = spawn_app(backend).await;
     let answer = app.changes(None, "").await;
     assert_eq!(answer["reset"], true);
     assert_eq!(answer["more"], false);
@@ -73,9 +73,8 @@ async fn first_read_without_a_cursor_resets_to_the_current_cursor() {
     );
 }
 
-#[tokio::test]
-async fn revoked_key_hash_is_listed_after_the_cursor() {
-    let app = spawn_app().await;
+async fn revoked_key_hash_is_listed_after_the_cursor(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
 
@@ -97,9 +96,8 @@ async fn revoked_key_hash_is_listed_after_the_cursor() {
     assert_eq!(after["cursor"], next);
 }
 
-#[tokio::test]
-async fn delete_renew_and_rotate_list_every_affected_secret() {
-    let app = spawn_app().await;
+async fn delete_renew_and_rotate_list_every_affected_secret(backend: Backend) {
+    let app = spawn_app(backend).await;
     let deleted = app.create_default_key().await;
     let renewed = app.create_default_key().await;
     let rotated = app.create_default_key().await;
@@ -150,9 +148,8 @@ async fn delete_renew_and_rotate_list_every_affected_secret() {
     assert_eq!(listed, expected);
 }
 
-#[tokio::test]
-async fn failed_mutations_log_nothing() {
-    let app = spawn_app().await;
+async fn failed_mutations_log_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
     revoke(&app, &key).await;
@@ -182,9 +179,8 @@ async fn failed_mutations_log_nothing() {
     assert_eq!(answer["cursor"], cursor);
 }
 
-#[tokio::test]
-async fn a_cursor_older_than_the_trimmed_log_resets() {
-    let app = spawn_app().await;
+async fn a_cursor_older_than_the_trimmed_log_resets(backend: Backend) {
+    let app = spawn_app(backend).await;
     let first = app.create_default_key().await;
     let second = app.create_default_key().await;
     let before_trim = app.change_cursor().await;
@@ -213,10 +209,9 @@ async fn a_cursor_older_than_the_trimmed_log_resets() {
     assert_eq!(app.state.trim_change_log().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_cursor_of_another_log_resets() {
-    let app = spawn_app().await;
-    let other = spawn_app().await;
+async fn a_cursor_of_another_log_resets(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let other = spawn_app(backend).await;
     let key = app.create_default_key().await;
     revoke(&app, &key).await;
     let foreign = other.change_cursor().await;
@@ -235,9 +230,8 @@ async fn a_cursor_of_another_log_resets() {
     assert_eq!(answer["cursor"], own);
 }
 
-#[tokio::test]
-async fn a_cursor_beyond_the_newest_change_resets() {
-    let app = spawn_app().await;
+async fn a_cursor_beyond_the_newest_change_resets(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     revoke(&app, &key).await;
     let cursor = app.change_cursor().await;
@@ -250,61 +244,55 @@ async fn a_cursor_beyond_the_newest_change_resets() {
     assert_eq!(answer["cursor"], cursor);
 }
 
-#[tokio::test]
-async fn a_database_restored_from_an_older_backup_resets_newer_cursors() {
+async fn a_database_restored_from_an_older_backup_resets_newer_cursors(backend: Backend) {
     const ADMIN: &str = "admin-secret-for-restore";
-    let options = |dir| Options {
-        data_dir: dir,
+    let options = |database| Options {
+        database,
         admin_secret: Some(ADMIN.to_owned()),
         ..Options::default()
     };
-    let app = spawn_app_with(options(None)).await;
+    let app = spawn_app_with(backend, options(None)).await;
     let first = app.create_default_key().await;
     let second = app.create_default_key().await;
     revoke(&app, &first).await;
-    let db_path = app.db_path.clone();
-    let dir = app.stop().await;
-    // A cold backup: the service is stopped, so the database is the one file.
-    let backup = dir.path().join("backup.db");
-    std::fs::copy(&db_path, &backup).unwrap();
+    let database = app.stop().await;
+    // A cold backup: the service is stopped, so the database is at rest.
+    let backup = database.snapshot();
 
-    let app = spawn_app_with(options(Some(dir))).await;
+    let app = spawn_app_with(backend, options(Some(database))).await;
     revoke(&app, &second).await;
     let newest = app.change_cursor().await;
     assert_eq!(seq_of(&newest), 2);
-    let dir = app.stop().await;
+    app.stop().await;
 
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
-    }
-    std::fs::copy(&backup, &db_path).unwrap();
-    let app = spawn_app_with(options(Some(dir))).await;
+    let app = spawn_app_with(backend, options(Some(backup))).await;
     let answer = app.changes(Some(&newest), "").await;
     assert_eq!(answer["reset"], true);
     assert_eq!(answer["cursor"], format!("{}:1", log_of(&newest)));
 }
 
-#[tokio::test]
-async fn the_log_and_its_cursors_survive_a_restart() {
-    let app = spawn_app().await;
+async fn the_log_and_its_cursors_survive_a_restart(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
     revoke(&app, &key).await;
     let dir = app.stop().await;
 
-    let app = spawn_app_with(Options {
-        data_dir: Some(dir),
-        ..Options::default()
-    })
+    let app = spawn_app_with(
+        backend,
+        Options {
+            database: Some(dir),
+            ..Options::default()
+        },
+    )
     .await;
     let answer = app.changes(Some(&cursor), "").await;
     assert_eq!(answer["reset"], false);
     assert_eq!(hashes(&answer), [hash_of(&key)]);
 }
 
-#[tokio::test]
-async fn changes_come_in_pages_with_more_set_until_the_last() {
-    let app = spawn_app().await;
+async fn changes_come_in_pages_with_more_set_until_the_last(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut keys = Vec::new();
     for _ in 0..5 {
         keys.push(app.create_default_key().await);
@@ -339,9 +327,8 @@ async fn changes_come_in_pages_with_more_set_until_the_last() {
     assert_eq!(all["more"], false);
 }
 
-#[tokio::test]
-async fn long_poll_returns_as_soon_as_a_revoke_commits_during_the_wait() {
-    let app = spawn_app().await;
+async fn long_poll_returns_as_soon_as_a_revoke_commits_during_the_wait(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
 
@@ -380,9 +367,8 @@ async fn long_poll_returns_as_soon_as_a_revoke_commits_during_the_wait() {
     assert_eq!(app.state.change_signal().parked(), 0);
 }
 
-#[tokio::test]
-async fn long_poll_with_nothing_new_answers_empty_when_its_wait_ends() {
-    let app = spawn_app().await;
+async fn long_poll_with_nothing_new_answers_empty_when_its_wait_ends(backend: Backend) {
+    let app = spawn_app(backend).await;
     let cursor = app.change_cursor().await;
     let started = Instant::now();
     let answer = app.changes(Some(&cursor), "&wait_ms=300").await;
@@ -398,18 +384,16 @@ async fn long_poll_with_nothing_new_answers_empty_when_its_wait_ends() {
     assert!(took < PROMPT, "returned after {took:?}");
 }
 
-#[tokio::test]
-async fn a_reset_is_answered_at_once_even_with_a_wait() {
-    let app = spawn_app().await;
+async fn a_reset_is_answered_at_once_even_with_a_wait(backend: Backend) {
+    let app = spawn_app(backend).await;
     let started = Instant::now();
     let answer = app.changes(None, "wait_ms=20000").await;
     assert_eq!(answer["reset"], true);
     assert!(started.elapsed() < PROMPT);
 }
 
-#[tokio::test]
-async fn shutdown_ends_a_waiting_long_poll() {
-    let app = spawn_app().await;
+async fn shutdown_ends_a_waiting_long_poll(backend: Backend) {
+    let app = spawn_app(backend).await;
     let cursor = app.change_cursor().await;
     let client = app.client.clone();
     let url = app.url(&format!(
@@ -440,9 +424,8 @@ async fn shutdown_ends_a_waiting_long_poll() {
     assert_eq!(answer["cursor"], cursor);
 }
 
-#[tokio::test]
-async fn changes_need_the_filter_token() {
-    let app = spawn_app().await;
+async fn changes_need_the_filter_token(backend: Backend) {
+    let app = spawn_app(backend).await;
     let admin_secret = app.admin_secret.clone();
     for token in ["wrong-token", admin_secret.as_str()] {
         let response = app.changes_raw(token, "").await;
@@ -459,9 +442,8 @@ async fn changes_need_the_filter_token() {
     );
 }
 
-#[tokio::test]
-async fn malformed_cursor_or_limit_is_a_json_400_naming_the_parameter() {
-    let app = spawn_app().await;
+async fn malformed_cursor_or_limit_is_a_json_400_naming_the_parameter(backend: Backend) {
+    let app = spawn_app(backend).await;
     let log = log_of(&app.change_cursor().await).to_owned();
     for (query, parameter) in [
         ("after=nonsense".to_owned(), "after"),
@@ -481,10 +463,9 @@ async fn malformed_cursor_or_limit_is_a_json_400_naming_the_parameter() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_revokes_are_numbered_without_gaps_each_hash_once() {
+async fn concurrent_revokes_are_numbered_without_gaps_each_hash_once(backend: Backend) {
     const KEYS: usize = 40;
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let mut keys = Vec::new();
     for _ in 0..KEYS {
         keys.push(app.create_default_key().await);
@@ -532,3 +513,23 @@ async fn concurrent_revokes_are_numbered_without_gaps_each_hash_once() {
     assert_eq!(seen.into_iter().collect::<HashSet<_>>(), expected);
     assert_eq!(seq_of(&cursor), seq_of(&start) + KEYS as u64);
 }
+
+backend_tests!(
+    a_database_restored_from_an_older_backup_resets_newer_cursors,
+    first_read_without_a_cursor_resets_to_the_current_cursor,
+    revoked_key_hash_is_listed_after_the_cursor,
+    delete_renew_and_rotate_list_every_affected_secret,
+    failed_mutations_log_nothing,
+    a_cursor_older_than_the_trimmed_log_resets,
+    a_cursor_of_another_log_resets,
+    a_cursor_beyond_the_newest_change_resets,
+    the_log_and_its_cursors_survive_a_restart,
+    changes_come_in_pages_with_more_set_until_the_last,
+    long_poll_returns_as_soon_as_a_revoke_commits_during_the_wait,
+    long_poll_with_nothing_new_answers_empty_when_its_wait_ends,
+    a_reset_is_answered_at_once_even_with_a_wait,
+    shutdown_ends_a_waiting_long_poll,
+    changes_need_the_filter_token,
+    malformed_cursor_or_limit_is_a_json_400_naming_the_parameter,
+);
+backend_tests!(multi_thread; concurrent_revokes_are_numbered_without_gaps_each_hash_once);

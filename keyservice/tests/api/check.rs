@@ -1,7 +1,7 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{backend_tests, spawn_app, Backend, TestApp};
 
 async fn check(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut request = app.client.request(method, app.url(path));
@@ -23,9 +23,8 @@ async fn denied(response: Response, challenge: &str) -> String {
 
 const INVALID_TOKEN: &str = r#"Bearer realm="keygate", error="invalid_token""#;
 
-#[tokio::test]
-async fn check_allows_a_valid_key_with_identity_headers_on_any_method_and_path() {
-    let app = spawn_app().await;
+async fn check_allows_a_valid_key_with_identity_headers_on_any_method_and_path(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app
         .create_key(
             &json!({"name": "ci", "tenant": "acme", "permissions": ["orders:read", "admin"]}),
@@ -53,9 +52,10 @@ async fn check_allows_a_valid_key_with_identity_headers_on_any_method_and_path()
     }
 }
 
-#[tokio::test]
-async fn check_denies_missing_malformed_unknown_revoked_and_expired_keys_with_401() {
-    let app = spawn_app().await;
+async fn check_denies_missing_malformed_unknown_revoked_and_expired_keys_with_401(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let revoked = app.create_default_key().await;
     app.admin_post(
         &format!("/v1/keys/{}/revoke", revoked["id"].as_str().unwrap()),
@@ -102,9 +102,8 @@ async fn check_denies_missing_malformed_unknown_revoked_and_expired_keys_with_40
     );
 }
 
-#[tokio::test]
-async fn check_answers_403_when_the_key_lacks_a_required_permission() {
-    let app = spawn_app().await;
+async fn check_answers_403_when_the_key_lacks_a_required_permission(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let secret = key["secret"].as_str().unwrap();
 
@@ -179,9 +178,8 @@ fn upstream_headers(client: &[(&str, &str)], response: &Response) -> Vec<(String
     upstream
 }
 
-#[tokio::test]
-async fn check_tells_the_proxy_to_remove_spoofed_identity_and_credential_headers() {
-    let app = spawn_app().await;
+async fn check_tells_the_proxy_to_remove_spoofed_identity_and_credential_headers(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let secret = key["secret"].as_str().unwrap();
     let bearer = format!("Bearer {secret}");
@@ -237,9 +235,10 @@ async fn check_tells_the_proxy_to_remove_spoofed_identity_and_credential_headers
     }
 }
 
-#[tokio::test]
-async fn check_denials_carry_no_headers_to_remove_and_bad_paths_are_refused_like_the_filter() {
-    let app = spawn_app().await;
+async fn check_denials_carry_no_headers_to_remove_and_bad_paths_are_refused_like_the_filter(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let secret = key["secret"].as_str().unwrap();
     let response = check(
@@ -268,9 +267,10 @@ async fn check_denials_carry_no_headers_to_remove_and_bad_paths_are_refused_like
     assert_eq!(body["reason"], "bad_path");
 }
 
-#[tokio::test]
-async fn check_treats_a_malformed_required_permission_as_missing_after_authenticating() {
-    let app = spawn_app().await;
+async fn check_treats_a_malformed_required_permission_as_missing_after_authenticating(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let secret = key["secret"].as_str().unwrap();
     let required = ("x-keygate-required-permissions", "orders:read, orders read");
@@ -296,3 +296,12 @@ async fn check_treats_a_malformed_required_permission_as_missing_after_authentic
     .await;
     assert_eq!(denied(response, INVALID_TOKEN).await, "unknown_key");
 }
+
+backend_tests!(
+    check_allows_a_valid_key_with_identity_headers_on_any_method_and_path,
+    check_denies_missing_malformed_unknown_revoked_and_expired_keys_with_401,
+    check_answers_403_when_the_key_lacks_a_required_permission,
+    check_tells_the_proxy_to_remove_spoofed_identity_and_credential_headers,
+    check_denials_carry_no_headers_to_remove_and_bad_paths_are_refused_like_the_filter,
+    check_treats_a_malformed_required_permission_as_missing_after_authenticating,
+);

@@ -3,12 +3,12 @@ use serde_json::{json, Value};
 use time::Duration;
 
 use crate::helpers::{
-    error_code, oauth_error, rfc3339, spawn_app, start_time, DEFAULT_KEY_TTL_SECS, FILTER_TOKEN,
+    backend_tests, error_code, oauth_error, rfc3339, spawn_app, start_time, Backend,
+    DEFAULT_KEY_TTL_SECS, FILTER_TOKEN,
 };
 
-#[tokio::test]
-async fn create_client_returns_the_secret_once_with_the_client_view() {
-    let app = spawn_app().await;
+async fn create_client_returns_the_secret_once_with_the_client_view(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .admin_post(
             "/v1/clients",
@@ -50,9 +50,8 @@ async fn create_client_returns_the_secret_once_with_the_client_view() {
     assert_eq!(fetched, view);
 }
 
-#[tokio::test]
-async fn create_client_rejects_invalid_fields_and_stores_nothing() {
-    let app = spawn_app().await;
+async fn create_client_rejects_invalid_fields_and_stores_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let bad_bodies = [
         json!({"name": "", "tenant": "acme", "permissions": []}),
         json!({"name": "ci", "tenant": "ac me", "permissions": []}),
@@ -74,9 +73,8 @@ async fn create_client_rejects_invalid_fields_and_stores_nothing() {
     assert_eq!(list, json!({"clients": []}));
 }
 
-#[tokio::test]
-async fn list_clients_filters_by_tenant_and_never_returns_secrets() {
-    let app = spawn_app().await;
+async fn list_clients_filters_by_tenant_and_never_returns_secrets(backend: Backend) {
+    let app = spawn_app(backend).await;
     let a = app.create_default_client().await;
     // Listed oldest first; within one second, by id.
     app.advance(1);
@@ -115,9 +113,8 @@ async fn list_clients_filters_by_tenant_and_never_returns_secrets() {
     );
 }
 
-#[tokio::test]
-async fn unknown_or_malformed_client_ids_are_404() {
-    let app = spawn_app().await;
+async fn unknown_or_malformed_client_ids_are_404(backend: Backend) {
+    let app = spawn_app(backend).await;
     for path in [
         "/v1/clients/kgc_0000000000000000",
         "/v1/clients/key_0000000000000000",
@@ -145,9 +142,8 @@ async fn unknown_or_malformed_client_ids_are_404() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn revoked_client_stays_revoked_and_cannot_rotate() {
-    let app = spawn_app().await;
+async fn revoked_client_stays_revoked_and_cannot_rotate(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let id = client["client_id"].as_str().unwrap();
 
@@ -178,9 +174,8 @@ async fn revoked_client_stays_revoked_and_cannot_rotate() {
     assert_eq!(error_code(response, StatusCode::CONFLICT).await, "revoked");
 }
 
-#[tokio::test]
-async fn rotated_client_secret_old_one_works_during_grace_only() {
-    let app = spawn_app().await;
+async fn rotated_client_secret_old_one_works_during_grace_only(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let id = client["client_id"].as_str().unwrap();
     let old = client["client_secret"].as_str().unwrap();
@@ -213,9 +208,8 @@ async fn rotated_client_secret_old_one_works_during_grace_only() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn deleted_client_is_gone_and_its_secret_authenticates_nothing() {
-    let app = spawn_app().await;
+async fn deleted_client_is_gone_and_its_secret_authenticates_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let id = client["client_id"].as_str().unwrap();
 
@@ -238,9 +232,8 @@ async fn deleted_client_is_gone_and_its_secret_authenticates_nothing() {
     );
 }
 
-#[tokio::test]
-async fn client_endpoints_need_the_admin_secret() {
-    let app = spawn_app().await;
+async fn client_endpoints_need_the_admin_secret(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let id = client["client_id"].as_str().unwrap();
     let requests = [
@@ -272,12 +265,13 @@ async fn client_endpoints_need_the_admin_secret() {
     assert_eq!(view["status"], "active");
 }
 
+// SQLite only: it reads the database's files.
 #[tokio::test]
 async fn database_holds_no_raw_client_secret() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Sqlite).await;
     let client = app.create_default_client().await;
     let secret = client["client_secret"].as_str().unwrap().to_owned();
-    let db_path = app.db_path.clone();
+    let db_path = app.db_path();
     let _dir = app.stop().await;
     let mut bytes = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
@@ -290,3 +284,14 @@ async fn database_holds_no_raw_client_secret() {
     let id = client["client_id"].as_str().unwrap().as_bytes();
     assert!(bytes.windows(id.len()).any(|w| w == id), "sanity");
 }
+
+backend_tests!(
+    create_client_returns_the_secret_once_with_the_client_view,
+    create_client_rejects_invalid_fields_and_stores_nothing,
+    list_clients_filters_by_tenant_and_never_returns_secrets,
+    unknown_or_malformed_client_ids_are_404,
+    revoked_client_stays_revoked_and_cannot_rotate,
+    rotated_client_secret_old_one_works_during_grace_only,
+    deleted_client_is_gone_and_its_secret_authenticates_nothing,
+    client_endpoints_need_the_admin_secret,
+);

@@ -2,13 +2,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    error_code, jwt_part, spawn_app, spawn_app_with, verify_token, Options, FILTER_TOKEN, ISSUER,
-    ROTATION_SECS, START_UNIX, TOKEN_TTL_SECS,
+    backend_tests, error_code, jwt_part, spawn_app, spawn_app_with, verify_token, Backend, Options,
+    FILTER_TOKEN, ISSUER, LEAD_SECS, ROTATION_SECS, START_UNIX, TOKEN_TTL_SECS,
 };
-
-/// Pre-publication lead and retirement delay for the tests' 300 s tokens: 300 s (the longer of
-/// the token TTL and the JWKS max-age) + 60 s skew.
-const LEAD_SECS: i64 = 360;
 
 async fn token_kid(app: &crate::helpers::TestApp, client: &Value) -> String {
     let body = app.token_for(client, &[]).await;
@@ -18,9 +14,8 @@ async fn token_kid(app: &crate::helpers::TestApp, client: &Value) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn jwks_publishes_the_signing_key_without_private_members() {
-    let app = spawn_app().await;
+async fn jwks_publishes_the_signing_key_without_private_members(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .client
         .get(app.url("/.well-known/jwks.json"))
@@ -47,9 +42,8 @@ async fn jwks_publishes_the_signing_key_without_private_members() {
     );
 }
 
-#[tokio::test]
-async fn openid_configuration_points_at_the_token_endpoint_and_jwks() {
-    let app = spawn_app().await;
+async fn openid_configuration_points_at_the_token_endpoint_and_jwks(backend: Backend) {
+    let app = spawn_app(backend).await;
     for path in [
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
@@ -73,19 +67,21 @@ async fn openid_configuration_points_at_the_token_endpoint_and_jwks() {
     }
 }
 
-#[tokio::test]
-async fn signing_keys_survive_restart() {
-    let app = spawn_app().await;
+async fn signing_keys_survive_restart(backend: Backend) {
+    let app = spawn_app(backend).await;
     let admin_secret = app.admin_secret.clone();
     let client = app.create_default_client().await;
     let kids = app.published_kids().await;
     let token = app.token_for(&client, &[]).await;
     let data_dir = app.stop().await;
 
-    let mut app = spawn_app_with(Options {
-        data_dir: Some(data_dir),
-        ..Options::default()
-    })
+    let mut app = spawn_app_with(
+        backend,
+        Options {
+            database: Some(data_dir),
+            ..Options::default()
+        },
+    )
     .await;
     app.admin_secret = admin_secret;
     assert_eq!(app.published_kids().await, kids);
@@ -99,9 +95,8 @@ async fn signing_keys_survive_restart() {
     .unwrap();
 }
 
-#[tokio::test]
-async fn scheduled_rotation_pre_publishes_switches_then_retires_the_old_key() {
-    let app = spawn_app().await;
+async fn scheduled_rotation_pre_publishes_switches_then_retires_the_old_key(backend: Backend) {
+    let app = spawn_app(backend).await;
     // Outlives a rotation period (the default client expires after 15 days).
     let client = app
         .create_client(&json!({
@@ -143,9 +138,10 @@ async fn scheduled_rotation_pre_publishes_switches_then_retires_the_old_key() {
     assert_eq!(app.published_kids().await, [both[1].clone()]);
 }
 
-#[tokio::test]
-async fn forced_rotation_signs_with_a_new_key_at_once_and_keeps_the_old_one_published() {
-    let app = spawn_app().await;
+async fn forced_rotation_signs_with_a_new_key_at_once_and_keeps_the_old_one_published(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let old_token = app.token_for(&client, &[]).await;
     let old_kid = app.published_kids().await.remove(0);
@@ -197,3 +193,11 @@ async fn forced_rotation_signs_with_a_new_key_at_once_and_keeps_the_old_one_publ
         .unwrap();
     assert_eq!(listed["signing_keys"].as_array().unwrap().len(), 1);
 }
+
+backend_tests!(
+    jwks_publishes_the_signing_key_without_private_members,
+    openid_configuration_points_at_the_token_endpoint_and_jwks,
+    signing_keys_survive_restart,
+    scheduled_rotation_pre_publishes_switches_then_retires_the_old_key,
+    forced_rotation_signs_with_a_new_key_at_once_and_keeps_the_old_one_published,
+);

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::helpers::{spawn_app_with, Options};
+use crate::helpers::{spawn_app_with, Backend, Options, TestDb};
 
 /// A tmpfs of `size_kib` mounted on a fresh temporary folder, unmounted on drop.
 struct TinyDisk {
@@ -77,10 +77,13 @@ async fn full_disk_answers_503_json_and_loses_no_stored_key() {
     let Some(disk) = TinyDisk::mount(2048) else {
         return;
     };
-    let app = spawn_app_with(Options {
-        data_dir: Some(disk.dir.clone()),
-        ..Options::default()
-    })
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            database: Some(TestDb::Sqlite(disk.dir.clone())),
+            ..Options::default()
+        },
+    )
     .await;
     let response = app.admin_post("/v1/keys", &key_body(0)).await;
     let status = response.status();
@@ -133,5 +136,5 @@ async fn full_disk_answers_503_json_and_loses_no_stored_key() {
     }
     let listed: Value = app.admin_get("/v1/keys").await.json().await.unwrap();
     assert_eq!(listed["keys"].as_array().unwrap().len(), created.len() + 1);
-    assert_eq!(integrity(&app.db_path).await, "ok");
+    assert_eq!(integrity(&app.db_path()).await, "ok");
 }

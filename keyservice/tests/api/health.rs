@@ -1,10 +1,9 @@
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{backend_tests, spawn_app, Backend};
 
-#[tokio::test]
-async fn health_check_answers_ok_without_credentials() {
-    let app = spawn_app().await;
+async fn health_check_answers_ok_without_credentials(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -12,3 +11,5 @@ async fn health_check_answers_ok_without_credentials() {
         json!({"status": "ok"})
     );
 }
+
+backend_tests!(health_check_answers_ok_without_credentials,);

@@ -1,5 +1,11 @@
-//! `spawn_app()`: the real service on port 0, with a temporary SQLite file, a generated admin
-//! secret and a manual clock; and a client that speaks to it over real HTTP.
+//! `spawn_app(backend)`: the real service on port 0, on a temporary SQLite file or a fresh
+//! PostgreSQL database ([`Backend`]), with a generated admin secret and a manual clock; and a
+//! client that speaks to it over real HTTP.
+//!
+//! Every API test runs on both backends: it is an `async fn name(backend: Backend)`, and
+//! [`backend_tests!`] makes the `#[tokio::test]`s `name::sqlite` and `name::postgres` of it
+//! (`cargo test -p keygate-keyservice --test api ::postgres` runs the PostgreSQL half). The
+//! PostgreSQL comes from `keygate-testdb`: `KEYGATE_TEST_DATABASE_URL`, or a throwaway cluster.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,10 +21,13 @@ use keygate_keyservice::rotation::RotationPolicy;
 use keygate_keyservice::server::ConnectionLimits;
 use keygate_keyservice::signing::SigningAlg;
 use keygate_keyservice::startup::{self, Prepared, StartupError};
+use keygate_keyservice::store::{Database, DatabaseUrl};
 use keygate_keyservice::token::{Audience, Issuer, TokenPolicy};
 use keygate_keyservice::AppState;
+use keygate_testdb::TestDatabase;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
+use sqlx::Connection;
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::oneshot;
@@ -34,6 +43,9 @@ pub const ISSUER: &str = "https://keygate.test";
 pub const TOKEN_AUDIENCE: &str = "keygate-tests";
 pub const TOKEN_TTL_SECS: u64 = 300;
 pub const ROTATION_SECS: u64 = 30 * 24 * 60 * 60;
+/// Pre-publication lead and retirement delay for the tests' 300 s tokens: 300 s (the longer of
+/// the token TTL and the JWKS max-age) + 60 s skew.
+pub const LEAD_SECS: i64 = 360;
 pub const CHANGE_LOG_RETENTION_SECS: u64 = 24 * 60 * 60;
 
 pub fn start_time() -> OffsetDateTime {
@@ -45,10 +57,125 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap()
 }
 
+/// Which database an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates, for each `async fn name(backend: Backend)` listed, the tests `name::sqlite` and
+/// `name::postgres`. A leading `multi_thread;` runs them on a multi-threaded runtime.
+macro_rules! backend_tests {
+    (multi_thread; $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+pub(crate) use backend_tests;
+
+/// A database that outlives the apps started on it (restarts). Clones share it; the last one
+/// dropped removes it.
+#[derive(Debug, Clone)]
+pub enum TestDb {
+    /// The folder holding `nested/keygate.db` (a folder that does not exist yet: the service
+    /// must create it).
+    Sqlite(Arc<TempDir>),
+    Postgres(Arc<TestDatabase>),
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::Sqlite(Arc::new(tempfile::tempdir().unwrap())),
+            Backend::Postgres => Self::Postgres(Arc::new(TestDatabase::create())),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// What the service is configured with.
+    pub fn database(&self) -> Database {
+        match self {
+            Self::Sqlite(dir) => Database::Sqlite(dir.path().join("nested").join("keygate.db")),
+            Self::Postgres(db) => Database::Postgres(DatabaseUrl::parse(db.url()).unwrap()),
+        }
+    }
+
+    /// The SQLite file. Panics on PostgreSQL: for tests about the file itself.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self.database() {
+            Database::Sqlite(path) => path,
+            Database::Postgres(_) => panic!("not an SQLite database"),
+        }
+    }
+
+    /// A cold backup: a new database holding what this one holds now. Stop the apps on it first.
+    pub fn snapshot(&self) -> Self {
+        match self {
+            Self::Sqlite(_) => {
+                let copy = Self::new(Backend::Sqlite);
+                let to = copy.sqlite_path();
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(self.sqlite_path(), &to).unwrap();
+                copy
+            }
+            Self::Postgres(db) => Self::Postgres(Arc::new(db.copy())),
+        }
+    }
+
+    /// Runs `sql` on the database behind the service's back, on a connection of its own.
+    pub async fn execute(&self, sql: &'static str) {
+        match self.database() {
+            Database::Sqlite(path) => {
+                let url = format!("sqlite://{}", path.display());
+                let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&mut db).await.unwrap();
+                db.close().await.unwrap();
+            }
+            Database::Postgres(url) => {
+                let mut db = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+                sqlx::query(sql).execute(&mut db).await.unwrap();
+                db.close().await.unwrap();
+            }
+        }
+    }
+}
+
 /// Where and how to start the service.
 pub struct Options {
-    /// Reuse the database folder of an earlier app (a restart).
-    pub data_dir: Option<Arc<TempDir>>,
+    /// Reuse the database of an earlier app (a restart), or share one with another app (a
+    /// second replica, PostgreSQL only).
+    pub database: Option<TestDb>,
     /// As if `KEYGATE_ADMIN_SECRET` were set.
     pub admin_secret: Option<String>,
     pub filter_token: String,
@@ -60,7 +187,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            data_dir: None,
+            database: None,
             admin_secret: None,
             filter_token: FILTER_TOKEN.to_owned(),
             signing_alg: SigningAlg::EdDsa,
@@ -76,28 +203,28 @@ pub struct TestApp {
     /// Whether this start generated the admin secret (rather than finding one stored).
     pub generated_admin_secret: bool,
     pub clock: Arc<ManualClock>,
-    pub data_dir: Arc<TempDir>,
-    pub db_path: PathBuf,
+    pub database: TestDb,
     /// The running service's state, for what tests drive by hand (key rotation checks).
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(Options::default()).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
 }
 
-pub async fn spawn_app_with(options: Options) -> TestApp {
-    let data_dir = options
-        .data_dir
-        .unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
-    // A folder that does not exist yet: the service must create it.
-    let db_path = data_dir.path().join("nested").join("keygate.db");
+pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
+    let database = options.database.unwrap_or_else(|| TestDb::new(backend));
+    assert_eq!(
+        database.backend(),
+        backend,
+        "the app's database is of another backend"
+    );
     let clock = Arc::new(ManualClock::new(start_time()));
     let admin_secret = options.admin_secret.clone();
     let prepared = prepare_with(
-        &db_path,
+        &database.database(),
         admin_secret.as_deref(),
         &options.filter_token,
         options.signing_alg,
@@ -129,8 +256,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         admin_secret,
         generated_admin_secret: generated.is_some(),
         clock,
-        data_dir,
-        db_path,
+        database,
         state,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -139,13 +265,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
 /// What `main` does between parsing flags and binding, with test settings.
 pub async fn prepare(
-    db_path: &std::path::Path,
+    database: &Database,
     admin_secret: Option<&str>,
     filter_token: &str,
     clock: Arc<ManualClock>,
 ) -> Result<Prepared, StartupError> {
     prepare_with(
-        db_path,
+        database,
         admin_secret,
         filter_token,
         SigningAlg::EdDsa,
@@ -156,7 +282,7 @@ pub async fn prepare(
 }
 
 pub async fn prepare_with(
-    db_path: &std::path::Path,
+    database: &Database,
     admin_secret: Option<&str>,
     filter_token: &str,
     signing_alg: SigningAlg,
@@ -165,7 +291,7 @@ pub async fn prepare_with(
 ) -> Result<Prepared, StartupError> {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        db_path: db_path.to_owned(),
+        database: database.clone(),
         admin_secret: admin_secret.map(|s| Secret::parse(s).unwrap()),
         filter_token: Secret::parse(filter_token).unwrap(),
         default_key_lifetime: Lifetime::from_secs(DEFAULT_KEY_TTL_SECS).unwrap(),
@@ -382,10 +508,15 @@ impl TestApp {
             .collect()
     }
 
+    /// The SQLite file (panics on PostgreSQL).
+    pub fn db_path(&self) -> PathBuf {
+        self.database.sqlite_path()
+    }
+
     /// Sends the shutdown signal and waits for the server to finish and close the database.
-    pub async fn stop(mut self) -> Arc<TempDir> {
+    pub async fn stop(mut self) -> TestDb {
         self.shutdown_and_wait().await;
-        self.data_dir.clone()
+        self.database.clone()
     }
 
     async fn shutdown_and_wait(&mut self) {

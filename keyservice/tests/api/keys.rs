@@ -3,11 +3,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use time::Duration;
 
-use crate::helpers::{error_code, rfc3339, spawn_app, start_time, DEFAULT_KEY_TTL_SECS};
+use crate::helpers::{
+    backend_tests, error_code, rfc3339, spawn_app, start_time, Backend, DEFAULT_KEY_TTL_SECS,
+};
 
-#[tokio::test]
-async fn create_key_returns_the_secret_once_with_the_key_view() {
-    let app = spawn_app().await;
+async fn create_key_returns_the_secret_once_with_the_key_view(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .admin_post(
             "/v1/keys",
@@ -42,9 +43,8 @@ async fn create_key_returns_the_secret_once_with_the_key_view() {
     assert_eq!(fetched, view);
 }
 
-#[tokio::test]
-async fn key_lifetime_can_be_chosen_or_unlimited() {
-    let app = spawn_app().await;
+async fn key_lifetime_can_be_chosen_or_unlimited(backend: Backend) {
+    let app = spawn_app(backend).await;
     let short = app
         .create_key(&json!({"name": "a", "tenant": "t", "permissions": [], "expires_in_secs": 60}))
         .await;
@@ -67,9 +67,8 @@ async fn key_lifetime_can_be_chosen_or_unlimited() {
     assert_eq!(short["status"], "expired");
 }
 
-#[tokio::test]
-async fn create_rejects_invalid_fields_and_stores_nothing() {
-    let app = spawn_app().await;
+async fn create_rejects_invalid_fields_and_stores_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let long_name = "n".repeat(201);
     let bad_bodies = [
         json!({"name": "", "tenant": "acme", "permissions": []}),
@@ -99,9 +98,8 @@ async fn create_rejects_invalid_fields_and_stores_nothing() {
     assert_eq!(list, json!({"keys": []}));
 }
 
-#[tokio::test]
-async fn list_never_returns_secrets() {
-    let app = spawn_app().await;
+async fn list_never_returns_secrets(backend: Backend) {
+    let app = spawn_app(backend).await;
     let a = app.create_default_key().await;
     let b = app.create_default_key().await;
     let response = app.admin_get("/v1/keys").await;
@@ -123,9 +121,8 @@ async fn list_never_returns_secrets() {
     assert!(ids.contains(&a["id"].as_str().unwrap()) && ids.contains(&b["id"].as_str().unwrap()));
 }
 
-#[tokio::test]
-async fn list_filters_by_tenant() {
-    let app = spawn_app().await;
+async fn list_filters_by_tenant(backend: Backend) {
+    let app = spawn_app(backend).await;
     let acme = app
         .create_key(&json!({"name": "a", "tenant": "acme", "permissions": []}))
         .await;
@@ -162,9 +159,8 @@ async fn list_filters_by_tenant() {
     );
 }
 
-#[tokio::test]
-async fn unknown_or_malformed_key_ids_are_404() {
-    let app = spawn_app().await;
+async fn unknown_or_malformed_key_ids_are_404(backend: Backend) {
+    let app = spawn_app(backend).await;
     for path in [
         "/v1/keys/key_0000000000000000",
         "/v1/keys/not-a-key-id",
@@ -200,9 +196,8 @@ async fn unknown_or_malformed_key_ids_are_404() {
     );
 }
 
-#[tokio::test]
-async fn revoke_is_final_and_idempotent() {
-    let app = spawn_app().await;
+async fn revoke_is_final_and_idempotent(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let revoke = format!("/v1/keys/{}/revoke", key["id"].as_str().unwrap());
 
@@ -228,9 +223,8 @@ async fn revoke_is_final_and_idempotent() {
     );
 }
 
-#[tokio::test]
-async fn renew_never_unrevokes() {
-    let app = spawn_app().await;
+async fn renew_never_unrevokes(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
     app.admin_post(&format!("/v1/keys/{id}/revoke"), &json!({}))
@@ -263,9 +257,8 @@ async fn renew_never_unrevokes() {
     assert_eq!(answer["reason"], "revoked");
 }
 
-#[tokio::test]
-async fn renew_brings_an_expired_key_back_with_a_new_expiry() {
-    let app = spawn_app().await;
+async fn renew_brings_an_expired_key_back_with_a_new_expiry(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app
         .create_key(
             &json!({"name": "ci", "tenant": "acme", "permissions": [], "expires_in_secs": 60}),
@@ -313,9 +306,8 @@ async fn renew_brings_an_expired_key_back_with_a_new_expiry() {
     assert_eq!(renewed["expires_at"], Value::Null);
 }
 
-#[tokio::test]
-async fn rotated_key_old_secret_valid_during_grace_then_expired() {
-    let app = spawn_app().await;
+async fn rotated_key_old_secret_valid_during_grace_then_expired(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
     let old = key["secret"].as_str().unwrap();
@@ -357,9 +349,8 @@ async fn rotated_key_old_secret_valid_during_grace_then_expired() {
     assert_eq!(app.lookup(new).await["status"], "valid");
 }
 
-#[tokio::test]
-async fn rotating_again_never_extends_an_older_secret() {
-    let app = spawn_app().await;
+async fn rotating_again_never_extends_an_older_secret(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
     let first = key["secret"].as_str().unwrap();
@@ -413,9 +404,8 @@ async fn rotating_again_never_extends_an_older_secret() {
     );
 }
 
-#[tokio::test]
-async fn deleted_key_lookups_are_unknown() {
-    let app = spawn_app().await;
+async fn deleted_key_lookups_are_unknown(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
     let rotated: Value = app
@@ -449,3 +439,18 @@ async fn deleted_key_lookups_are_unknown() {
         "not_found"
     );
 }
+
+backend_tests!(
+    create_key_returns_the_secret_once_with_the_key_view,
+    key_lifetime_can_be_chosen_or_unlimited,
+    create_rejects_invalid_fields_and_stores_nothing,
+    list_never_returns_secrets,
+    list_filters_by_tenant,
+    unknown_or_malformed_key_ids_are_404,
+    revoke_is_final_and_idempotent,
+    renew_never_unrevokes,
+    renew_brings_an_expired_key_back_with_a_new_expiry,
+    rotated_key_old_secret_valid_during_grace_then_expired,
+    rotating_again_never_extends_an_older_secret,
+    deleted_key_lookups_are_unknown,
+);

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, Options, TestApp};
+use crate::helpers::{backend_tests, spawn_app_with, Backend, Options, TestApp};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// Timers fire a little early or late; this much either way is still "at the timeout".
@@ -16,15 +16,18 @@ const SLACK: Duration = Duration::from_millis(200);
 /// Longer than any test waits for the server to act.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-async fn spawn_limited(max_connections: usize) -> TestApp {
-    spawn_app_with(Options {
-        limits: ConnectionLimits {
-            header_read_timeout: TIMEOUT,
-            request_body_timeout: TIMEOUT,
-            max_connections,
+async fn spawn_limited(backend: Backend, max_connections: usize) -> TestApp {
+    spawn_app_with(
+        backend,
+        Options {
+            limits: ConnectionLimits {
+                header_read_timeout: TIMEOUT,
+                request_body_timeout: TIMEOUT,
+                max_connections,
+            },
+            ..Options::default()
         },
-        ..Options::default()
-    })
+    )
     .await
 }
 
@@ -63,9 +66,10 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     received
 }
 
-#[tokio::test]
-async fn a_client_that_never_finishes_its_headers_is_disconnected_after_the_header_timeout() {
-    let app = spawn_limited(16).await;
+async fn a_client_that_never_finishes_its_headers_is_disconnected_after_the_header_timeout(
+    backend: Backend,
+) {
+    let app = spawn_limited(backend, 16).await;
     let started = Instant::now();
     let mut stream = stalled_client(&app).await;
     read_until_closed(&mut stream).await;
@@ -76,9 +80,10 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected_after_the_head
     );
 }
 
-#[tokio::test]
-async fn a_body_shorter_than_its_content_length_gets_408_json_after_the_body_timeout() {
-    let app = spawn_limited(16).await;
+async fn a_body_shorter_than_its_content_length_gets_408_json_after_the_body_timeout(
+    backend: Backend,
+) {
+    let app = spawn_limited(backend, 16).await;
     let mut stream = connect(&app).await;
     let head = format!(
         "POST /v1/keys HTTP/1.1\r\nHost: keygate\r\nAuthorization: Bearer {}\r\n\
@@ -107,12 +112,12 @@ async fn a_body_shorter_than_its_content_length_gets_408_json_after_the_body_tim
     );
 }
 
-#[tokio::test]
 async fn stalled_clients_beyond_the_connection_cap_hold_a_legitimate_request_only_until_the_header_timeout(
+    backend: Backend,
 ) {
     const CAP: usize = 4;
     const EXTRA: usize = 2;
-    let app = spawn_limited(CAP).await;
+    let app = spawn_limited(backend, CAP).await;
     let mut stalled = Vec::new();
     for _ in 0..CAP + EXTRA {
         stalled.push(stalled_client(&app).await);
@@ -141,9 +146,8 @@ async fn stalled_clients_beyond_the_connection_cap_hold_a_legitimate_request_onl
     }
 }
 
-#[tokio::test]
-async fn shutdown_lets_a_request_in_flight_finish_then_closes_its_connection() {
-    let app = spawn_limited(16).await;
+async fn shutdown_lets_a_request_in_flight_finish_then_closes_its_connection(backend: Backend) {
+    let app = spawn_limited(backend, 16).await;
     let mut stream = connect(&app).await;
     let body = r#"{"name":"ci","tenant":"acme","permissions":[]}"#;
     let head = format!(
@@ -167,3 +171,10 @@ async fn shutdown_lets_a_request_in_flight_finish_then_closes_its_connection() {
         .expect("shutdown did not complete")
         .unwrap();
 }
+
+backend_tests!(
+    stalled_clients_beyond_the_connection_cap_hold_a_legitimate_request_only_until_the_header_timeout,
+    a_client_that_never_finishes_its_headers_is_disconnected_after_the_header_timeout,
+    a_body_shorter_than_its_content_length_gets_408_json_after_the_body_timeout,
+    shutdown_lets_a_request_in_flight_finish_then_closes_its_connection,
+);

@@ -2,13 +2,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    error_code, spawn_app, DEFAULT_KEY_TTL_SECS, FILTER_TOKEN, LOOKUP_CACHE_TTL_SECS,
-    NEGATIVE_CACHE_TTL_SECS, START_UNIX,
+    backend_tests, error_code, spawn_app, Backend, DEFAULT_KEY_TTL_SECS, FILTER_TOKEN,
+    LOOKUP_CACHE_TTL_SECS, NEGATIVE_CACHE_TTL_SECS, START_UNIX,
 };
 
-#[tokio::test]
-async fn valid_key_lookup_returns_identity_and_ttl() {
-    let app = spawn_app().await;
+async fn valid_key_lookup_returns_identity_and_ttl(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app
         .create_key(
             &json!({"name": "ci", "tenant": "acme", "permissions": ["orders:read", "admin"]}),
@@ -28,9 +27,8 @@ async fn valid_key_lookup_returns_identity_and_ttl() {
     );
 }
 
-#[tokio::test]
-async fn never_expiring_key_lookup_has_no_expiry() {
-    let app = spawn_app().await;
+async fn never_expiring_key_lookup_has_no_expiry(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app
         .create_key(
             &json!({"name": "ci", "tenant": "acme", "permissions": [], "never_expires": true}),
@@ -42,9 +40,8 @@ async fn never_expiring_key_lookup_has_no_expiry() {
     assert_eq!(answer["cache_ttl_secs"], LOOKUP_CACHE_TTL_SECS);
 }
 
-#[tokio::test]
-async fn revoked_key_lookup_is_invalid_with_reason_revoked() {
-    let app = spawn_app().await;
+async fn revoked_key_lookup_is_invalid_with_reason_revoked(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     app.admin_post(
         &format!("/v1/keys/{}/revoke", key["id"].as_str().unwrap()),
@@ -58,9 +55,8 @@ async fn revoked_key_lookup_is_invalid_with_reason_revoked() {
     );
 }
 
-#[tokio::test]
-async fn expired_key_lookup_ttl_never_past_expiry() {
-    let app = spawn_app().await;
+async fn expired_key_lookup_ttl_never_past_expiry(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app
         .create_key(
             &json!({"name": "ci", "tenant": "acme", "permissions": [], "expires_in_secs": 12}),
@@ -82,9 +78,8 @@ async fn expired_key_lookup_ttl_never_past_expiry() {
     );
 }
 
-#[tokio::test]
-async fn unknown_key_lookup_is_invalid_with_reason_unknown() {
-    let app = spawn_app().await;
+async fn unknown_key_lookup_is_invalid_with_reason_unknown(backend: Backend) {
+    let app = spawn_app(backend).await;
     let answer = app.lookup("kg_never_issued").await;
     assert_eq!(
         answer,
@@ -92,9 +87,8 @@ async fn unknown_key_lookup_is_invalid_with_reason_unknown() {
     );
 }
 
-#[tokio::test]
-async fn malformed_lookup_gets_json_400() {
-    let app = spawn_app().await;
+async fn malformed_lookup_gets_json_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     for body in [
         json!({"key_hash": "abc"}),
         json!({}),
@@ -115,3 +109,12 @@ async fn malformed_lookup_gets_json_400() {
         );
     }
 }
+
+backend_tests!(
+    valid_key_lookup_returns_identity_and_ttl,
+    never_expiring_key_lookup_has_no_expiry,
+    revoked_key_lookup_is_invalid_with_reason_revoked,
+    expired_key_lookup_ttl_never_past_expiry,
+    unknown_key_lookup_is_invalid_with_reason_unknown,
+    malformed_lookup_gets_json_400,
+);

@@ -16,6 +16,7 @@ mod keys;
 mod limits;
 mod lookup;
 mod names;
+mod replicas;
 mod storage;
 mod tokens;
 mod usage;

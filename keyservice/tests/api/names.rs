@@ -3,9 +3,8 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::Connection;
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, Options};
+use crate::helpers::{backend_tests, error_code, spawn_app, spawn_app_with, Backend, Options};
 
 /// One of each class the rule refuses: bidi overrides and isolates, the marks, zero-width
 /// characters and the BOM, other controls and format characters, line and paragraph separators.
@@ -41,9 +40,8 @@ async fn refused_with_400_naming_the_field(response: reqwest::Response, c: char,
     );
 }
 
-#[tokio::test]
-async fn key_names_with_characters_that_hide_text_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn key_names_with_characters_that_hide_text_are_refused_with_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     for (c, what) in HIDDEN {
         let response = app
             .admin_post(
@@ -62,9 +60,8 @@ async fn key_names_with_characters_that_hide_text_are_refused_with_400() {
     assert_eq!(listed["keys"], json!([]), "a refused key was stored");
 }
 
-#[tokio::test]
-async fn client_names_with_characters_that_hide_text_are_refused_with_400() {
-    let app = spawn_app().await;
+async fn client_names_with_characters_that_hide_text_are_refused_with_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     for (c, what) in HIDDEN {
         let response = app
             .admin_post(
@@ -76,9 +73,8 @@ async fn client_names_with_characters_that_hide_text_are_refused_with_400() {
     }
 }
 
-#[tokio::test]
-async fn names_in_any_script_are_accepted_as_sent() {
-    let app = spawn_app().await;
+async fn names_in_any_script_are_accepted_as_sent(backend: Backend) {
+    let app = spawn_app(backend).await;
     let name = "Zoë 日本 – Ωmega (prod)";
     let key = app
         .create_key(&json!({"name": name, "tenant": "acme", "permissions": []}))
@@ -90,9 +86,8 @@ async fn names_in_any_script_are_accepted_as_sent() {
     assert_eq!(client["name"], name);
 }
 
-#[tokio::test]
-async fn names_stored_before_the_rule_still_load() {
-    let app = spawn_app().await;
+async fn names_stored_before_the_rule_still_load(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let client = app.create_default_client().await;
     let key_id = key["id"].as_str().unwrap().to_owned();
@@ -103,33 +98,22 @@ async fn names_stored_before_the_rule_still_load() {
 
     // What an older version may have stored: a name with a bidi override and a zero-width space.
     let legacy = "legacy\u{202e}\u{200b}name";
-    let db_path = data_dir.path().join("nested").join("keygate.db");
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db_path.display()))
-        .await
-        .unwrap();
-    for (table, update, id) in [
-        ("keys", "UPDATE keys SET name = ? WHERE id = ?", &key_id),
-        (
-            "clients",
-            "UPDATE clients SET name = ? WHERE id = ?",
-            &client_id,
-        ),
-    ] {
-        let updated = sqlx::query(update)
-            .bind(legacy)
-            .bind(id)
-            .execute(&mut db)
-            .await
-            .unwrap();
-        assert_eq!(updated.rows_affected(), 1, "{table}");
-    }
-    db.close().await.unwrap();
+    // The database holds this one key and this one client.
+    data_dir
+        .execute("UPDATE keys SET name = 'legacy\u{202e}\u{200b}name'")
+        .await;
+    data_dir
+        .execute("UPDATE clients SET name = 'legacy\u{202e}\u{200b}name'")
+        .await;
 
-    let app = spawn_app_with(Options {
-        data_dir: Some(data_dir),
-        admin_secret: Some(admin_secret),
-        ..Options::default()
-    })
+    let app = spawn_app_with(
+        backend,
+        Options {
+            database: Some(data_dir),
+            admin_secret: Some(admin_secret),
+            ..Options::default()
+        },
+    )
     .await;
     let response = app.admin_get(&format!("/v1/keys/{key_id}")).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -160,3 +144,10 @@ async fn names_stored_before_the_rule_still_load() {
         "a stored legacy name is no licence to create another"
     );
 }
+
+backend_tests!(
+    key_names_with_characters_that_hide_text_are_refused_with_400,
+    client_names_with_characters_that_hide_text_are_refused_with_400,
+    names_in_any_script_are_accepted_as_sent,
+    names_stored_before_the_rule_still_load,
+);

@@ -1,7 +1,7 @@
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, Backend};
 
 /// Every file SQLite keeps for the database: the main file, the WAL and its index.
 fn database_files(db_path: &std::path::Path) -> Vec<u8> {
@@ -23,7 +23,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn database_file_holds_no_raw_key() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Sqlite).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
     let rotated: Value = app
@@ -40,7 +40,7 @@ async fn database_file_holds_no_raw_key() {
         rotated["secret"].as_str().unwrap().to_owned(),
         app.admin_secret.clone(),
     ];
-    let db_path = app.db_path.clone();
+    let db_path = app.db_path();
 
     let check = |when: &str| {
         let bytes = database_files(&db_path);
@@ -65,9 +65,9 @@ async fn database_file_holds_no_raw_key() {
 
 #[tokio::test]
 async fn database_is_created_with_parent_folders_in_wal_mode() {
-    let app = spawn_app().await;
-    assert!(app.db_path.exists());
-    let url = format!("sqlite://{}", app.db_path.display());
+    let app = spawn_app(Backend::Sqlite).await;
+    assert!(app.db_path().exists());
+    let url = format!("sqlite://{}", app.db_path().display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut db)

@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use crate::helpers::{
-    error_code, jwt_part, oauth_error, spawn_app, spawn_app_with, verify_token, Options, ISSUER,
-    START_UNIX, TOKEN_AUDIENCE, TOKEN_TTL_SECS,
+    backend_tests, error_code, jwt_part, oauth_error, spawn_app, spawn_app_with, verify_token,
+    Backend, Options, ISSUER, START_UNIX, TOKEN_AUDIENCE, TOKEN_TTL_SECS,
 };
 
 const GRANT: (&str, &str) = ("grant_type", "client_credentials");
@@ -24,9 +24,8 @@ fn id_and_secret(client: &Value) -> (&str, &str) {
     )
 }
 
-#[tokio::test]
-async fn token_by_http_basic_is_an_rfc_9068_jwt_for_the_client() {
-    let app = spawn_app().await;
+async fn token_by_http_basic_is_an_rfc_9068_jwt_for_the_client(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
 
@@ -75,9 +74,8 @@ async fn token_by_http_basic_is_an_rfc_9068_jwt_for_the_client() {
     assert_ne!(again["jti"], claims["jti"]);
 }
 
-#[tokio::test]
-async fn token_by_client_secret_in_the_body_works_too() {
-    let app = spawn_app().await;
+async fn token_by_client_secret_in_the_body_works_too(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
     let response = app
@@ -94,17 +92,19 @@ async fn token_by_client_secret_in_the_body_works_too() {
     assert_eq!(verified.subject, id);
 }
 
-#[tokio::test]
-async fn issued_tokens_verify_for_every_signing_algorithm() {
+async fn issued_tokens_verify_for_every_signing_algorithm(backend: Backend) {
     for (alg, kty) in [
         (SigningAlg::EdDsa, "OKP"),
         (SigningAlg::Es256, "EC"),
         (SigningAlg::Rs256, "RSA"),
     ] {
-        let app = spawn_app_with(Options {
-            signing_alg: alg,
-            ..Options::default()
-        })
+        let app = spawn_app_with(
+            backend,
+            Options {
+                signing_alg: alg,
+                ..Options::default()
+            },
+        )
         .await;
         let client = app.create_default_client().await;
         let body = app.token_for(&client, &[]).await;
@@ -123,9 +123,10 @@ async fn issued_tokens_verify_for_every_signing_algorithm() {
     }
 }
 
-#[tokio::test]
-async fn wrong_secret_or_unknown_client_is_401_invalid_client_with_a_basic_challenge() {
-    let app = spawn_app().await;
+async fn wrong_secret_or_unknown_client_is_401_invalid_client_with_a_basic_challenge(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
     let wrong = format!("{secret}x");
@@ -166,9 +167,8 @@ async fn wrong_secret_or_unknown_client_is_401_invalid_client_with_a_basic_chall
     );
 }
 
-#[tokio::test]
-async fn both_client_authentication_methods_at_once_is_invalid_request() {
-    let app = spawn_app().await;
+async fn both_client_authentication_methods_at_once_is_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
     let response = app
@@ -183,9 +183,8 @@ async fn both_client_authentication_methods_at_once_is_invalid_request() {
     );
 }
 
-#[tokio::test]
-async fn malformed_token_requests_are_invalid_request_or_unsupported_grant_type() {
-    let app = spawn_app().await;
+async fn malformed_token_requests_are_invalid_request_or_unsupported_grant_type(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let creds = Some(id_and_secret(&client));
 
@@ -233,9 +232,8 @@ async fn malformed_token_requests_are_invalid_request_or_unsupported_grant_type(
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn requested_scope_narrows_the_token() {
-    let app = spawn_app().await;
+async fn requested_scope_narrows_the_token(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let body = app.token_for(&client, &[("scope", "orders:read")]).await;
     assert_eq!(body["scope"], "orders:read");
@@ -247,9 +245,8 @@ async fn requested_scope_narrows_the_token() {
     assert_eq!(verified.permissions, ["orders:read"]);
 }
 
-#[tokio::test]
-async fn scope_the_client_does_not_hold_is_invalid_scope() {
-    let app = spawn_app().await;
+async fn scope_the_client_does_not_hold_is_invalid_scope(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let creds = Some(id_and_secret(&client));
     for scope in ["orders:read admin", "admin", "orders:read  orders:write"] {
@@ -262,9 +259,8 @@ async fn scope_the_client_does_not_hold_is_invalid_scope() {
     }
 }
 
-#[tokio::test]
-async fn revoked_or_expired_clients_cannot_get_tokens() {
-    let app = spawn_app().await;
+async fn revoked_or_expired_clients_cannot_get_tokens(backend: Backend) {
+    let app = spawn_app(backend).await;
     let revoked = app.create_default_client().await;
     let expiring = app
         .create_client(&json!({
@@ -305,9 +301,8 @@ async fn revoked_or_expired_clients_cannot_get_tokens() {
     );
 }
 
-#[tokio::test]
-async fn repeated_failures_lock_the_client_until_the_window_passes() {
-    let app = spawn_app().await;
+async fn repeated_failures_lock_the_client_until_the_window_passes(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
     let wrong = format!("{secret}x");
@@ -332,9 +327,8 @@ async fn repeated_failures_lock_the_client_until_the_window_passes() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn folded_basic_authorization_is_invalid_request() {
-    let app = spawn_app().await;
+async fn folded_basic_authorization_is_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
     let basic = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
@@ -353,9 +347,8 @@ async fn folded_basic_authorization_is_invalid_request() {
     );
 }
 
-#[tokio::test]
-async fn token_request_with_thousands_of_parameters_is_invalid_request() {
-    let app = spawn_app().await;
+async fn token_request_with_thousands_of_parameters_is_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let mut form: Vec<(String, String)> =
         (0..2_000).map(|i| (format!("p{i}"), "v".into())).collect();
@@ -368,9 +361,8 @@ async fn token_request_with_thousands_of_parameters_is_invalid_request() {
     );
 }
 
-#[tokio::test]
-async fn token_request_body_over_the_limit_is_413_json() {
-    let app = spawn_app().await;
+async fn token_request_body_over_the_limit_is_413_json(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
     // 100 000 parameters: refused by size before any parsing.
@@ -402,9 +394,8 @@ fn client_from(ip: [u8; 4]) -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::test]
-async fn failures_from_one_source_never_lock_the_client_out_for_another() {
-    let app = spawn_app().await;
+async fn failures_from_one_source_never_lock_the_client_out_for_another(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = app.create_default_client().await;
     let (id, secret) = id_and_secret(&client);
     let wrong = format!("{secret}x");
@@ -436,3 +427,20 @@ async fn failures_from_one_source_never_lock_the_client_out_for_another() {
     let response = token_request(&owner, secret).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+backend_tests!(
+    token_by_http_basic_is_an_rfc_9068_jwt_for_the_client,
+    token_by_client_secret_in_the_body_works_too,
+    issued_tokens_verify_for_every_signing_algorithm,
+    wrong_secret_or_unknown_client_is_401_invalid_client_with_a_basic_challenge,
+    both_client_authentication_methods_at_once_is_invalid_request,
+    malformed_token_requests_are_invalid_request_or_unsupported_grant_type,
+    requested_scope_narrows_the_token,
+    scope_the_client_does_not_hold_is_invalid_scope,
+    revoked_or_expired_clients_cannot_get_tokens,
+    repeated_failures_lock_the_client_until_the_window_passes,
+    folded_basic_authorization_is_invalid_request,
+    token_request_with_thousands_of_parameters_is_invalid_request,
+    token_request_body_over_the_limit_is_413_json,
+    failures_from_one_source_never_lock_the_client_out_for_another,
+);

@@ -1,15 +1,14 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app, FILTER_TOKEN};
+use crate::helpers::{backend_tests, error_code, spawn_app, Backend, FILTER_TOKEN};
 
 /// 2026-11-22T23:59:59Z and the next second, the first of 2026-11-23.
 const LAST_SECOND_OF_DAY_1: u64 = 1_795_391_999;
 const FIRST_SECOND_OF_DAY_2: u64 = 1_795_392_000;
 
-#[tokio::test]
-async fn new_key_has_no_usage() {
-    let app = spawn_app().await;
+async fn new_key_has_no_usage(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let usage: Value = app
         .admin_get(&format!("/v1/keys/{}/usage", key["id"].as_str().unwrap()))
@@ -23,9 +22,8 @@ async fn new_key_has_no_usage() {
     );
 }
 
-#[tokio::test]
-async fn usage_counts_are_booked_per_day() {
-    let app = spawn_app().await;
+async fn usage_counts_are_booked_per_day(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
 
@@ -59,9 +57,8 @@ async fn usage_counts_are_booked_per_day() {
     );
 }
 
-#[tokio::test]
-async fn usage_for_unknown_or_deleted_keys_is_ignored() {
-    let app = spawn_app().await;
+async fn usage_for_unknown_or_deleted_keys_is_ignored(backend: Backend) {
+    let app = spawn_app(backend).await;
     let kept = app.create_default_key().await;
     let deleted = app.create_default_key().await;
     let kept_id = kept["id"].as_str().unwrap();
@@ -90,18 +87,16 @@ async fn usage_for_unknown_or_deleted_keys_is_ignored() {
     assert_eq!(usage["daily"], json!([{"day": "2026-11-22", "count": 2}]));
 }
 
-#[tokio::test]
-async fn empty_usage_report_is_accepted() {
-    let app = spawn_app().await;
+async fn empty_usage_report_is_accepted(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(
         app.report_usage(json!([])).await.status(),
         StatusCode::NO_CONTENT
     );
 }
 
-#[tokio::test]
-async fn malformed_usage_report_gets_json_400_and_books_nothing() {
-    let app = spawn_app().await;
+async fn malformed_usage_report_gets_json_400_and_books_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = app.create_default_key().await;
     let id = key["id"].as_str().unwrap();
     for body in [
@@ -131,3 +126,11 @@ async fn malformed_usage_report_gets_json_400_and_books_nothing() {
         .unwrap();
     assert_eq!(usage["total"], 0);
 }
+
+backend_tests!(
+    new_key_has_no_usage,
+    usage_counts_are_booked_per_day,
+    usage_for_unknown_or_deleted_keys_is_ignored,
+    empty_usage_report_is_accepted,
+    malformed_usage_report_gets_json_400_and_books_nothing,
+);

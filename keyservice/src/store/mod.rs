@@ -1,0 +1,702 @@
+//! [`KeyStore`]: the database, and the only module with SQL in it. One type over two backends:
+//! - [`sqlite`] (the default): one embedded file, for a single process;
+//! - [`postgres`]: a shared server, for several replicas of the key service behind a load
+//!   balancer (`--database-url postgres://…`).
+//!
+//! Each backend has its own migrations (`migrations/sqlite/`, `migrations/postgres/`), applied at
+//! start-up, and its own SQL; this module holds what they share: the error type, the row types
+//! and their conversions, and the dispatch.
+//!
+//! Key and client secrets are stored only as their SHA-256 ([`KeyHash`], 32-byte BLOB/BYTEA),
+//! looked up through the primary-key index on the hash; signing keys as PKCS#8 DER, which the
+//! service needs to sign. Times are Unix seconds.
+//!
+//! Every mutation that changes a lookup answer appends the affected key hashes to the change log
+//! in its own transaction, numbered from the single-row counter (see [`crate::feed`] for why),
+//! and wakes the long-polls once committed: those of this process directly, and on PostgreSQL
+//! those of every replica through `NOTIFY` (see [`postgres`]).
+
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate_core::key::KeyHash;
+use time::OffsetDateTime;
+
+use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
+use crate::feed::{ChangeSignal, Cursor, LogHead, Page};
+use crate::keys::{
+    parse_permissions, DailyCount, Key, KeyId, KeyUsage, Name, Permission, SecretMatch, Tenant,
+    UsageBooking,
+};
+use crate::rotation::KeySchedule;
+use crate::signing::SigningAlg;
+
+pub use postgres::CONNECT_PATIENCE;
+
+const ADMIN_SECRET_SETTING: &str = "admin_secret_sha256";
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file; missing parent folders are created.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server, shared by every replica.
+    Postgres(DatabaseUrl),
+}
+
+/// A `postgres://` or `postgresql://` URL. It may carry a password, so `Debug` and `Display`
+/// show it with the password replaced.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// `None` unless the URL names PostgreSQL.
+    pub fn parse(url: &str) -> Option<Self> {
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        postgres.then(|| Self(url.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".to_owned();
+        };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                None => self.0.clone(),
+            },
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the database folder {}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open the database {}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// PostgreSQL did not answer within [`postgres::CONNECT_PATIENCE`] of start-up.
+    #[error("cannot connect to PostgreSQL at {url} (gave up after {waited:?})")]
+    Connect {
+        url: String,
+        waited: Duration,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database schema")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Busy, locked, full, read-only or unreachable: worth retrying later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+    #[error("cannot encode permissions")]
+    Encode(#[source] serde_json::Error),
+    #[error("a stored row is invalid: {0}")]
+    Corrupt(&'static str),
+}
+
+impl StoreError {
+    /// True when the failure is operational (busy, full disk, I/O) rather than a bug or corrupt
+    /// data: the HTTP layer answers 503 instead of 500.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_transient(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Query(e)
+        }
+    }
+}
+
+/// Whether a failure describes the moment (busy, full, unreachable, restarting) rather than the
+/// query, on either backend.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                postgres::is_transient_sqlstate(pg.code())
+            } else {
+                db.code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(sqlite::is_transient_sqlite_code)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// What happened to a change requested for one key or client (`T`).
+#[derive(Debug)]
+pub enum Change<T> {
+    Done(T),
+    NotFound,
+    /// The key or client is revoked; revocation is final, so the change was not made.
+    Revoked(T),
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    name: String,
+    tenant: String,
+    permissions: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SecretRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    retires_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for Key {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        Ok(Key {
+            id: KeyId::parse(&row.id).ok_or(StoreError::Corrupt("key id"))?,
+            name: Name::from_stored(row.name),
+            tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
+            permissions: decode_permissions(&row.permissions)?,
+            created_at: from_unix(row.created_at)?,
+            expires_at: row.expires_at.map(from_unix).transpose()?,
+            revoked_at: row.revoked_at.map(from_unix).transpose()?,
+        })
+    }
+}
+
+/// A `clients` row: the same columns as `keys` but `last_used_at`.
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    name: String,
+    tenant: String,
+    permissions: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        Ok(Client {
+            id: ClientId::parse(&row.id).ok_or(StoreError::Corrupt("client id"))?,
+            name: Name::from_stored(row.name),
+            tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
+            permissions: decode_permissions(&row.permissions)?,
+            created_at: from_unix(row.created_at)?,
+            expires_at: row.expires_at.map(from_unix).transpose()?,
+            revoked_at: row.revoked_at.map(from_unix).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SigningKeyRow {
+    kid: String,
+    alg: String,
+    private_der: Vec<u8>,
+    created_at: i64,
+    activates_at: i64,
+    retires_at: Option<i64>,
+}
+
+/// A signing key as stored: its schedule and its private key. `Debug` leaves the key out.
+pub struct StoredSigningKey {
+    pub schedule: KeySchedule,
+    /// PKCS#8 DER.
+    pub private_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("schedule", &self.schedule)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`KeyStore::apply_rotation`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationWrite {
+    Written,
+    /// The stored keys were no longer those the plan was made from (another replica rotated
+    /// meanwhile); nothing was written. Plan again from what is stored now.
+    Stale,
+}
+
+/// A signing key to insert.
+pub struct NewSigningKey<'a> {
+    pub schedule: &'a KeySchedule,
+    /// PKCS#8 DER.
+    pub private_der: &'a [u8],
+    /// The public JWK, JSON.
+    pub public_jwk: &'a str,
+}
+
+impl TryFrom<SigningKeyRow> for StoredSigningKey {
+    type Error = StoreError;
+
+    fn try_from(row: SigningKeyRow) -> Result<Self, StoreError> {
+        Ok(StoredSigningKey {
+            schedule: KeySchedule {
+                alg: SigningAlg::from_name(&row.alg)
+                    .ok_or(StoreError::Corrupt("signing key algorithm"))?,
+                kid: row.kid,
+                created_at: from_unix(row.created_at)?,
+                activates_at: from_unix(row.activates_at)?,
+                retires_at: row.retires_at.map(from_unix).transpose()?,
+            },
+            private_der: row.private_der,
+        })
+    }
+}
+
+fn encode_permissions(permissions: &[Permission]) -> Result<String, StoreError> {
+    let names: Vec<&str> = permissions.iter().map(Permission::as_str).collect();
+    serde_json::to_string(&names).map_err(StoreError::Encode)
+}
+
+fn decode_permissions(json: &str) -> Result<Vec<Permission>, StoreError> {
+    let names: Vec<String> =
+        serde_json::from_str(json).map_err(|_| StoreError::Corrupt("permissions"))?;
+    parse_permissions(names).map_err(|_| StoreError::Corrupt("permissions"))
+}
+
+fn from_unix(secs: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|_| StoreError::Corrupt("timestamp"))
+}
+
+fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn hash_blob(hash: &KeyHash) -> Vec<u8> {
+    hash.as_bytes().to_vec()
+}
+
+fn key_hash(bytes: Vec<u8>, what: &'static str) -> Result<KeyHash, StoreError> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| StoreError::Corrupt(what))?;
+    Ok(KeyHash::from_bytes(bytes))
+}
+
+fn stored_seq(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt("change number"))
+}
+
+fn change_seq(seq: i64) -> Result<u64, StoreError> {
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt("change number"))
+}
+
+fn log_head(log_id: &str, last_seq: i64, trimmed_through: i64) -> Result<LogHead, StoreError> {
+    Ok(LogHead {
+        log_id: crate::feed::LogId::parse(log_id).ok_or(StoreError::Corrupt("change log id"))?,
+        last_seq: change_seq(last_seq)?,
+        trimmed_through: change_seq(trimmed_through)?,
+    })
+}
+
+/// A page of the log out of the rows read after `from` (at most `limit + 1`, to tell whether
+/// there are more).
+fn page(
+    head: &LogHead,
+    from: u64,
+    rows: Vec<(i64, Vec<u8>)>,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let more = rows.len() > limit;
+    let mut seq = from;
+    let mut changes = Vec::with_capacity(rows.len().min(limit));
+    for (row_seq, hash) in rows.into_iter().take(limit) {
+        seq = change_seq(row_seq)?;
+        changes.push(key_hash(hash, "change key hash")?);
+    }
+    Ok(Page {
+        cursor: Cursor {
+            log_id: head.log_id.clone(),
+            seq,
+        },
+        changes,
+        reset: None,
+        more,
+    })
+}
+
+fn usage(last_used: Option<i64>, rows: Vec<(String, i64)>) -> Result<KeyUsage, StoreError> {
+    let daily = rows
+        .into_iter()
+        .map(|(day, count)| {
+            let count = u64::try_from(count).map_err(|_| StoreError::Corrupt("usage count"))?;
+            Ok(DailyCount { day, count })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(KeyUsage {
+        last_used_at: last_used.map(from_unix).transpose()?,
+        daily,
+    })
+}
+
+fn client_credentials(
+    client: Client,
+    rows: Vec<(Vec<u8>, Option<i64>)>,
+) -> Result<ClientCredentials, StoreError> {
+    let secrets = rows
+        .into_iter()
+        .map(|(hash, retires_at)| {
+            Ok(StoredSecret {
+                hash: key_hash(hash, "client secret hash")?,
+                retires_at: retires_at.map(from_unix).transpose()?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(ClientCredentials { client, secrets })
+}
+
+fn secret_match(row: SecretRow) -> Result<SecretMatch, StoreError> {
+    Ok(SecretMatch {
+        retires_at: row.retires_at.map(from_unix).transpose()?,
+        key: Key::try_from(row.key)?,
+    })
+}
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// The key database. Cheap to clone: clones share one connection pool and one change signal.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    backend: Arc<Backend>,
+    changes: Arc<ChangeSignal>,
+}
+
+/// Calls the method of the same name on whichever backend the store runs on.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* $(,)? )) => {
+        match &*$self.backend {
+            Backend::Sqlite(store) => store.$method($($arg),*).await,
+            Backend::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl KeyStore {
+    /// Opens the database (creating an SQLite file and its folders if needed) and brings its
+    /// schema up to date. On PostgreSQL it retries for [`CONNECT_PATIENCE`] while the server
+    /// does not answer, then gives up with [`StoreError::Connect`].
+    pub async fn open(database: &Database) -> Result<Self, StoreError> {
+        let changes = Arc::new(ChangeSignal::default());
+        let backend = match database {
+            Database::Sqlite(path) => Backend::Sqlite(sqlite::SqliteStore::open(path).await?),
+            Database::Postgres(url) => {
+                Backend::Postgres(postgres::PgStore::open(url, changes.clone()).await?)
+            }
+        };
+        Ok(Self {
+            backend: Arc::new(backend),
+            changes,
+        })
+    }
+
+    /// Wakes the long-polls of this process (see [`crate::feed`]).
+    pub fn change_signal(&self) -> &ChangeSignal {
+        &self.changes
+    }
+
+    /// Waits for in-flight queries and closes every connection (checkpointing SQLite's WAL).
+    pub async fn close(&self) {
+        dispatch!(self.close())
+    }
+
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
+    }
+
+    /// The stored SHA-256 of the generated admin secret, if one was generated.
+    pub async fn admin_secret_hash(&self) -> Result<Option<KeyHash>, StoreError> {
+        let value = dispatch!(self.setting(ADMIN_SECRET_SETTING))?;
+        value
+            .map(|hex| KeyHash::from_hex(&hex).ok_or(StoreError::Corrupt("admin secret hash")))
+            .transpose()
+    }
+
+    /// Stores `hash` as the admin secret hash unless one is already stored, and returns the one
+    /// that is stored afterwards: `hash` itself, or the earlier one if another process won a race.
+    pub async fn init_admin_secret_hash(&self, hash: &KeyHash) -> Result<KeyHash, StoreError> {
+        dispatch!(self.init_setting(ADMIN_SECRET_SETTING, &hash.to_hex()))?;
+        self.admin_secret_hash()
+            .await?
+            .ok_or(StoreError::Corrupt("admin secret hash"))
+    }
+
+    /// Stores a new key with its first secret.
+    pub async fn insert_key(&self, key: &Key, secret: &KeyHash) -> Result<(), StoreError> {
+        let permissions = encode_permissions(&key.permissions)?;
+        dispatch!(self.insert_key(key, &permissions, secret))
+    }
+
+    /// All keys, or those of one tenant, oldest first.
+    pub async fn list_keys(&self, tenant: Option<&Tenant>) -> Result<Vec<Key>, StoreError> {
+        let rows = dispatch!(self.list_keys(tenant.map(Tenant::as_str)))?;
+        rows.into_iter().map(Key::try_from).collect()
+    }
+
+    pub async fn get_key(&self, id: &KeyId) -> Result<Option<Key>, StoreError> {
+        dispatch!(self.get_key(id))?.map(Key::try_from).transpose()
+    }
+
+    /// Revokes a key; a second revocation keeps the first `revoked_at`. `None` if there is no
+    /// such key. The first revocation logs a change for each of the key's secrets.
+    pub async fn revoke_key(
+        &self,
+        id: &KeyId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Key>, StoreError> {
+        let (key, logged) = dispatch!(self.revoke_key(id, now))?;
+        self.signal(logged);
+        Ok(key)
+    }
+
+    /// Sets a new expiry (`None`: never) on a key that is not revoked, logging a change for each
+    /// of its secrets.
+    pub async fn renew_key(
+        &self,
+        id: &KeyId,
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<Change<Key>, StoreError> {
+        let (change, logged) = dispatch!(self.renew_key(id, expires_at, now))?;
+        self.signal(logged);
+        Ok(change)
+    }
+
+    /// Gives a key a new secret. Its older secrets retire at `retires_at` (or earlier, if they
+    /// were already retiring sooner), and a change is logged for each of them: their lookup
+    /// answers now expire at the grace end.
+    pub async fn rotate_secret(
+        &self,
+        id: &KeyId,
+        new_secret: &KeyHash,
+        now: OffsetDateTime,
+        retires_at: OffsetDateTime,
+    ) -> Result<Change<Key>, StoreError> {
+        let (change, logged) = dispatch!(self.rotate_secret(id, new_secret, now, retires_at))?;
+        self.signal(logged);
+        Ok(change)
+    }
+
+    /// Deletes a key with its secrets and usage, logging a change for each secret. `false` if
+    /// there was no such key.
+    pub async fn delete_key(&self, id: &KeyId, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let (deleted, logged) = dispatch!(self.delete_key(id, now))?;
+        self.signal(logged);
+        Ok(deleted)
+    }
+
+    /// Tells the long-polls of this process about a committed change up to `logged`.
+    fn signal(&self, logged: Option<u64>) {
+        if let Some(seq) = logged {
+            self.changes.committed(seq);
+        }
+    }
+
+    /// The changes after `after`, at most `limit`, or a reset (see [`crate::feed::plan_read`]).
+    /// The log's head and its rows are read in one snapshot, so they agree.
+    pub async fn read_changes(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        dispatch!(self.read_changes(after, limit))
+    }
+
+    /// The log's identity and where it stands.
+    pub async fn change_log_head(&self) -> Result<LogHead, StoreError> {
+        dispatch!(self.change_log_head())
+    }
+
+    /// Deletes the changes made before `before` (and any numbered below one of them), and
+    /// records how far the log is trimmed, so older cursors reset. Returns how many went.
+    pub async fn trim_changes(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self.trim_changes(before))
+    }
+
+    /// The key one of whose secrets hashes to `hash`.
+    pub async fn find_secret(&self, hash: &KeyHash) -> Result<Option<SecretMatch>, StoreError> {
+        dispatch!(self.find_secret(hash))?
+            .map(secret_match)
+            .transpose()
+    }
+
+    /// Books a batch of usage with one statement per table, whatever its size. Bookings for
+    /// keys that no longer exist are skipped. Returns how many were booked.
+    pub async fn record_usage(&self, bookings: &[UsageBooking]) -> Result<usize, StoreError> {
+        if bookings.is_empty() {
+            return Ok(0);
+        }
+        dispatch!(self.record_usage(bookings))
+    }
+
+    /// Usage of one key, or `None` if there is no such key.
+    pub async fn usage(&self, id: &KeyId) -> Result<Option<KeyUsage>, StoreError> {
+        match dispatch!(self.usage(id))? {
+            Some((last_used, rows)) => Ok(Some(usage(last_used, rows)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a new client with its first secret.
+    pub async fn insert_client(&self, client: &Client, secret: &KeyHash) -> Result<(), StoreError> {
+        let permissions = encode_permissions(&client.permissions)?;
+        dispatch!(self.insert_client(client, &permissions, secret))
+    }
+
+    /// All clients, or those of one tenant, oldest first.
+    pub async fn list_clients(&self, tenant: Option<&Tenant>) -> Result<Vec<Client>, StoreError> {
+        let rows = dispatch!(self.list_clients(tenant.map(Tenant::as_str)))?;
+        rows.into_iter().map(Client::try_from).collect()
+    }
+
+    pub async fn get_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+        dispatch!(self.get_client(id))?
+            .map(Client::try_from)
+            .transpose()
+    }
+
+    /// Revokes a client; a second revocation keeps the first `revoked_at`. `None` if there is no
+    /// such client.
+    pub async fn revoke_client(
+        &self,
+        id: &ClientId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Client>, StoreError> {
+        dispatch!(self.revoke_client(id, now))?
+            .map(Client::try_from)
+            .transpose()
+    }
+
+    /// Gives a client a new secret. Its older secrets retire at `retires_at` (or earlier, if they
+    /// were already retiring sooner).
+    pub async fn rotate_client_secret(
+        &self,
+        id: &ClientId,
+        new_secret: &KeyHash,
+        now: OffsetDateTime,
+        retires_at: OffsetDateTime,
+    ) -> Result<Change<Client>, StoreError> {
+        dispatch!(self.rotate_client_secret(id, new_secret, now, retires_at))
+    }
+
+    /// Deletes a client with its secrets. `false` if there was no such client.
+    pub async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+        dispatch!(self.delete_client(id))
+    }
+
+    /// A client with all its secrets, for authentication at the token endpoint.
+    pub async fn client_credentials(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<ClientCredentials>, StoreError> {
+        match dispatch!(self.client_credentials(id))? {
+            Some((client, rows)) => Ok(Some(client_credentials(client, rows)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every signing key on record, private keys included, in activation order (then insertion).
+    pub async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let rows = dispatch!(self.signing_keys())?;
+        rows.into_iter().map(StoredSigningKey::try_from).collect()
+    }
+
+    /// Carries out a rotation in one transaction: deletes, retirements (which never move an
+    /// earlier `retires_at` later) and the new key; but only if the stored kids are still
+    /// `planned_from`, checked in the same transaction after taking the rotation lock (SQLite's
+    /// write lock; a PostgreSQL advisory lock), so replicas sharing a database rotate one at a
+    /// time and never both add a successor.
+    pub async fn apply_rotation(
+        &self,
+        planned_from: &[String],
+        new_key: Option<NewSigningKey<'_>>,
+        retire: &[(String, OffsetDateTime)],
+        delete: &[String],
+    ) -> Result<RotationWrite, StoreError> {
+        let mut planned_from = planned_from.to_vec();
+        planned_from.sort_unstable();
+        dispatch!(self.apply_rotation(&planned_from, new_key, retire, delete))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_shown_without_their_password() {
+        let url =
+            DatabaseUrl::parse("postgres://kg:s3cret@db.internal:5432/keygate?sslmode=require")
+                .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://kg:***@db.internal:5432/keygate?sslmode=require"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let plain = DatabaseUrl::parse("postgresql://postgres@127.0.0.1/test").unwrap();
+        assert_eq!(plain.to_string(), "postgresql://postgres@127.0.0.1/test");
+        assert_eq!(DatabaseUrl::parse("mysql://x@y/z"), None);
+        assert_eq!(DatabaseUrl::parse("./data/keygate.db"), None);
+    }
+}

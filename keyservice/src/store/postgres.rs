@@ -1,0 +1,792 @@
+//! The PostgreSQL backend: one server shared by every replica of the key service.
+//!
+//! # Transactions
+//! Transactions run at PostgreSQL's default, READ COMMITTED. A write that reads first locks the
+//! row it read (`SELECT ... FOR UPDATE`), so two replicas changing one key queue up instead of
+//! both acting on what they read (a second revoke sees the first and logs nothing).
+//!
+//! The change log's numbers come from the single-row counter, bumped with
+//! `UPDATE change_log SET last_seq = last_seq + n ... RETURNING` inside the writing transaction.
+//! The row lock is held to commit, so a writer on another replica waits at its own `UPDATE`; under
+//! READ COMMITTED that `UPDATE`, once the lock is free, re-reads the row as committed (not as of
+//! its statement's snapshot) and adds to the new `last_seq`. Numbers therefore follow commit
+//! order, and a reader that sees change `n` can already see every change below `n`
+//! ([`crate::feed`]). Readers take the log's head and rows in one REPEATABLE READ snapshot.
+//!
+//! # Waking the long-polls of every replica
+//! A writing transaction that logs changes also runs `pg_notify('keygate_changes', <last seq>)`;
+//! PostgreSQL delivers it at commit, and not at all on rollback. Each process keeps one
+//! connection listening on that channel ([`relay_notifications`]) and signals its own
+//! [`ChangeSignal`]. When that connection drops, it reconnects by itself and wakes every
+//! long-poll once, so a change committed while it was not listening is read then.
+//!
+//! # Failures
+//! Connection loss, an administrator's shutdown, too many connections and serialization
+//! failures are [`StoreError::Unavailable`] (503). The pool checks a connection before handing
+//! it out and opens new ones as needed, so the service recovers by itself once PostgreSQL is
+//! back. At start-up it waits up to [`CONNECT_PATIENCE`] for PostgreSQL to answer (a database
+//! started at the same time, by the same orchestrator), then gives up with a message naming the
+//! URL (without its password).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate_core::key::KeyHash;
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+use time::OffsetDateTime;
+
+use super::{
+    change_seq, hash_blob, key_hash, log_head, page, stored_seq, unix, Change, ClientRow,
+    DatabaseUrl, KeyRow, NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StoreError,
+};
+use crate::clients::{Client, ClientId};
+use crate::feed::{self, ChangeSignal, LogHead, Page, Read};
+use crate::keys::{Key, KeyId, UsageBooking};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long start-up keeps trying to reach PostgreSQL before giving up.
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+/// The first pause between start-up attempts; it doubles up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(250);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(4);
+/// How long a request waits for a connection (free, or newly opened) before giving up (503).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests' connections; the notification listener holds one more.
+const MAX_CONNECTIONS: u32 = 16;
+/// The `NOTIFY` channel of committed changes; the payload is the last sequence number logged.
+const CHANNEL: &str = "keygate_changes";
+/// The transaction-level advisory lock a signing-key rotation holds, so replicas rotate one at a
+/// time (an arbitrary constant: "kg" "rot" in ASCII).
+const ROTATION_LOCK: i64 = 0x006b_6772_6f74;
+
+/// SQLSTATEs that describe the server or the moment, not the query: worth retrying later.
+pub(super) fn is_transient_sqlstate(code: &str) -> bool {
+    // Class 08: connection exception. Class 53: insufficient resources (53300: too many
+    // connections). 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+    // 40001, 40P01: serialization failure, deadlock. 55P03: lock not available.
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03"
+        )
+}
+
+#[derive(Debug)]
+pub(super) struct PgStore {
+    pool: PgPool,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Connects, retrying while PostgreSQL does not answer, for at most [`CONNECT_PATIENCE`].
+async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
+    let started = tokio::time::Instant::now();
+    let mut pause = FIRST_RETRY_PAUSE;
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS + 1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
+            .connect(url.expose())
+            .await;
+        let error = match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+        if !super::is_transient(&error) || waited + pause > CONNECT_PATIENCE {
+            return Err(StoreError::Connect {
+                url: url.redacted(),
+                waited,
+                source: error,
+            });
+        }
+        tracing::warn!(
+            url = %url,
+            error = %error,
+            retry_in_ms = pause.as_millis(),
+            "PostgreSQL does not answer yet"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RETRY_PAUSE);
+    }
+}
+
+/// Listens for committed changes of every replica and signals this process's long-polls, until
+/// the pool closes. Reconnects by itself.
+async fn relay_notifications(pool: PgPool, signal: Arc<ChangeSignal>) {
+    while !pool.is_closed() {
+        if let Err(e) = listen(&pool, &signal).await {
+            if pool.is_closed() {
+                break;
+            }
+            tracing::warn!(error = %e, "change notifications interrupted; listening again");
+            tokio::time::sleep(FIRST_RETRY_PAUSE).await;
+        }
+        // Changes may have been committed while nobody listened: every long-poll reads again.
+        signal.wake_all();
+    }
+}
+
+async fn listen(pool: &PgPool, signal: &ChangeSignal) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    signal.wake_all();
+    while let Some(notification) = listener.try_recv().await? {
+        match notification.payload().parse::<u64>() {
+            Ok(seq) => signal.committed(seq),
+            Err(_) => signal.wake_all(),
+        }
+    }
+    // The connection was lost; the caller listens again.
+    Ok(())
+}
+
+impl PgStore {
+    pub(super) async fn open(
+        url: &DatabaseUrl,
+        signal: Arc<ChangeSignal>,
+    ) -> Result<Self, StoreError> {
+        let pool = connect(url).await?;
+        // Replicas starting together: the migrator holds an advisory lock while it runs.
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        let listener = tokio::spawn(relay_notifications(pool.clone(), signal));
+        Ok(Self { pool, listener })
+    }
+
+    pub(super) async fn close(&self) {
+        self.listener.abort();
+        self.pool.close().await;
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn init_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_key(
+        &self,
+        key: &Key,
+        permissions: &str,
+        secret: &KeyHash,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO keys (id, name, tenant, permissions, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.name.as_str())
+        .bind(key.tenant.as_str())
+        .bind(permissions)
+        .bind(unix(key.created_at))
+        .bind(key.expires_at.map(unix))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO key_secrets (hash, key_id, created_at, retires_at) \
+             VALUES ($1, $2, $3, NULL)",
+        )
+        .bind(hash_blob(secret))
+        .bind(key.id.as_str())
+        .bind(unix(key.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys \
+             WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys \
+             WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn revoke_key(
+        &self,
+        id: &KeyId,
+        now: OffsetDateTime,
+    ) -> Result<(Option<Key>, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(key) = lock_key(&mut tx, id).await? else {
+            return Ok((None, None));
+        };
+        let key = Key::try_from(key)?;
+        if key.revoked_at.is_some() {
+            return Ok((Some(key), None));
+        }
+        sqlx::query("UPDATE keys SET revoked_at = $1 WHERE id = $2")
+            .bind(unix(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let hashes = key_hashes(&mut tx, id).await?;
+        let logged = log_changes(&mut tx, &hashes, now).await?;
+        tx.commit().await?;
+        Ok((
+            Some(Key {
+                revoked_at: Some(now),
+                ..key
+            }),
+            logged,
+        ))
+    }
+
+    pub(super) async fn renew_key(
+        &self,
+        id: &KeyId,
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<(Change<Key>, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(key) = lock_key(&mut tx, id).await? else {
+            return Ok((Change::NotFound, None));
+        };
+        let key = Key::try_from(key)?;
+        if key.revoked_at.is_some() {
+            return Ok((Change::Revoked(key), None));
+        }
+        sqlx::query("UPDATE keys SET expires_at = $1 WHERE id = $2")
+            .bind(expires_at.map(unix))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let hashes = key_hashes(&mut tx, id).await?;
+        let logged = log_changes(&mut tx, &hashes, now).await?;
+        tx.commit().await?;
+        Ok((Change::Done(Key { expires_at, ..key }), logged))
+    }
+
+    pub(super) async fn rotate_secret(
+        &self,
+        id: &KeyId,
+        new_secret: &KeyHash,
+        now: OffsetDateTime,
+        retires_at: OffsetDateTime,
+    ) -> Result<(Change<Key>, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(key) = lock_key(&mut tx, id).await? else {
+            return Ok((Change::NotFound, None));
+        };
+        let key = Key::try_from(key)?;
+        if key.revoked_at.is_some() {
+            return Ok((Change::Revoked(key), None));
+        }
+        let old_hashes = key_hashes(&mut tx, id).await?;
+        sqlx::query(
+            "UPDATE key_secrets SET retires_at = LEAST(COALESCE(retires_at, $1), $1) \
+             WHERE key_id = $2",
+        )
+        .bind(unix(retires_at))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO key_secrets (hash, key_id, created_at, retires_at) \
+             VALUES ($1, $2, $3, NULL)",
+        )
+        .bind(hash_blob(new_secret))
+        .bind(id.as_str())
+        .bind(unix(now))
+        .execute(&mut *tx)
+        .await?;
+        let logged = log_changes(&mut tx, &old_hashes, now).await?;
+        tx.commit().await?;
+        Ok((Change::Done(key), logged))
+    }
+
+    pub(super) async fn delete_key(
+        &self,
+        id: &KeyId,
+        now: OffsetDateTime,
+    ) -> Result<(bool, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if lock_key(&mut tx, id).await?.is_none() {
+            return Ok((false, None));
+        }
+        // Read before the cascade removes them; the key's lock keeps a rotation from adding one.
+        let hashes = key_hashes(&mut tx, id).await?;
+        let done = sqlx::query("DELETE FROM keys WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok((false, None));
+        }
+        let logged = log_changes(&mut tx, &hashes, now).await?;
+        tx.commit().await?;
+        Ok((true, logged))
+    }
+
+    pub(super) async fn read_changes(
+        &self,
+        after: Option<&feed::Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let head = fetch_log_head(&mut tx).await?;
+        let from = match feed::plan_read(after, &head) {
+            Read::Reset(reason) => return Ok(Page::reset(&head, reason)),
+            Read::After(seq) => seq,
+        };
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, key_hash FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(stored_seq(from)?)
+        .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        page(&head, from, rows, limit)
+    }
+
+    pub(super) async fn change_log_head(&self) -> Result<LogHead, StoreError> {
+        fetch_log_head(&mut *self.pool.acquire().await?).await
+    }
+
+    pub(super) async fn trim_changes(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let through: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM changes WHERE changed_at < $1")
+                .bind(unix(before))
+                .fetch_one(&mut *tx)
+                .await?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let deleted = sqlx::query("DELETE FROM changes WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE change_log SET trimmed_through = GREATEST(trimmed_through, $1) WHERE id = 1",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    pub(super) async fn find_secret(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<SecretRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT k.id, k.name, k.tenant, k.permissions, k.created_at, k.expires_at, k.revoked_at, \
+             s.retires_at FROM key_secrets s JOIN keys k ON k.id = s.key_id WHERE s.hash = $1",
+        )
+        .bind(hash_blob(hash))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// One statement whatever the batch's size: the bookings go in as arrays, one per column.
+    /// The `UPDATE` locks the booked keys' rows, so a key deleted meanwhile is either booked
+    /// before the delete or skipped.
+    pub(super) async fn record_usage(
+        &self,
+        bookings: &[UsageBooking],
+    ) -> Result<usize, StoreError> {
+        let key_ids: Vec<&str> = bookings.iter().map(|b| b.key_id.as_str()).collect();
+        let days: Vec<&str> = bookings.iter().map(|b| b.day.as_str()).collect();
+        let counts: Vec<i64> = bookings.iter().map(|b| b.count).collect();
+        let last_used: Vec<i64> = bookings.iter().map(|b| unix(b.last_used)).collect();
+        // Bookings of one key and day are summed first (an upsert may touch a row only once per
+        // statement); counts saturate at i64::MAX instead of overflowing.
+        let booked: i64 = sqlx::query_scalar(
+            "WITH b AS ( \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
+                 AS b (key_id, day, count, last_used) \
+             ), touched AS ( \
+                 UPDATE keys SET last_used_at = GREATEST(keys.last_used_at, m.last_used) \
+                 FROM (SELECT key_id, MAX(last_used) AS last_used FROM b GROUP BY key_id) AS m \
+                 WHERE keys.id = m.key_id RETURNING keys.id \
+             ), booked AS ( \
+                 INSERT INTO usage_daily (key_id, day, count) \
+                 SELECT b.key_id, b.day, LEAST(SUM(b.count), 9223372036854775807)::bigint \
+                 FROM b JOIN touched ON touched.id = b.key_id GROUP BY b.key_id, b.day \
+                 ON CONFLICT (key_id, day) DO UPDATE SET count = \
+                 LEAST(usage_daily.count::numeric + excluded.count, 9223372036854775807)::bigint \
+             ) \
+             SELECT count(*) FROM b JOIN touched ON touched.id = b.key_id",
+        )
+        .bind(&key_ids)
+        .bind(&days)
+        .bind(&counts)
+        .bind(&last_used)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(usize::try_from(booked).unwrap_or(0))
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn usage(
+        &self,
+        id: &KeyId,
+    ) -> Result<Option<(Option<i64>, Vec<(String, i64)>)>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let last_used: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_used_at FROM keys WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_used) = last_used else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT day, count FROM usage_daily WHERE key_id = $1 ORDER BY day")
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some((last_used, rows)))
+    }
+
+    pub(super) async fn insert_client(
+        &self,
+        client: &Client,
+        permissions: &str,
+        secret: &KeyHash,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO clients (id, name, tenant, permissions, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+        )
+        .bind(client.id.as_str())
+        .bind(client.name.as_str())
+        .bind(client.tenant.as_str())
+        .bind(permissions)
+        .bind(unix(client.created_at))
+        .bind(client.expires_at.map(unix))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO client_secrets (hash, client_id, created_at, retires_at) \
+             VALUES ($1, $2, $3, NULL)",
+        )
+        .bind(hash_blob(secret))
+        .bind(client.id.as_str())
+        .bind(unix(client.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_clients(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ClientRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at \
+             FROM clients WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn get_client(&self, id: &ClientId) -> Result<Option<ClientRow>, StoreError> {
+        fetch_client(&mut *self.pool.acquire().await?, id, false).await
+    }
+
+    pub(super) async fn revoke_client(
+        &self,
+        id: &ClientId,
+        now: OffsetDateTime,
+    ) -> Result<Option<ClientRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE clients SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 \
+             RETURNING id, name, tenant, permissions, created_at, expires_at, revoked_at",
+        )
+        .bind(unix(now))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn rotate_client_secret(
+        &self,
+        id: &ClientId,
+        new_secret: &KeyHash,
+        now: OffsetDateTime,
+        retires_at: OffsetDateTime,
+    ) -> Result<Change<Client>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(client) = fetch_client(&mut tx, id, true).await? else {
+            return Ok(Change::NotFound);
+        };
+        let client = Client::try_from(client)?;
+        if client.revoked_at.is_some() {
+            return Ok(Change::Revoked(client));
+        }
+        sqlx::query(
+            "UPDATE client_secrets SET retires_at = LEAST(COALESCE(retires_at, $1), $1) \
+             WHERE client_id = $2",
+        )
+        .bind(unix(retires_at))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO client_secrets (hash, client_id, created_at, retires_at) \
+             VALUES ($1, $2, $3, NULL)",
+        )
+        .bind(hash_blob(new_secret))
+        .bind(id.as_str())
+        .bind(unix(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Change::Done(client))
+    }
+
+    pub(super) async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn client_credentials(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<(Client, Vec<(Vec<u8>, Option<i64>)>)>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let Some(client) = fetch_client(&mut tx, id, false).await? else {
+            return Ok(None);
+        };
+        let rows: Vec<(Vec<u8>, Option<i64>)> =
+            sqlx::query_as("SELECT hash, retires_at FROM client_secrets WHERE client_id = $1")
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some((Client::try_from(client)?, rows)))
+    }
+
+    pub(super) async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT kid, alg, private_der, created_at, activates_at, retires_at \
+             FROM signing_keys ORDER BY activates_at, created_at, inserted",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn apply_rotation(
+        &self,
+        planned_from: &[String],
+        new_key: Option<NewSigningKey<'_>>,
+        retire: &[(String, OffsetDateTime)],
+        delete: &[String],
+    ) -> Result<RotationWrite, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ROTATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let stored: Vec<String> = sqlx::query_scalar("SELECT kid FROM signing_keys ORDER BY kid")
+            .fetch_all(&mut *tx)
+            .await?;
+        if stored != planned_from {
+            return Ok(RotationWrite::Stale);
+        }
+        for kid in delete {
+            sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (kid, retires_at) in retire {
+            sqlx::query(
+                "UPDATE signing_keys SET retires_at = LEAST(COALESCE(retires_at, $1), $1) \
+                 WHERE kid = $2",
+            )
+            .bind(unix(*retires_at))
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(key) = new_key {
+            sqlx::query(
+                "INSERT INTO signing_keys \
+                 (kid, alg, private_der, public_jwk, created_at, activates_at, retires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            )
+            .bind(&key.schedule.kid)
+            .bind(key.schedule.alg.name())
+            .bind(key.private_der)
+            .bind(key.public_jwk)
+            .bind(unix(key.schedule.created_at))
+            .bind(unix(key.schedule.activates_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(RotationWrite::Written)
+    }
+}
+
+/// The key, its row locked until the transaction ends.
+async fn lock_key(conn: &mut PgConnection, id: &KeyId) -> Result<Option<KeyRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys \
+         WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The hashes of every secret of a key, current and rotated out.
+async fn key_hashes(conn: &mut PgConnection, id: &KeyId) -> Result<Vec<KeyHash>, StoreError> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT hash FROM key_secrets WHERE key_id = $1 ORDER BY created_at, hash",
+    )
+    .bind(id.as_str())
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|hash| key_hash(hash, "key secret hash"))
+        .collect()
+}
+
+/// Appends one change per hash inside the caller's transaction, numbered from the counter (see
+/// the module docs for why this is commit order), and queues the notification that wakes every
+/// replica's long-polls at commit. Returns the last number taken, `None` if nothing was logged.
+async fn log_changes(
+    conn: &mut PgConnection,
+    hashes: &[KeyHash],
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    if hashes.is_empty() {
+        return Ok(None);
+    }
+    let n = i64::try_from(hashes.len()).map_err(|_| StoreError::Corrupt("change count"))?;
+    let last: i64 = sqlx::query_scalar(
+        "UPDATE change_log SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq",
+    )
+    .bind(n)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::Corrupt("change log"))?;
+    let first = last - n + 1;
+    let blobs: Vec<Vec<u8>> = hashes.iter().map(hash_blob).collect();
+    sqlx::query(
+        "INSERT INTO changes (seq, key_hash, changed_at) \
+         SELECT $1 + ord - 1, hash, $3 FROM UNNEST($2::bytea[]) WITH ORDINALITY AS h (hash, ord)",
+    )
+    .bind(first)
+    .bind(&blobs)
+    .bind(unix(now))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(last.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(change_seq(last)?))
+}
+
+async fn fetch_log_head(conn: &mut PgConnection) -> Result<LogHead, StoreError> {
+    let (log_id, last_seq, trimmed_through): (String, i64, i64) =
+        sqlx::query_as("SELECT log_id, last_seq, trimmed_through FROM change_log WHERE id = 1")
+            .fetch_optional(conn)
+            .await?
+            .ok_or(StoreError::Corrupt("change log"))?;
+    log_head(&log_id, last_seq, trimmed_through)
+}
+
+/// A client; with `lock`, its row stays locked until the transaction ends.
+async fn fetch_client(
+    conn: &mut PgConnection,
+    id: &ClientId,
+    lock: bool,
+) -> Result<Option<ClientRow>, StoreError> {
+    let sql = if !lock {
+        "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM clients \
+         WHERE id = $1"
+    } else {
+        "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM clients \
+         WHERE id = $1 FOR UPDATE"
+    };
+    Ok(sqlx::query_as(sql)
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operational_postgres_failures_are_transient() {
+        for code in [
+            "08006", "08001", "57P01", "57P03", "53300", "40001", "40P01",
+        ] {
+            assert!(is_transient_sqlstate(code), "{code}");
+        }
+        // Unique violation, syntax error, undefined table: bugs or bad data, not the moment.
+        for code in ["23505", "42601", "42P01"] {
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
+    }
+}
