@@ -27,6 +27,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
+import pgserver  # noqa: E402
 import report  # noqa: E402
 import revocation  # noqa: E402
 import rows as R  # noqa: E402
@@ -46,6 +47,9 @@ NOOP_WASM = TARGET / "wasm32-wasip1" / "release" / "noop_filter.wasm"
 
 #: A window during which other processes took more than this share of a CPU is run again (at
 #: most RETRIES_PER_RUN times, and Settings.retry_budget times per run).
+# keygate adds its per-request counters (cache_hit, jwt_cache_hit, allowed, public) to Envoy's on
+# each worker's tick (at most 1 s apart): a row's path check reads them after waiting this long.
+COUNTER_FLUSH_S = 1.1
 NOISY = 0.10
 RETRIES_PER_RUN = 2
 #: Longest wait before one window for both CPUs to be free of other work (Bench.wait_quiet); the
@@ -206,17 +210,24 @@ def make_fixtures(s: Settings, work: Path) -> Fixtures:
     )
 
 
-def start_keyservice(fx: Fixtures, db: Path, cpu: str, name: str) -> tuple[Proc, int]:
+def start_keyservice(work: Path, admin_secret: str, filter_token: str, database: str | Path,
+                     cpu: str, name: str) -> tuple[Proc, int]:
+    """keygate-server on `database`: an SQLite file, or a postgres:// URL."""
     port = free_port()
     env = dict(os.environ,
                KEYGATE_LISTEN=f"127.0.0.1:{port}",
-               KEYGATE_DB_PATH=str(db),
-               KEYGATE_ADMIN_SECRET=fx.admin_secret,
-               KEYGATE_FILTER_TOKEN=fx.filter_token,
+               KEYGATE_ADMIN_SECRET=admin_secret,
+               KEYGATE_FILTER_TOKEN=filter_token,
                # Entries must outlive the run so the cache rows stay hits.
                KEYGATE_LOOKUP_CACHE_TTL_SECS="3600",
                NO_COLOR="1")
-    proc = Proc(name, [str(SERVER)], fx.work / f"{name}.log", env=env, cpu=cpu)
+    env.pop("KEYGATE_DATABASE_URL", None)
+    env.pop("KEYGATE_DB_PATH", None)
+    if isinstance(database, str):
+        env["KEYGATE_DATABASE_URL"] = database
+    else:
+        env["KEYGATE_DB_PATH"] = str(database)
+    proc = Proc(name, [str(SERVER)], work / f"{name}.log", env=env, cpu=cpu)
     wait_http(proc, port, "/healthz")
     return proc, port
 
@@ -383,6 +394,8 @@ class Bench:
         self.wait_quiet()
         if warmup:
             self.send(row, warmup, connections)
+            if row.expect:
+                time.sleep(COUNTER_FLUSH_S)
         before = keygate_counters(envoy) if row.expect else {}
         e0 = envoy.proc.cpu_seconds()
         b0, l0 = cpu_busy_seconds(ENVOY_CPU), cpu_busy_seconds(LOAD_CPU)
@@ -408,6 +421,7 @@ class Bench:
         }
         if row.expect:
             name, least = row.expect
+            time.sleep(COUNTER_FLUSH_S)
             after = keygate_counters(envoy)
             share = (after.get(name, 0) - before.get(name, 0)) / r.requests
             m["path_share"] = share
@@ -425,7 +439,8 @@ class Bench:
 
     def start(self, rows: list[R.Row]) -> None:
         s, fx = self.s, self.fx
-        self.keyservice, ks_port = start_keyservice(fx, fx.db, LOAD_CPU, "keyservice")
+        self.keyservice, ks_port = start_keyservice(fx.work, fx.admin_secret, fx.filter_token,
+                                                    fx.db, LOAD_CPU, "keyservice")
         base = (BENCH / "envoy" / "base.yaml").read_text()
         configs: dict[str, tuple[Path, int, int]] = {}
         for name, (filters, clusters) in envoy_filters(s, fx, ks_port).items():
@@ -515,6 +530,7 @@ class Bench:
             e0 = envoy.proc.cpu_seconds()
             r = self.send(row, s.seconds, s.connections, cycle_file=file)
             e1 = envoy.proc.cpu_seconds()
+            time.sleep(COUNTER_FLUSH_S)
             after = keygate_counters(envoy)
             share = (after.get("cache_hit", 0) - before.get("cache_hit", 0)) / max(r.requests, 1)
             if share < 0.97:
@@ -552,35 +568,145 @@ class Bench:
             self.keyservice.stop()
 
 
-def keyservice_alone(s: Settings, fx: Fixtures) -> dict:
-    """The key service by itself on CPU 0 (wrk on CPU 1), over the 1M-key copy of the database."""
-    proc, port = start_keyservice(fx, fx.alone_db, ENVOY_CPU, "keyservice-alone")
-    base = f"http://127.0.0.1:{port}"
-    status, _, body = http_request(port, "/v1/lookup", {
-        "authorization": f"Bearer {fx.filter_token}", "content-type": "application/json"},
-        "POST", json.dumps({"key_hash": _first(fx.hashes)}).encode())
-    if status != 200 or b'"valid"' not in body:
-        raise BenchError(f"key service lookup of a seeded key answered {status} {body[:200]!r}")
+#: The small database of the key service lookup matrix; the large one has Settings.db_keys.
+SMALL_KEYS = 1_000
 
-    def run(script: str, seconds: int, connections: int, headers: tuple, args: tuple = ()) -> dict:
-        c0 = proc.cpu_seconds()
-        r = wrk(f"{base}/", connections=connections, seconds=seconds, script=LUA / script,
-                lua_dir=LUA, headers=headers, args=args)
-        c1 = proc.cpu_seconds()
+
+@dataclass
+class KsTarget:
+    """One key service of the lookup matrix: a backend, a database of `keys` keys, and the
+    hashes its lookups draw from (`min(100k, keys)` of them, spread evenly over the keys)."""
+    backend: str
+    keys: int
+    database: str | Path
+    hashes: Path
+    proc: Proc | None = None
+    port: int = 0
+
+
+def keyservice_backends() -> list[str]:
+    """SQLite always; PostgreSQL when this keygate-server has `--database-url`."""
+    out = subprocess.run([str(SERVER), "--help"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL).stdout
+    return ["sqlite", "postgres"] if "--database-url" in out else ["sqlite"]
+
+
+def seed(work: Path, target_db: str | Path, count: int, name: str) -> Path:
+    """`count` keys into `target_db` (an SQLite path or a postgres:// URL); their hashes file."""
+    hashes = work / f"hashes-{name}.txt"
+    where = (["--database-url", target_db] if isinstance(target_db, str)
+             else ["--db", str(target_db)])
+    t0 = time.monotonic()
+    tool("seed-keys", *where, "--count", str(count),
+         "--secrets-out", str(work / f"secrets-{name}.txt"), "--secret-count", "1",
+         "--hashes-out", str(hashes), "--hash-count", str(min(100_000, count)))
+    log(f"  seeded {count:,} keys ({name}) in {time.monotonic() - t0:.1f} s")
+    return hashes
+
+
+def keyservice_alone(s: Settings, work: Path, admin_secret: str, filter_token: str,
+                     sqlite_large: tuple[Path, Path] | None = None) -> dict:
+    """The key service by itself: lookups over SMALL_KEYS and over s.db_keys keys, and key
+    creations, on each backend. The key service (and PostgreSQL) on CPU 0, wrk on CPU 1.
+
+    `sqlite_large`: an SQLite database of s.db_keys keys and its hashes file, if the run made
+    one already (a copy of the Envoy rows' database); otherwise one is seeded here."""
+    out: dict = {"small_keys": SMALL_KEYS, "large_keys": s.db_keys, "backends": {}}
+    for backend in keyservice_backends():
+        log(f"key service alone on {backend}: {SMALL_KEYS:,} and {s.db_keys:,} keys")
+        pg = None
+        targets: list[KsTarget] = []
+        try:
+            if backend == "sqlite":
+                small_db = work / "alone-small.db"
+                targets.append(KsTarget(backend, SMALL_KEYS, small_db,
+                                        seed(work, small_db, SMALL_KEYS, "sqlite-small")))
+                if sqlite_large:
+                    targets.append(KsTarget(backend, s.db_keys, *sqlite_large))
+                else:
+                    large_db = work / "alone-large.db"
+                    targets.append(KsTarget(backend, s.db_keys, large_db,
+                                            seed(work, large_db, s.db_keys, "sqlite-large")))
+            else:
+                # PostgreSQL beside the key service on CPU 0: one service's cost is both.
+                pg = pgserver.PgServer.start(work, ENVOY_CPU)
+                for size, keys in (("small", SMALL_KEYS), ("large", s.db_keys)):
+                    # The seeder opens the database with the key service's store first, so the
+                    # schema is the real one (its migrations), then bulk-inserts the rows.
+                    url = pg.fresh_database(f"kgbench_{size}")
+                    hashes = seed(work, url, keys, f"postgres-{size}")
+                    pg.analyze(f"kgbench_{size}")
+                    targets.append(KsTarget(backend, keys, url, hashes))
+            out["backends"][backend] = measure_backend(s, work, admin_secret, filter_token,
+                                                       targets, pg)
+        finally:
+            for target in targets:
+                if target.proc:
+                    target.proc.stop()
+            if pg:
+                if pg.proc is None:
+                    for size in ("small", "large"):
+                        pg.drop_database(f"kgbench_{size}")
+                pg.stop()
+    return out
+
+
+def measure_backend(s: Settings, work: Path, admin_secret: str, filter_token: str,
+                    targets: list[KsTarget], pg: "pgserver.PgServer | None") -> dict:
+    """Both sizes' key services up at once, their lookup runs interleaved (a different size
+    first each round), then key creations on the large database."""
+    for t in targets:
+        t.proc, t.port = start_keyservice(work, admin_secret, filter_token, t.database,
+                                          ENVOY_CPU, f"keyservice-alone-{t.backend}-{t.keys}")
+        status, _, body = http_request(t.port, "/v1/lookup", {
+            "authorization": f"Bearer {filter_token}", "content-type": "application/json"},
+            "POST", json.dumps({"key_hash": _first(t.hashes)}).encode())
+        if status != 200 or b'"valid"' not in body:
+            raise BenchError(f"key service ({t.backend}, {t.keys:,} keys): lookup of a seeded "
+                             f"key answered {status} {body[:200]!r}")
+
+    def run(t: KsTarget, script: str, seconds: int, connections: int, headers: tuple,
+            args: tuple = ()) -> dict:
+        assert t.proc is not None
+        c0 = t.proc.cpu_seconds()
+        p0 = pg.cpu_seconds() if pg else None
+        b0 = cpu_busy_seconds(ENVOY_CPU)
+        r = wrk(f"http://127.0.0.1:{t.port}/", connections=connections, seconds=seconds,
+                script=LUA / script, lua_dir=LUA, headers=headers, args=args)
+        c1 = t.proc.cpu_seconds()
+        p1 = pg.cpu_seconds() if pg else None
+        b1 = cpu_busy_seconds(ENVOY_CPU)
         if r.errors > 0.1 * max(r.requests, 1):
-            raise BenchError(f"key service {script}: {r.errors} of {r.requests} failed")
-        return {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
-                "cpu_us": (c1 - c0) / max(r.requests, 1) * 1e6, "util": (c1 - c0) / r.seconds,
-                "requests": r.requests}
+            raise BenchError(f"key service ({t.backend}, {t.keys:,} keys) {script}: {r.errors} "
+                             f"of {r.requests} failed")
+        m = {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
+             "cpu_us": (c1 - c0) / max(r.requests, 1) * 1e6, "util": (c1 - c0) / r.seconds,
+             "requests": r.requests}
+        if p0 is not None and p1 is not None:
+            m["db_cpu_us"] = (p1 - p0) / max(r.requests, 1) * 1e6
+            m["db_util"] = (p1 - p0) / r.seconds
+        # CPU 0 time nobody under test used: other processes on this shared machine.
+        m["other_util"] = max(0.0, (b1 - b0) / r.seconds - m["util"] - m.get("db_util", 0.0))
+        return m
 
-    filter_auth = (f"authorization: Bearer {fx.filter_token}",)
-    run("lookup.lua", 1, s.ks_connections, filter_auth, (str(fx.hashes),))  # warm-up
-    lookups = [run("lookup.lua", s.ks_seconds, s.ks_connections, filter_auth, (str(fx.hashes),))
-               for _ in range(s.ks_rounds)]
-    creates = run("create.lua", s.ks_seconds, 16, (f"authorization: Bearer {fx.admin_secret}",))
-    out = {"keys": s.db_keys, "lookups": lookups, "creates": creates,
-           "hwm_kib": proc.status_kib("VmHWM"), "rss_kib": proc.status_kib("VmRSS")}
-    proc.stop()
+    filter_auth = (f"authorization: Bearer {filter_token}",)
+    for t in targets:  # warm-up: the database's pages into memory
+        run(t, "lookup.lua", 1, s.ks_connections, filter_auth, (str(t.hashes),))
+    lookups: dict[int, list[dict]] = {t.keys: [] for t in targets}
+    for i in range(s.ks_rounds):
+        for t in targets[i % len(targets):] + targets[:i % len(targets)]:
+            lookups[t.keys].append(run(t, "lookup.lua", s.ks_seconds, s.ks_connections,
+                                       filter_auth, (str(t.hashes),)))
+    large = targets[-1]
+    assert large.proc is not None
+    creates = run(large, "create.lua", s.ks_seconds, 16,
+                  (f"authorization: Bearer {admin_secret}",))
+    out = {"sizes": {str(t.keys): {"keys": t.keys, "lookups": lookups[t.keys],
+                                   "hashes": min(100_000, t.keys)} for t in targets},
+           "creates": creates, "hwm_kib": large.proc.status_kib("VmHWM"),
+           "rss_kib": large.proc.status_kib("VmRSS")}
+    if pg:
+        out["server"] = pg.describe()
     return out
 
 
@@ -620,16 +746,17 @@ def machine() -> dict:
     rev = cmd("git", "rev-parse", "--short", "HEAD")
     if cmd("git", "status", "--porcelain"):
         rev += " (uncommitted changes)"
-    wasm = KEYGATE_WASM.read_bytes()
+    wasm = KEYGATE_WASM.read_bytes() if KEYGATE_WASM.exists() else b""
     return {
-        "wasm": f"{len(wasm):,} bytes, sha256 {hashlib.sha256(wasm).hexdigest()[:16]}",
+        "wasm": (f"{len(wasm):,} bytes, sha256 {hashlib.sha256(wasm).hexdigest()[:16]}"
+                 if wasm else "not built"),
         "nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "memory": mem,
         "envoy": cmd(ENVOY_BIN, "--version").replace(ENVOY_BIN, "").strip(" :"),
         "rustc": cmd("rustc", "--version"), "git": rev,
     }
 
 
-def main() -> int:
+def main(only: str | None = None) -> int:
     s = Settings.from_env()
     t_start = time.monotonic()
     loadavg_start = os.getloadavg()
@@ -642,6 +769,20 @@ def main() -> int:
 
     def phase(name: str, t0: float) -> None:
         phases[name] = time.monotonic() - t0
+
+    if only == "keyservice":
+        t0 = time.monotonic()
+        alone = keyservice_alone(s, work, "bench-admin-" + secrets.token_hex(16),
+                                 "bench-filter-" + secrets.token_hex(16))
+        phase("key service alone", t0)
+        info["loadavg_start"] = " ".join(f"{x:.2f}" for x in loadavg_start)
+        info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        wall = time.monotonic() - t_start
+        raw = {"settings": s.__dict__, "machine": info, "phases": phases, "wall_seconds": wall,
+               "only": only, "keyservice_alone": alone}
+        save(raw, f"{time.strftime('%Y%m%d-%H%M%S')}-{only}", latest=False)
+        finish(work)
+        return 0
 
     t0 = time.monotonic()
     fx = make_fixtures(s, work)
@@ -680,8 +821,7 @@ def main() -> int:
         bench.stop_all()
 
     t0 = time.monotonic()
-    log(f"key service alone, {s.db_keys:,} keys")
-    alone = keyservice_alone(s, fx)
+    alone = keyservice_alone(s, work, fx.admin_secret, fx.filter_token, (fx.alone_db, fx.hashes))
     phase("key service alone", t0)
 
     t0 = time.monotonic()
@@ -706,18 +846,28 @@ def main() -> int:
            "paired": paired, "latency": latency, "memory": memory, "keyservice_alone": alone,
            "native_ns": natives, "keygate": usage, "usage_report_statuses": usage_statuses,
            "envoy_rss_kib": rss, "revocation": revoked}
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    save(raw, time.strftime("%Y%m%d-%H%M%S"), latest=True)
+    finish(work)
+    return 0
+
+
+def save(raw: dict, stamp: str, latest: bool) -> None:
+    """bench/results/<stamp>.json and .md (and latest.md, for a whole run); prints the report."""
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
     (results / f"{stamp}.json").write_text(json.dumps(raw, indent=1, default=str))
     doc = render_raw(raw)
     (results / f"{stamp}.md").write_text(doc)
-    (results / "latest.md").write_text(doc)
+    if latest:
+        (results / "latest.md").write_text(doc)
     print(doc)
-    log(f"done in {wall / 60:.1f} min; saved bench/results/{stamp}.md and latest.md")
+    log(f"done in {raw['wall_seconds'] / 60:.1f} min; saved bench/results/{stamp}.md"
+        + (" and latest.md" if latest else ""))
+
+
+def finish(work: Path) -> None:
     if os.environ.get("BENCH_KEEP_WORK", "") in ("", "0") and "BENCH_WORK_DIR" not in os.environ:
         shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 def usage_report_statuses(keyservice_log: Path) -> dict[str, int]:
@@ -733,6 +883,9 @@ def usage_report_statuses(keyservice_log: Path) -> dict[str, int]:
 def render_raw(raw: dict) -> str:
     """The report from a run's raw figures (bench/results/<timestamp>.json)."""
     s = Settings(**raw["settings"])
+    if raw.get("only") == "keyservice":
+        return report.render_keyservice_only(s, raw["machine"], raw["keyservice_alone"],
+                                             raw["phases"], raw["wall_seconds"])
     rows = [R.Row(r["key"], r["number"], r["label"], "", None, keyservice=r["keyservice"],
                   expect=tuple(r["expect"]) if r["expect"] else None, runs=r["runs"])
             for r in raw["rows"]]
@@ -748,8 +901,16 @@ if __name__ == "__main__":
         # Re-renders a saved run: bench/bench.py --render bench/results/<timestamp>.json
         print(render_raw(json.loads(Path(sys.argv[2]).read_text())))
         sys.exit(0)
+    # Only the key service phase (its own fixtures; no Envoy, no .wasm needed):
+    #   bench/bench.py --only keyservice
+    only = None
+    if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] == "keyservice":
+        only = "keyservice"
+    elif len(sys.argv) > 1:
+        print("usage: bench/bench.py [--only keyservice | --render RESULTS.json]", file=sys.stderr)
+        sys.exit(2)
     try:
-        sys.exit(main())
+        sys.exit(main(only))
     except BenchError as e:
         log(f"FAILED: {e}")
         sys.exit(1)

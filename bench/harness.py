@@ -62,15 +62,17 @@ class Proc:
     """A child process, optionally pinned to a CPU, with its output in a log file."""
 
     def __init__(self, name: str, argv: list[str], log: Path, env: dict | None = None,
-                 cpu: str | None = None):
+                 cpu: str | None = None, stop_signal: int = signal.SIGTERM, **as_user):
+        """`as_user`: Popen's user, group and extra_groups, to run the process as another user."""
         self.name = name
         self.log = log
+        self.stop_signal = stop_signal
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True)
+                env=env, start_new_session=True, **as_user)
         self.pid = self.popen.pid
         _running.append(self)
 
@@ -102,9 +104,9 @@ class Proc:
             _running.remove(self)
         if self.popen.poll() is not None:
             return
-        self.popen.terminate()
+        self.popen.send_signal(self.stop_signal)
         try:
-            self.popen.wait(timeout=10)
+            self.popen.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()

@@ -248,21 +248,7 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
         w("")
 
     # ---- key service ------------------------------------------------------------------------
-    lk = alone["lookups"]
-    cr = alone["creates"]
-    w(f"## Key service alone ({alone['keys']:,} keys in SQLite)\n")
-    w("keygate-server (release, default settings, log level info) pinned to CPU 0, wrk on CPU 1. "
-      f"Lookups: {len(lk)} run(s) of {s.ks_seconds} s, `POST /v1/lookup` of random existing "
-      f"hashes, {s.ks_connections} connections. Creations: `POST /v1/keys` (one durable "
-      "transaction each, `synchronous=FULL`), 16 connections.\n")
-    w("| | req/s | p50 ms | p99 ms | errors | CPU µs/req | CPU |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
-    w(f"| lookups | {fmt_int(med(m['rps'] for m in lk))} | {med(m['p50_ms'] for m in lk):.2f} "
-      f"| {med(m['p99_ms'] for m in lk):.2f} | {sum(m['errors'] for m in lk)} "
-      f"| {med(m['cpu_us'] for m in lk):.1f} | {med(m['util'] for m in lk) * 100:.0f}% |")
-    w(f"| key creations | {fmt_int(cr['rps'])} | {cr['p50_ms']:.2f} | {cr['p99_ms']:.2f} "
-      f"| {cr['errors']} | {cr['cpu_us']:.1f} | {cr['util'] * 100:.0f}% |")
-    w(f"\nPeak memory (VmHWM): {alone['hwm_kib'] / 1024:.1f} MiB.\n")
+    out.extend(render_keyservice(s, alone))
 
     # ---- native -----------------------------------------------------------------------------
     w("## Native (criterion, core/benches/core.rs, pinned to CPU 0)\n")
@@ -319,4 +305,104 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
       f"run again (at most {s.retry_budget} reruns per run)")
     w("- phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
     w("")
+    return "\n".join(out)
+
+
+BACKEND_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def _upgrade_alone(alone: dict) -> dict:
+    """A run saved before the 1k/1M matrix (one SQLite database): the same figures in the
+    matrix's shape, as its large size."""
+    if "backends" in alone:
+        return alone
+    keys = alone["keys"]
+    return {"small_keys": None, "large_keys": keys, "backends": {"sqlite": {
+        "sizes": {str(keys): {"keys": keys, "lookups": alone["lookups"],
+                              "hashes": min(100_000, keys)}},
+        "creates": alone["creates"], "hwm_kib": alone["hwm_kib"],
+        "rss_kib": alone.get("rss_kib")}}}
+
+
+def render_keyservice(s, alone: dict) -> list[str]:
+    """The key service alone: lookups at two database sizes and key creations, per backend."""
+    alone = _upgrade_alone(alone)
+    out: list[str] = []
+    w = out.append
+    small, large = alone["small_keys"], alone["large_keys"]
+    backends = alone["backends"]
+    names = " and ".join(BACKEND_NAMES.get(b, b) for b in backends)
+    w(f"## Key service alone ({names}; {f'{small:,} and ' if small else ''}{large:,} keys)\n")
+    if s.quick and large < 1_000_000:
+        w(f"**Quick run: the large database has {large:,} keys, not 1,000,000.**\n")
+    w("keygate-server (release, default settings, log level info) pinned to CPU 0, wrk (`-t1`) on "
+      "CPU 1. PostgreSQL (every server process) is pinned to CPU 0 too, beside the key service: "
+      "on PostgreSQL one key service request costs the service's CPU plus the server's, and both "
+      "share one CPU, as SQLite's in-process work does. "
+      f"Lookups: `POST /v1/lookup` of random existing hashes ({s.ks_connections} connections), "
+      f"{s.ks_rounds} run(s) of {s.ks_seconds} s per database after a 1 s warm-up, the two sizes "
+      "of a backend up at once and their runs interleaved; medians shown. The hashes drawn from "
+      "are min(100,000, keys) spread evenly over the whole table. Keys are seeded in bulk "
+      "(bench/tools `seed-keys`) after the key service's own migrations made the schema; on "
+      "PostgreSQL the load is followed by `VACUUM ANALYZE`. Creations: `POST /v1/keys` (one "
+      "durable transaction each: SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`, "
+      "fsync on), 16 connections, on the large database. \"Other work\" is CPU 0's busy time "
+      "(/proc/stat) not used by the key service or PostgreSQL: other processes on a shared "
+      "machine, which these runs do not wait out.\n")
+    w("| backend | keys | lookups/s | p50 ms | p99 ms | errors | key service CPU µs/req "
+      "| PostgreSQL CPU µs/req | CPU 0 used by them | other work on CPU 0 |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for backend, b in backends.items():
+        for size in b["sizes"].values():
+            lk = size["lookups"]
+            db_us = (f"{med(m['db_cpu_us'] for m in lk):.1f}" if all("db_cpu_us" in m for m in lk)
+                     else "")
+            busy = med(m["util"] + m.get("db_util", 0.0) for m in lk)
+            other = (f"{med(m['other_util'] for m in lk) * 100:.0f}%"
+                     if all("other_util" in m for m in lk) else "")
+            w(f"| {BACKEND_NAMES.get(backend, backend)} | {size['keys']:,} "
+              f"| {fmt_int(med(m['rps'] for m in lk))} | {med(m['p50_ms'] for m in lk):.2f} "
+              f"| {med(m['p99_ms'] for m in lk):.2f} | {sum(m['errors'] for m in lk)} "
+              f"| {med(m['cpu_us'] for m in lk):.1f} | {db_us} | {busy * 100:.0f}% | {other} |")
+    w("")
+    w(f"Flat cost: the large database ({large:,} keys) against the small one "
+      f"({f'{small:,}' if small else '-'}), and key creations:\n")
+    w("| backend | lookups/s large ÷ small | lookup p99 large ÷ small | key creations/s "
+      "| creation p50 ms | creation p99 ms | creation errors | key service peak memory |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for backend, b in backends.items():
+        by_keys = {sz["keys"]: sz["lookups"] for sz in b["sizes"].values()}
+        ratio_rps = ratio_p99 = "-"
+        if small in by_keys and large in by_keys:
+            lg, sm = by_keys[large], by_keys[small]
+            ratio_rps = f"{med(m['rps'] for m in lg) / med(m['rps'] for m in sm):.2f}"
+            ratio_p99 = f"{med(m['p99_ms'] for m in lg) / med(m['p99_ms'] for m in sm):.2f}"
+        cr = b["creates"]
+        w(f"| {BACKEND_NAMES.get(backend, backend)} | {ratio_rps} | {ratio_p99} "
+          f"| {fmt_int(cr['rps'])} | {cr['p50_ms']:.2f} | {cr['p99_ms']:.2f} | {cr['errors']} "
+          f"| {b['hwm_kib'] / 1024:.1f} MiB |")
+    w("")
+    if "postgres" not in backends:
+        w("PostgreSQL: not measured (this keygate-server has no `--database-url`).\n")
+    for backend, b in backends.items():
+        server = b.get("server")
+        if server:
+            shown = ", ".join(f"{k} {v}" for k, v in server.items()
+                              if k not in ("server_version", "cluster"))
+            w(f"PostgreSQL server: {server.get('server_version', '?')}, "
+              f"{server.get('cluster', '?')}, on 127.0.0.1 (TCP); {shown}.\n")
+    return out
+
+
+def render_keyservice_only(s, info, alone, phases, wall) -> str:
+    """The report of `bench/bench.py --only keyservice`."""
+    out = [f"# keygate key service benchmark ({'quick' if s.quick else 'full'} run, "
+           "key service phase only)\n",
+           f"keygate {info['git']}; {info['rustc']}. Machine: {info['nproc']} CPUs "
+           f"({info['cpu']}), {info['memory']}, Linux {info['kernel']}; load average "
+           f"{info['loadavg_start']} at start, {info['loadavg_end']} at end. Wall time "
+           f"{wall / 60:.1f} min.\n"]
+    out.extend(render_keyservice(s, alone))
+    out.append("- phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
+    out.append("")
     return "\n".join(out)

@@ -36,10 +36,14 @@
 # machine each window first waits (bounded) for both CPUs to be free of other processes, and a
 # window where others took over 10% of a CPU is run again (bounded); the report shows how much.
 # Then: Envoy RSS with 1,000 and 1,000,000 keys cached (warmed through the filter), the hit cost at
-# both sizes; the key service alone (lookups/s over 1M keys seeded in bulk into a copy of the
-# database, key creations/s, peak memory); revocation delays (bench/revocation.py: 2 Envoys x 4
-# workers, p50/p99/max over 100 revoked keys hot on every worker); criterion benchmarks of the
-# core (core/benches/).
+# both sizes; the key service alone, on SQLite and on PostgreSQL (when keygate-server has
+# --database-url): lookups/s and p99 over 1,000 and over 1M keys seeded in bulk (100k in a quick
+# run), the two sizes interleaved, their ratio; key creations/s; peak memory. The key service
+# and PostgreSQL (a throwaway initdb cluster, fsync on, or BENCH_DATABASE_URL's server) share
+# CPU 0, wrk has CPU 1; `python3 bench/bench.py --only keyservice` runs only this phase (after
+# `cargo build --release -p keygate-keyservice -p keygate-bench`). Then revocation delays
+# (bench/revocation.py: 2 Envoys x 4 workers, p50/p99/max over 100 revoked keys hot on every
+# worker); criterion benchmarks of the core (core/benches/).
 # No speed is asserted anywhere: the report lists each target with the measured figure and
 # met/missed.
 #
@@ -48,7 +52,9 @@
 # config every row renders (each one passes `envoy --mode validate` before it starts).
 #
 # Settings (environment): BENCH_QUICK=1; BENCH_ROUNDS, BENCH_SECONDS, BENCH_CONNECTIONS override
-# the run's; ENVOY_BIN (default .venv/bin/envoy); CARGO_TARGET_DIR; BENCH_WORK_DIR (kept) or
+# the run's; BENCH_DATABASE_URL (postgres://, a user that may CREATE DATABASE) for the key
+# service phase's PostgreSQL instead of a throwaway cluster; ENVOY_BIN (default
+# .venv/bin/envoy); CARGO_TARGET_DIR; BENCH_WORK_DIR (kept) or
 # BENCH_KEEP_WORK=1 to keep the work files (configs, logs, database) of a run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

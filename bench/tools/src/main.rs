@@ -1,8 +1,8 @@
 //! keygate-bench: fixtures for `bench/run.sh`, made natively and fast.
 //!
-//! - `seed-keys`: puts many valid API keys into a key service database in one transaction (the
-//!   admin API would take one fsync per key), and writes some of their secrets and hashes out for
-//!   the load generator.
+//! - `seed-keys`: puts many valid API keys into a key service database (SQLite or PostgreSQL) in
+//!   one transaction (the admin API would take one fsync per key), and writes some of their
+//!   secrets and hashes out for the load generator.
 //! - `mint-jwts`: makes an Ed25519, a P-256 and an RSA key pair, writes their public JWKS, and
 //!   mints many distinct tokens per algorithm, signed with `jsonwebtoken` (ring).
 //!
@@ -14,7 +14,9 @@ mod seed;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use keygate_keyservice::store::{Database, DatabaseUrl};
 
 #[derive(Parser)]
 #[command(about = "Fixtures for bench/run.sh")]
@@ -26,10 +28,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Bulk-inserts `count` active, never-expiring keys (tenant `bench`, permission
-    /// `orders:read`) into the key service database at `db`, creating it with the real schema.
+    /// `orders:read`) into the key service database (the SQLite file `db`, or the PostgreSQL
+    /// database at `database_url`), creating its schema with the store's own migrations.
     SeedKeys {
+        #[arg(
+            long,
+            required_unless_present = "database_url",
+            conflicts_with = "database_url"
+        )]
+        db: Option<PathBuf>,
+        /// `postgres://…`: an existing (empty) PostgreSQL database.
         #[arg(long)]
-        db: PathBuf,
+        database_url: Option<String>,
         #[arg(long)]
         count: u64,
         /// Writes the secrets of keys 0..secret_count here, one per line.
@@ -67,6 +77,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::SeedKeys {
             db,
+            database_url,
             count,
             secrets_out,
             secret_count,
@@ -76,8 +87,16 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let database = match (db, database_url) {
+                (_, Some(url)) => Database::Postgres(
+                    DatabaseUrl::parse(&url)
+                        .context("--database-url must start with postgres:// or postgresql://")?,
+                ),
+                (Some(path), None) => Database::Sqlite(path),
+                (None, None) => anyhow::bail!("give --db or --database-url"),
+            };
             runtime.block_on(seed::run(seed::Seed {
-                db,
+                database,
                 count,
                 secrets_out,
                 secret_count,
