@@ -5,6 +5,8 @@
 // A timing harness's fixtures are fixed: a broken one should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod jwt_fixtures;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -12,6 +14,7 @@ use keygate_core::cache::{self, Entry};
 use keygate_core::config::{CachePolicy, FilterConfig};
 use keygate_core::decision::{self, Outcome, Plan, RequestView};
 use keygate_core::hostmap;
+use keygate_core::jwt::{self, Jwks, ProviderPolicy};
 use keygate_core::key::{ApiKey, KeyHash, KEY_RANDOM_BYTES};
 use keygate_core::local::{LocalCache, Tagger};
 use keygate_core::route::normalize_path;
@@ -154,4 +157,20 @@ fn main() {
             black_box(verdict);
         }
     });
+
+    // One uncached verification per algorithm: the whole `jwt::verify` (parse, signature,
+    // claims), as the filter runs it on a verified-token cache miss.
+    let jwks = Jwks::parse(jwt_fixtures::JWKS.as_bytes()).unwrap();
+    let jwt_policy = ProviderPolicy::new(
+        "bench",
+        "https://issuer.bench",
+        vec!["bench-api".to_owned()],
+    )
+    .unwrap();
+    for (alg, token) in jwt_fixtures::TOKENS {
+        jwt::verify(token, &jwks, &jwt_policy, NOW).unwrap();
+        time(&format!("jwt::verify {alg}"), 200, || {
+            black_box(jwt::verify(black_box(token), &jwks, &jwt_policy, NOW).ok());
+        });
+    }
 }

@@ -13,8 +13,10 @@ use std::fmt;
 
 use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Verifier as _;
+// rsa's own sha2 (0.11) only names the digest (its OID and size); the hashing is sha2 0.10's.
+use rsa::sha2 as rsa_sha2;
 use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
+use rsa::{BoxedUint, Pkcs1v15Sign, Pss, PublicKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
@@ -178,7 +180,7 @@ pub(crate) struct Jwk {
 
 #[derive(Clone)]
 enum Material {
-    Rsa(RsaPublicKey),
+    Rsa(PublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -188,7 +190,7 @@ enum Material {
 impl fmt::Debug for Material {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Rsa(key) => write!(f, "Rsa({} bits)", key.n().bits()),
+            Self::Rsa(key) => write!(f, "Rsa({} bits)", key.n().bit_width_vartime()),
             Self::P256(_) => f.write_str("P256"),
             Self::P384(_) => f.write_str("P384"),
             Self::Ed25519(_) => f.write_str("Ed25519"),
@@ -223,15 +225,16 @@ impl Jwk {
 
         let (implied, material) = match kty {
             "RSA" => {
-                let n = BigUint::from_bytes_be(&bytes_member(entry, "n")?);
-                let e = BigUint::from_bytes_be(&bytes_member(entry, "e")?);
-                if n.bits() < MIN_RSA_BITS {
+                let n = BoxedUint::from_be_slice_vartime(&bytes_member(entry, "n")?);
+                let e = BoxedUint::from_be_slice_vartime(&bytes_member(entry, "e")?);
+                let bits = usize::try_from(n.bit_width_vartime()).unwrap_or(usize::MAX);
+                if bits < MIN_RSA_BITS {
                     return Err(SkipReason::RsaKeyTooSmall);
                 }
-                if n.bits() > MAX_RSA_BITS {
+                if bits > MAX_RSA_BITS {
                     return Err(SkipReason::RsaKeyTooLarge);
                 }
-                let key = RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
+                let key = PublicKey::new_with_size_limits(n, e, MIN_RSA_BITS..=MAX_RSA_BITS)
                     .map_err(|_| SkipReason::InvalidKey)?;
                 (Algorithm::Rs256, Material::Rsa(key))
             }
@@ -321,34 +324,34 @@ impl Jwk {
                 // The rsa crate also checks that the signature is exactly as long as the modulus.
                 let result = match alg {
                     Algorithm::Rs256 => key.verify(
-                        Pkcs1v15Sign::new::<Sha256>(),
+                        Pkcs1v15Sign::new::<rsa_sha2::Sha256>(),
                         &Sha256::digest(signing_input),
                         signature,
                     ),
                     Algorithm::Rs384 => key.verify(
-                        Pkcs1v15Sign::new::<Sha384>(),
+                        Pkcs1v15Sign::new::<rsa_sha2::Sha384>(),
                         &Sha384::digest(signing_input),
                         signature,
                     ),
                     Algorithm::Rs512 => key.verify(
-                        Pkcs1v15Sign::new::<Sha512>(),
+                        Pkcs1v15Sign::new::<rsa_sha2::Sha512>(),
                         &Sha512::digest(signing_input),
                         signature,
                     ),
                     // RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the hash;
                     // `Pss::new` sets exactly that and the check insists on that salt length.
                     Algorithm::Ps256 => key.verify(
-                        Pss::new::<Sha256>(),
+                        Pss::<rsa_sha2::Sha256>::new(),
                         &Sha256::digest(signing_input),
                         signature,
                     ),
                     Algorithm::Ps384 => key.verify(
-                        Pss::new::<Sha384>(),
+                        Pss::<rsa_sha2::Sha384>::new(),
                         &Sha384::digest(signing_input),
                         signature,
                     ),
                     Algorithm::Ps512 => key.verify(
-                        Pss::new::<Sha512>(),
+                        Pss::<rsa_sha2::Sha512>::new(),
                         &Sha512::digest(signing_input),
                         signature,
                     ),

@@ -28,6 +28,9 @@ mod test_keys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod wycheproof;
 
 pub use alg::Algorithm;
 pub use error::JwtError;
