@@ -91,7 +91,7 @@ impl RequestFilter {
         required: &[Permission],
         strip: Strip,
     ) -> HostResult<Action> {
-        let now = host::now_secs()?;
+        let now = worker.now()?;
         // Past the revocation feed's stale-if-error bound, cached answers are a miss.
         let cached = if worker.serve_cached_keys() {
             worker
@@ -102,13 +102,15 @@ impl RequestFilter {
             None
         };
         if let Some(outcome) = cached {
-            worker.metrics.inc(worker.metrics.cache_hit);
+            worker.metrics.cache_hit.count();
             return carry_out(worker, decision::judge(&outcome, required), &strip, now);
         }
         if let Some(denial) = decision::before_lookup(key) {
             return act::deny(worker, &denial);
         }
         worker.metrics.inc(worker.metrics.cache_miss);
+        // A miss reads the clock afresh: the lookup's deadline and the breaker count from now.
+        let now = worker.read_clock()?;
 
         let me = Waiter {
             context_id: self.context_id,
@@ -160,16 +162,25 @@ impl RequestFilter {
         required: &[Permission],
         strip: Strip,
     ) -> HostResult<Action> {
-        let now = host::now_secs()?;
+        let now = worker.now()?;
         // The worker's own copy first, by tag: a hit then never hashes the whole token.
         let tag = worker.tagger.tag(&token);
         if let Some(outcome) = worker.tokens.local(&tag, now) {
             return token_hit(worker, &outcome, required, strip, now);
         }
+        // A token whose signature already failed here is refused as it was then, unverified.
+        if worker.forged.borrow().contains(&tag, now) {
+            worker.metrics.inc(worker.metrics.jwt_forged_cached);
+            let verdict = worker.reject_token(tag, &JwtError::BadSignature, now);
+            return carry_out(worker, verdict, &strip, now);
+        }
         let hash = KeyHash::of(token.as_bytes());
         if let Some(outcome) = worker.cache_shared(&worker.tokens, tag, &hash, now) {
             return token_hit(worker, &outcome, required, strip, now);
         }
+        // A verification reads the clock afresh, so `nbf` and `exp` are judged on the time now
+        // whatever `clock_skew_secs` is.
+        let now = worker.read_clock()?;
         let provider =
             jwt::peek_issuer(&token).and_then(|iss| worker.config.jwt.provider_for(&iss));
         let Some((index, provider)) = provider else {
@@ -183,7 +194,7 @@ impl RequestFilter {
             }
             JwtCheck::Rejected(JwtError::UnknownKid) if worker.request_refetch(index, now) => {}
             JwtCheck::Rejected(e) => {
-                return carry_out(worker, worker.reject_token(&e), &strip, now);
+                return carry_out(worker, worker.reject_token(tag, &e, now), &strip, now);
             }
             JwtCheck::NoKeys => {}
         }
@@ -210,7 +221,7 @@ fn token_hit(
     strip: Strip,
     now: u64,
 ) -> HostResult<Action> {
-    worker.metrics.inc(worker.metrics.jwt_cache_hit);
+    worker.metrics.jwt_cache_hit.count();
     let strip = decision::strip_for_cached_token(&worker.config, outcome, strip);
     carry_out(worker, decision::judge(outcome, required), &strip, now)
 }
@@ -228,10 +239,15 @@ impl Context for RequestFilter {
             Ok(now) => now,
             Err(e) => return log::warn!("{e}"),
         };
-        if lookup::on_answer(&worker, token, body_size, now) {
-            self.waiting_on = None;
-            if let Err(e) = host::set_effective_context(self.context_id) {
-                log::warn!("{e}");
+        match lookup::on_answer(&worker, token, self.context_id, body_size, now) {
+            lookup::Answered::NotALookup => {}
+            // Still the sender of the lookup it waits on.
+            lookup::Answered::SentAgain => {}
+            lookup::Answered::Finished => {
+                self.waiting_on = None;
+                if let Err(e) = host::set_effective_context(self.context_id) {
+                    log::warn!("{e}");
+                }
             }
         }
     }

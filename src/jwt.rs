@@ -60,6 +60,8 @@ impl Worker {
                     *state.keys.borrow_mut() = Some(Rc::new(parsed));
                     *state.document.borrow_mut() = Some(bytes);
                     state.generation.set(Some(schedule.generation));
+                    // A signature that failed under the old keys may verify under the new.
+                    self.forged.borrow_mut().clear();
                     self.tokens.relayout(CacheLayout::tokens(
                         &self.config.jwt.cache,
                         fp,
@@ -237,7 +239,7 @@ impl Worker {
             let r = p.request;
             let verdict = match self.verify_jwt(r.provider, &r.token, now) {
                 JwtCheck::Verified(v) => self.accept_token(&r.hash, r.tag, v, &r.required, now),
-                JwtCheck::Rejected(e) => self.reject_token(&e),
+                JwtCheck::Rejected(e) => self.reject_token(r.tag, &e, now),
                 JwtCheck::NoKeys => decision::unavailable(&self.config),
             };
             let strip = self.strip_for(r.provider, r.strip);
@@ -265,7 +267,9 @@ impl Worker {
         decision::judge(&outcome, required)
     }
 
-    pub fn reject_token(&self, error: &JwtError) -> Verdict {
+    /// Refuses a token, and remembers it if it was forged (`keygate_core::local::ForgedTokens`).
+    pub fn reject_token(&self, tag: TokenTag, error: &JwtError, now: u64) -> Verdict {
+        self.forged.borrow_mut().note(tag, error, now);
         self.metrics.jwt_rejected(error.reason());
         log::debug!("token rejected: {}", error.reason());
         decision::token_rejected(error)

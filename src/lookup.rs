@@ -6,7 +6,7 @@ use keygate_core::breaker::{Breaker, Gate};
 use keygate_core::cache::{self, Entry};
 use keygate_core::decision::{self, Outcome};
 use keygate_core::key::KeyHash;
-use keygate_core::lookups::Waiter;
+use keygate_core::lookups::{self, Waiter};
 use keygate_core::wire::{LookupRequest, LookupResponse};
 
 use crate::act;
@@ -42,14 +42,49 @@ pub fn send(worker: &Worker, hash: &KeyHash, sender: u32, now: u64) -> Result<()
     }
 }
 
+/// What became of a callout answer [`on_answer`] was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// Not a lookup.
+    NotALookup,
+    /// Every request waiting on it was finished.
+    Finished,
+    /// The attempt failed and the lookup went out again from the same context: its requests
+    /// wait on.
+    SentAgain,
+}
+
 /// Handles callout `token`'s answer if it is a lookup: caches it and finishes every request
-/// waiting on it. Returns false when `token` is not a lookup. The caller makes its own stream
-/// current again afterwards.
-pub fn on_answer(worker: &Worker, token: u32, body_size: usize, now: u64) -> bool {
+/// waiting on it; or, the first time it failed as [`lookups::worth_another_try`] says, sends it
+/// again from `sender` (the context whose callback this is), and only the second attempt's
+/// outcome goes to the circuit breaker. The caller makes its own stream current again
+/// afterwards.
+pub fn on_answer(worker: &Worker, token: u32, sender: u32, body_size: usize, now: u64) -> Answered {
+    let status = host::call_response_status().ok().flatten();
+    if lookups::worth_another_try(status) {
+        let again = worker.lookups.borrow_mut().retry(token);
+        if let Some(hash) = again {
+            log::warn!(
+                "lookup for key {} failed: status {status:?}; sending it again",
+                hash.short()
+            );
+            worker.metrics.inc(worker.metrics.callout_failure);
+            worker.metrics.inc(worker.metrics.callout_retry);
+            // The breaker counts failed lookups, not attempts: this one's second attempt tells.
+            return match send(worker, &hash, sender, now) {
+                Ok(()) => Answered::SentAgain,
+                Err(waiters) => {
+                    let unavailable = decision::unavailable(&worker.config);
+                    act::finish_waiters(worker, waiters, |_| unavailable.clone(), now);
+                    Answered::Finished
+                }
+            };
+        }
+    }
     let Some((hash, waiters)) = worker.lookups.borrow_mut().answered(token) else {
-        return false;
+        return Answered::NotALookup;
     };
-    let answer = read_answer(worker, &hash, body_size, now);
+    let answer = read_answer(worker, &hash, status, body_size, now);
     record(worker, answer.is_some(), now);
     if answer.is_none() {
         worker.metrics.inc(worker.metrics.callout_failure);
@@ -63,12 +98,17 @@ pub fn on_answer(worker: &Worker, token: u32, body_size: usize, now: u64) -> boo
         },
         now,
     );
-    true
+    Answered::Finished
 }
 
 /// Reads the key service's answer and caches it; `None` when the lookup failed in any way.
-fn read_answer(worker: &Worker, hash: &KeyHash, body_size: usize, now: u64) -> Option<Outcome> {
-    let status = host::call_response_status().ok().flatten();
+fn read_answer(
+    worker: &Worker,
+    hash: &KeyHash,
+    status: Option<u16>,
+    body_size: usize,
+    now: u64,
+) -> Option<Outcome> {
     if status != Some(200) {
         log::warn!("lookup for key {} failed: status {status:?}", hash.short());
         return None;

@@ -138,7 +138,9 @@ impl Context for FilterRoot {
             worker.on_fetch_response(index, body, now);
             worker.settle_parked(now);
             self.restore_context();
-        } else if lookup::on_answer(&worker, token, body, now) {
+        } else if lookup::on_answer(&worker, token, self.context_id, body, now)
+            != lookup::Answered::NotALookup
+        {
             self.restore_context();
         } else if let Some((_, report)) = self.report_in_flight.take_if(|(t, _)| *t == token) {
             self.on_report_answer(&worker, report);
@@ -188,6 +190,7 @@ impl RootContext for FilterRoot {
         let worker = Rc::new(Worker::new(config, metrics));
         // Before any request: the key cache's table is the feed's current epoch.
         if let Ok(now) = host::now_secs() {
+            worker.set_clock(now);
             worker.sync_feed(now);
         }
         self.worker = Some(worker);
@@ -198,6 +201,7 @@ impl RootContext for FilterRoot {
         let Some(worker) = self.worker.clone() else {
             return;
         };
+        worker.metrics.flush();
         let now = match host::now_secs() {
             Ok(n) => n,
             Err(e) => {
@@ -205,6 +209,7 @@ impl RootContext for FilterRoot {
                 return;
             }
         };
+        worker.set_clock(now);
         self.tend_lookups(&worker, now);
         if worker.config.revocation.is_some() {
             worker.sync_feed(now);

@@ -19,7 +19,7 @@ use keygate_core::feed::Seen;
 use keygate_core::jwks::ParkedToken;
 use keygate_core::jwt::Jwks;
 use keygate_core::key::KeyHash;
-use keygate_core::local::{LocalCache, Tagger, TokenTag};
+use keygate_core::local::{ForgedTokens, LocalCache, Tagger, TokenTag};
 use keygate_core::lookups::Lookups;
 use keygate_core::usage::UsageBook;
 
@@ -34,6 +34,9 @@ pub struct Worker {
     /// The verified-token cache, kept in the worker under each token's tag.
     pub tokens: Cache<TokenTag>,
     pub tagger: Tagger,
+    /// Tokens whose signature failed here, refused again without verifying; emptied whenever
+    /// the keys change.
+    pub forged: RefCell<ForgedTokens>,
     pub metrics: Metrics,
     /// Per JWT provider, in config order: this worker's copy of its keys.
     pub providers: Vec<ProviderKeys>,
@@ -46,6 +49,9 @@ pub struct Worker {
     pub usage: RefCell<UsageBook>,
     /// This worker's view of the revocation feed.
     pub feed: FeedView,
+    /// Unix seconds as the root context last read them (see [`Worker::now`]); 0 before the
+    /// first read.
+    clock: Cell<u64>,
 }
 
 /// What this worker knows of the revocation feed (`keygate_core::feed`).
@@ -147,6 +153,7 @@ impl Worker {
             ),
             // std seeds each RandomState from the host's randomness (WASI random_get).
             tagger: Tagger::new(RandomState::new(), RandomState::new()),
+            forged: RefCell::new(ForgedTokens::new(config.worker_cache_entries)),
             providers,
             parked: RefCell::new(Vec::new()),
             lookups: RefCell::new(Lookups::new(
@@ -163,6 +170,46 @@ impl Worker {
                 serve_cached: Cell::new(true),
                 lookups_seen: RefCell::new(HashMap::new()),
             },
+            clock: Cell::new(0),
+        }
+    }
+
+    /// Records the wall clock, in unix seconds, as the root context read it: on configure and
+    /// at the start of every tick.
+    pub fn set_clock(&self, now: u64) {
+        self.clock.set(now);
+    }
+
+    /// Reads the host's clock, and keeps it for [`Worker::now`]: for the paths that cost a
+    /// callout or a verification anyway, and want the time now.
+    pub fn read_clock(&self) -> host::HostResult<u64> {
+        let now = host::now_secs()?;
+        self.clock.set(now);
+        Ok(now)
+    }
+
+    /// The time a request's cache and expiry decisions use: the clock as of the last tick, so
+    /// a cache hit makes no clock read of its own (one host call fewer per request).
+    ///
+    /// Why that is safe: every expiry in the filter is counted in whole seconds, so decisions
+    /// already trail the real time by up to 1 s; this adds at most one tick period (1 s, 250 ms
+    /// with the revocation feed, 200 ms with a remote JWKS), since the tick runs on this
+    /// worker's own thread between its requests. What the lag can do is serve a cached answer
+    /// up to that long past its end:
+    /// - a key's answer ends at the earlier of its TTL and the key's `expires_at`; a key may
+    ///   work for under one more tick past its expiry (the key service's own clock and the
+    ///   network already blur that instant by as much);
+    /// - a verified token's entry ends at its `exp`, while a verification accepts it up to
+    ///   `clock_skew_secs` (60 s by default) past `exp`, so the lag stays far inside what
+    ///   verification allows anyway (and verification itself reads the clock afresh);
+    /// - revocation does not wait for clocks: the feed drops changed keys on the tick.
+    ///
+    /// Misses and verifications read the clock afresh ([`Worker::read_clock`]). Before the
+    /// first tick (or if the clock could not be read then) this reads the host's clock.
+    pub fn now(&self) -> host::HostResult<u64> {
+        match self.clock.get() {
+            0 => self.read_clock(),
+            now => Ok(now),
         }
     }
 

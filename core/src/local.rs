@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 
 use crate::decision::Outcome;
+use crate::jwt::JwtError;
 
 /// A worker's name for a bearer token: two independent, randomly keyed 64-bit hashes of it
 /// (std's `RandomState`, a keyed SipHash made to resist chosen collisions). The keys never leave
@@ -47,15 +48,17 @@ impl Tagger {
     }
 }
 
+/// A bounded map of `K` to a `V` that is fresh until its own time; by default the prepared
+/// [`Outcome`] of a credential.
 #[derive(Debug)]
-pub struct LocalCache<K> {
-    map: HashMap<K, (u64, Outcome)>,
+pub struct LocalCache<K, V = Outcome> {
+    map: HashMap<K, (u64, V)>,
     capacity: usize,
     /// When a full cache last dropped its stale entries (unix seconds).
     swept_at: u64,
 }
 
-impl<K: Eq + Hash + Copy> LocalCache<K> {
+impl<K: Eq + Hash + Copy, V> LocalCache<K, V> {
     /// A cache of at most `capacity` entries (`cache.worker_max_entries`); 0 keeps nothing.
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -66,7 +69,7 @@ impl<K: Eq + Hash + Copy> LocalCache<K> {
     }
 
     /// The outcome for `hash` while it is fresh (`now < fresh_until`).
-    pub fn get(&self, key: &K, now: u64) -> Option<&Outcome> {
+    pub fn get(&self, key: &K, now: u64) -> Option<&V> {
         match self.map.get(key) {
             Some((fresh_until, outcome)) if now < *fresh_until => Some(outcome),
             _ => None,
@@ -74,7 +77,7 @@ impl<K: Eq + Hash + Copy> LocalCache<K> {
     }
 
     /// Keeps `outcome` for `key` until `fresh_until` (unix seconds, exclusive).
-    pub fn put(&mut self, key: K, fresh_until: u64, outcome: Outcome, now: u64) {
+    pub fn put(&mut self, key: K, fresh_until: u64, outcome: V, now: u64) {
         if fresh_until <= now || self.capacity == 0 {
             return;
         }
@@ -107,6 +110,66 @@ impl<K: Eq + Hash + Copy> LocalCache<K> {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+/// How long a worker remembers a forged token, in seconds. A signature that failed under a set
+/// of keys fails under it forever, so this only turns the set over; the set is emptied when
+/// the keys change (`clear`).
+pub const FORGED_TTL_SECS: u64 = 300;
+
+/// The tokens whose signature failed on this worker, by [`TokenTag`]: the same forged token sent
+/// again is refused after a map lookup, without verifying its signature again (an ES256 or
+/// RS256 verification costs hundreds of microseconds as Wasm; the lookup well under one).
+///
+/// Per worker, in Wasm memory, rather than in shared data: remembering costs no host call and no
+/// shared-data write, so a flood of distinct forged tokens cannot make every worker contend on
+/// shared data either, and each worker verifies a given forged token at most once per
+/// [`FORGED_TTL_SECS`]. Bounded like [`LocalCache`] (it is one): a full set admits new tokens
+/// only as old ones go stale, and a token left out is simply verified again.
+///
+/// Only [`JwtError::BadSignature`] is remembered. Every other refusal is either cheaper than a
+/// verification (it comes before it) or depends on the time (`exp`, `nbf`), and a token refused
+/// for an unknown `kid` may pass once the keys are refetched. A bad signature depends on the
+/// token's bytes and the keys alone, so the caller must [`clear`](Self::clear) the set when the
+/// keys it verifies with change.
+#[derive(Debug)]
+pub struct ForgedTokens {
+    seen: LocalCache<TokenTag, ()>,
+}
+
+impl ForgedTokens {
+    /// A set of at most `capacity` tokens (`cache.worker_max_entries`); 0 remembers none.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: LocalCache::new(capacity),
+        }
+    }
+
+    /// True when `tag`'s token failed its signature check here within [`FORGED_TTL_SECS`].
+    pub fn contains(&self, tag: &TokenTag, now: u64) -> bool {
+        self.seen.get(tag, now).is_some()
+    }
+
+    /// Notes how `tag`'s token was refused; remembers it if its signature failed.
+    pub fn note(&mut self, tag: TokenTag, error: &JwtError, now: u64) {
+        if *error == JwtError::BadSignature {
+            self.seen
+                .put(tag, now.saturating_add(FORGED_TTL_SECS), (), now);
+        }
+    }
+
+    /// Forgets every token: the keys changed, and a signature that failed may now verify.
+    pub fn clear(&mut self) {
+        self.seen.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 }
 
@@ -231,5 +294,67 @@ mod tests {
         c.remove(&hash(3));
         assert_eq!(c.get(&hash(1), NOW), None);
         assert!(c.get(&hash(2), NOW).is_some());
+    }
+
+    fn tagger() -> Tagger {
+        Tagger::new(RandomState::new(), RandomState::new())
+    }
+
+    #[test]
+    fn a_token_with_a_bad_signature_is_remembered_for_the_ttl_and_not_after() {
+        let t = tagger();
+        let mut forged = ForgedTokens::new(10);
+        forged.note(t.tag("a.b.forged"), &JwtError::BadSignature, NOW);
+        assert!(forged.contains(&t.tag("a.b.forged"), NOW));
+        assert!(forged.contains(&t.tag("a.b.forged"), NOW + FORGED_TTL_SECS - 1));
+        assert!(!forged.contains(&t.tag("a.b.forged"), NOW + FORGED_TTL_SECS));
+        assert!(!forged.contains(&t.tag("a.b.other"), NOW));
+    }
+
+    #[test]
+    fn only_a_bad_signature_is_remembered() {
+        let t = tagger();
+        let mut forged = ForgedTokens::new(10);
+        for (n, error) in [
+            JwtError::Expired,
+            JwtError::NotYetValid,
+            JwtError::UnknownKid,
+            JwtError::WrongAudience,
+            JwtError::Malformed("payload is not a JSON object"),
+            JwtError::AlgNone,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let token = format!("a.b.{n}");
+            forged.note(t.tag(&token), error, NOW);
+            assert!(!forged.contains(&t.tag(&token), NOW), "{error}");
+        }
+        assert!(forged.is_empty());
+    }
+
+    #[test]
+    fn the_forged_set_is_bounded_and_emptied_when_the_keys_change() {
+        let t = tagger();
+        let mut forged = ForgedTokens::new(100);
+        for n in 0..1_000 {
+            forged.note(t.tag(&format!("a.b.{n}")), &JwtError::BadSignature, NOW);
+            assert!(forged.len() <= 100);
+        }
+        assert!(forged.contains(&t.tag("a.b.0"), NOW));
+        // Room frees as entries go stale.
+        let later = NOW + FORGED_TTL_SECS;
+        forged.note(t.tag("a.b.late"), &JwtError::BadSignature, later);
+        assert!(forged.contains(&t.tag("a.b.late"), later));
+        forged.clear();
+        assert!(!forged.contains(&t.tag("a.b.late"), later));
+    }
+
+    #[test]
+    fn capacity_zero_remembers_no_forged_token() {
+        let t = tagger();
+        let mut forged = ForgedTokens::new(0);
+        forged.note(t.tag("a.b.c"), &JwtError::BadSignature, NOW);
+        assert!(!forged.contains(&t.tag("a.b.c"), NOW));
     }
 }

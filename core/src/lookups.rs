@@ -18,6 +18,16 @@ use crate::route::Permission;
 /// answered "unavailable". Envoy answers every callout by its timeout; this is a backstop.
 pub const ORPHAN_GRACE_SECS: u64 = 1;
 
+/// Whether a lookup that failed with this callout status (`None`: no answer at all) is worth
+/// sending once more. Envoy answers 503 itself when it could not connect to the replica it picked
+/// or lost the connection before an answer (a replica killed or restarting), and a key service
+/// that cannot reach its database answers 503 too: another replica, or the same a moment later,
+/// may answer. A timeout (504) is not retried: the waiting requests have waited long enough. Any
+/// other status is an answer the key service would give again.
+pub fn worth_another_try(status: Option<u16>) -> bool {
+    matches!(status, None | Some(503))
+}
+
 /// A paused request waiting for a key's lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiter {
@@ -40,6 +50,8 @@ enum State {
 struct Pending {
     state: State,
     waiters: Vec<Waiter>,
+    /// Sent again after a failed attempt ([`Lookups::retry`]); it is not sent a third time.
+    retried: bool,
 }
 
 /// What a request that missed the caches does next.
@@ -101,6 +113,7 @@ impl Lookups {
             Pending {
                 state: State::Unsent,
                 waiters: vec![waiter],
+                retried: false,
             },
         );
         Admit::Send
@@ -140,6 +153,25 @@ impl Lookups {
             .0;
         let p = self.entries.remove(&hash)?;
         Some((hash, p.waiters))
+    }
+
+    /// Callout `token` failed in a way another attempt may not: Envoy could not get an answer
+    /// from the replica it picked ([`worth_another_try`]). The first time, the lookup keeps its
+    /// waiters and becomes `Unsent`, and its key is returned: the same sender sends it again at
+    /// once (then [`Lookups::sent`] or [`Lookups::send_failed`]), and Envoy's load balancer picks
+    /// again. `None` when `token` is not a lookup of this table, or was already sent again: then
+    /// it is finished as answered.
+    pub fn retry(&mut self, token: u32) -> Option<KeyHash> {
+        let (hash, p) = self
+            .entries
+            .iter_mut()
+            .find(|(_, p)| matches!(p.state, State::Sent { token: t, .. } if t == token))?;
+        if p.retried {
+            return None;
+        }
+        p.retried = true;
+        p.state = State::Unsent;
+        Some(*hash)
     }
 
     /// Request `context_id`, which waited on `hash`, ended. It waits no more; if it sent the
@@ -221,6 +253,46 @@ mod tests {
         assert_eq!(h, hash(1));
         assert_eq!(ids(&waiters), [10, 11]);
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn a_failed_lookup_is_sent_once_more_with_its_waiters_then_finished() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        l.admit(hash(1), waiter(11));
+        assert_eq!(l.retry(8), None, "not a lookup");
+        assert_eq!(l.retry(7), Some(hash(1)));
+        // Unsent meanwhile: a request for the same key joins rather than sending its own.
+        assert_eq!(l.admit(hash(1), waiter(12)), Admit::Joined);
+        assert_eq!(l.answered(7), None, "the failed callout finishes nobody");
+        l.sent(&hash(1), 9, 10, 100);
+        // The second attempt failing too is finished as answered, with every waiter.
+        assert_eq!(l.retry(9), None);
+        let (h, waiters) = l.answered(9).unwrap();
+        assert_eq!(h, hash(1));
+        assert_eq!(ids(&waiters), [10, 11, 12]);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn a_retry_that_cannot_be_sent_returns_every_waiter() {
+        let mut l = Lookups::new(8, TIMEOUT);
+        l.admit(hash(1), waiter(10));
+        l.sent(&hash(1), 7, 10, 100);
+        l.admit(hash(1), waiter(11));
+        assert_eq!(l.retry(7), Some(hash(1)));
+        assert_eq!(ids(&l.send_failed(&hash(1))), [10, 11]);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn only_unreachable_or_unavailable_replicas_are_worth_another_try() {
+        assert!(worth_another_try(None));
+        assert!(worth_another_try(Some(503)));
+        for status in [200, 400, 401, 403, 404, 429, 500, 502, 504] {
+            assert!(!worth_another_try(Some(status)), "{status}");
+        }
     }
 
     #[test]

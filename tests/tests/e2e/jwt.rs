@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::{assert_unauthorized, eventually, CHALLENGE};
+use crate::{assert_unauthorized, eventually, flushed_counter, CHALLENGE};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -534,6 +534,59 @@ async fn bad_tokens_are_rejected_with_401() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn forged_token_sent_again_is_refused_identically_without_a_second_verification(
+) -> anyhow::Result<()> {
+    // One worker, so the second copy reaches the VM that refused the first.
+    let stack = Stack::start_with(StackOptions {
+        workers: 1,
+        ..StackOptions::new(jwt_filter_config())
+    })
+    .await?;
+    let key = stack.idp_key();
+    let valid = key.sign(&idp::claims("svc", "acme", &["orders:read"]))?;
+    upstream_of(
+        &stack
+            .get("/orders/1", &[("authorization", &bearer(&valid))])
+            .await?,
+    );
+    let forged = with_tampered_signature(&valid);
+    let header = bearer(&forged);
+    let header = [("authorization", header.as_str())];
+
+    let first = stack.get("/orders/1", &header).await?;
+    assert_invalid_token(&first, "bad_signature", &forged);
+    assert_eq!(stack.counter("keygate.jwt_forged_cached").await?, 0);
+    let rejected = stack.counter("keygate.jwt_rejected.bad_signature").await?;
+
+    let second = stack.get("/orders/1", &header).await?;
+    assert_invalid_token(&second, "bad_signature", &forged);
+    assert_eq!(second.body, first.body, "the second refusal differs");
+    assert_eq!(
+        second.header("www-authenticate"),
+        first.header("www-authenticate")
+    );
+    assert_eq!(stack.counter("keygate.jwt_forged_cached").await?, 1);
+    assert_eq!(
+        stack.counter("keygate.jwt_rejected.bad_signature").await?,
+        rejected + 1
+    );
+    // Another forgery of the same token is not the same token: verified, and refused.
+    let other = with_payload(&valid, |c| c["permissions"] = json!(["admin"]));
+    let reply = stack
+        .get("/orders/1", &[("authorization", &bearer(&other))])
+        .await?;
+    assert_invalid_token(&reply, "bad_signature", &other);
+    assert_eq!(stack.counter("keygate.jwt_forged_cached").await?, 1);
+    // The genuine token is untouched by its forgeries.
+    upstream_of(
+        &stack
+            .get("/orders/1", &[("authorization", &bearer(&valid))])
+            .await?,
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn token_with_an_api_key_or_a_second_authorization_header_is_rejected_with_401(
 ) -> anyhow::Result<()> {
     let stack = Stack::start(jwt_filter_config()).await?;
@@ -616,7 +669,7 @@ async fn token_is_stripped_before_the_upstream_unless_its_provider_forwards_it(
             "{round}"
         );
     }
-    assert_eq!(stack.counter("keygate.jwt_cache_hit").await?, 2);
+    assert_eq!(flushed_counter(&stack, "keygate.jwt_cache_hit").await?, 2);
     Ok(())
 }
 
@@ -630,7 +683,7 @@ async fn reused_token_is_verified_once_and_then_served_from_the_cache() -> anyho
 
     let first = upstream_of(&stack.get("/orders/1", &header).await?);
     let verified = stack.counter("keygate.jwt_verified").await?;
-    let hits = stack.counter("keygate.jwt_cache_hit").await?;
+    let hits = flushed_counter(&stack, "keygate.jwt_cache_hit").await?;
     let second = upstream_of(&stack.get("/orders/1", &header).await?);
 
     assert!(verified >= 1, "the first request verified nothing");
@@ -639,7 +692,10 @@ async fn reused_token_is_verified_once_and_then_served_from_the_cache() -> anyho
         verified,
         "the reused token was verified again"
     );
-    assert_eq!(stack.counter("keygate.jwt_cache_hit").await?, hits + 1);
+    assert_eq!(
+        flushed_counter(&stack, "keygate.jwt_cache_hit").await?,
+        hits + 1
+    );
     assert_eq!(second.header("x-keygate-subject"), Some(client_id.as_str()));
     for name in [
         "x-keygate-auth",
