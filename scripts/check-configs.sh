@@ -53,7 +53,8 @@ PY
     plugin_configs=$((plugin_configs + 1))
     out="$work/istio-$plugin_configs.yaml"
     scripts/render.py envoy/e2e.yaml "$out" KEYSERVICE_PORT=8080 UPSTREAM_PORT=8081 IDP_PORT=8082 \
-      KEYSERVICE_ENDPOINTS="$endpoints" WASM_PATH="$wasm" FILTER_CONFIG="$config" RAW_FILTER_CONFIG="$config"
+      KEYSERVICE_ENDPOINTS="$endpoints" KEYSERVICE_HEALTH_CHECKS='[]' KEYSERVICE_OUTLIER_DETECTION=null \
+      WASM_PATH="$wasm" FILTER_CONFIG="$config" RAW_FILTER_CONFIG="$config"
     validate "$istio pluginConfig #$plugin_configs (in envoy/e2e.yaml)" "$out"
   done <"$work/plugin-configs"
 done
@@ -70,7 +71,8 @@ shopt -s nullglob
 for template in envoy/*.yaml tests/fixtures/*.yaml bench/envoy/*.yaml; do
   out="$work/rendered.yaml"
   scripts/render.py "$template" "$out" LISTEN_PORT=10000 ADMIN_PORT=9901 KEYSERVICE_PORT=8080 \
-    KEYSERVICE_ENDPOINTS="$endpoints" UPSTREAM_PORT=8081 IDP_PORT=8082 WASM_PATH="$wasm" FILTER_TOKEN=validate-token FILTER_CONFIG="$sample_config" \
+    KEYSERVICE_ENDPOINTS="$endpoints" KEYSERVICE_HEALTH_CHECKS='[]' KEYSERVICE_OUTLIER_DETECTION=null \
+    UPSTREAM_PORT=8081 IDP_PORT=8082 WASM_PATH="$wasm" FILTER_TOKEN=validate-token FILTER_CONFIG="$sample_config" \
     RAW_FILTER_CONFIG="$sample_config" HTTP_FILTERS="$router" CLUSTERS='[]'
   validate "$template" "$out"
 done

@@ -141,6 +141,10 @@ pub struct StackOptions {
     pub keyservices: usize,
     /// Which replicas each Envoy's key service cluster lists.
     pub routing: Routing,
+    /// The key service cluster health-checks `/healthz` and ejects failing replicas, with the
+    /// settings the README's "Running at scale" gives. Off by default: with one replica Envoy
+    /// would route to it anyway (panic mode), and the failure tests want no extra traffic.
+    pub keyservice_health_checks: bool,
     /// Envoys, each with [`workers`](Self::workers) workers and the same filter configuration
     /// (each has its own shared data, hence its own poller of the revocation feed). At least one.
     pub envoys: usize,
@@ -163,6 +167,7 @@ impl StackOptions {
             keyservice_args: Vec::new(),
             keyservices: 1,
             routing: Routing::EveryReplica,
+            keyservice_health_checks: false,
             envoys: 1,
             hold_idp_jwks: false,
             workers: WORKERS,
@@ -615,6 +620,21 @@ fn lb_endpoints(replicas: &[SocketAddr]) -> Value {
         .collect()
 }
 
+/// The key service cluster's `health_checks` and `outlier_detection` (JSON, i.e. flow YAML) as
+/// README.md's "Running at scale" sets them, or none.
+fn keyservice_health(enabled: bool) -> (Value, Value) {
+    if !enabled {
+        return (json!([]), Value::Null);
+    }
+    (
+        json!([{"timeout": "0.5s", "interval": "1s", "no_traffic_interval": "1s",
+                "unhealthy_threshold": 2, "healthy_threshold": 1,
+                "http_health_check": {"path": "/healthz"}}]),
+        json!({"consecutive_local_origin_failure": 2, "split_external_local_origin_errors": true,
+               "consecutive_5xx": 3, "base_ejection_time": "5s", "max_ejection_percent": 50}),
+    )
+}
+
 /// Renders `options.template` into `dir/envoy.yaml`.
 fn render_config(options: &StackOptions, dir: &std::path::Path, ports: &Ports) -> Result<PathBuf> {
     let template_path = &options.template;
@@ -645,6 +665,11 @@ fn render_config(options: &StackOptions, dir: &std::path::Path, ports: &Ports) -
         .context("an Envoy without a key service")?;
     let keyservice_port = first_keyservice.port().to_string();
     let keyservice_endpoints = serde_json::to_string(&lb_endpoints(&ports.keyservices))?;
+    let (health_checks, outlier_detection) = keyservice_health(options.keyservice_health_checks);
+    let (health_checks, outlier_detection) = (
+        serde_json::to_string(&health_checks)?,
+        serde_json::to_string(&outlier_detection)?,
+    );
     let upstream_port = ports.upstream.port().to_string();
     let idp_port = ports.idp.port().to_string();
     let rendered = template::render(
@@ -652,6 +677,8 @@ fn render_config(options: &StackOptions, dir: &std::path::Path, ports: &Ports) -
         &[
             ("KEYSERVICE_PORT", &keyservice_port),
             ("KEYSERVICE_ENDPOINTS", &keyservice_endpoints),
+            ("KEYSERVICE_HEALTH_CHECKS", &health_checks),
+            ("KEYSERVICE_OUTLIER_DETECTION", &outlier_detection),
             ("UPSTREAM_PORT", &upstream_port),
             ("IDP_PORT", &idp_port),
             ("WASM_PATH", &wasm),

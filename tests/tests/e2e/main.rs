@@ -5,6 +5,7 @@
 
 mod auth;
 mod config;
+mod database;
 mod demo;
 mod harness;
 mod hostile_bytes;
@@ -12,6 +13,7 @@ mod jwt;
 mod lookups;
 mod path_oracle;
 mod paths;
+mod replicas;
 mod resilience;
 mod revocation;
 mod route_name;
@@ -21,7 +23,7 @@ mod vm_failure;
 use std::future::Future;
 use std::time::Duration;
 
-use keygate_e2e::Reply;
+use keygate_e2e::{Reply, Stack};
 use tokio::time::{sleep, Instant};
 
 /// `WWW-Authenticate` on every 401 and 403 starts with this.
@@ -59,6 +61,16 @@ fn assert_unauthorized(reply: &Reply, reason: &str, credential: Option<&str>) {
         "a 401 came from the upstream: {}",
         reply.body
     );
+}
+
+/// The filter adds its per-request counters (`allowed`, `public`, `cache_hit`, `jwt_cache_hit`)
+/// to Envoy's on each worker's tick, which is at most 1 s apart.
+const COUNTER_FLUSH: Duration = Duration::from_millis(1200);
+
+/// A per-request counter once every worker has flushed what it counted before this call.
+async fn flushed_counter(stack: &Stack, name: &str) -> anyhow::Result<u64> {
+    sleep(COUNTER_FLUSH).await;
+    stack.counter(name).await
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.

@@ -11,7 +11,7 @@ use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 
-use crate::eventually;
+use crate::{eventually, flushed_counter};
 
 /// Keep-alive connections that keep sending the hot key: enough that every worker holds some.
 const CONNECTIONS: usize = 32;
@@ -117,7 +117,7 @@ async fn a_revoked_hot_key_is_refused_by_every_worker_within_a_second() -> anyho
         lookups_before,
         "the hot key is still being looked up, not served from cache"
     );
-    assert!(stack.counter("keygate.cache_hit").await? > 0);
+    assert!(flushed_counter(&stack, "keygate.cache_hit").await? > 0);
 
     stack.revoke(&id).await?;
     revoked_at
@@ -459,19 +459,19 @@ async fn revoked_hot_keys_are_refused_by_every_worker_of_two_envoys_within_a_sec
     revoke_hot_keys_across_envoys(fleet_options(Value::Null), "2 Envoys, one key service").await
 }
 
-/// Each Envoy's cluster lists a different key service process on one SQLite database (WAL):
-/// keys created and revoked through replica 0 are looked up, and their changes polled, through
-/// replica 1 by the second Envoy. A replica wakes its held long-polls only for changes it
-/// committed itself (keyservice/src/feed.rs), so here the filter polls without holding
-/// (`wait_ms: 0`) every 100 ms; a backend that wakes every replica's long-polls on any commit
-/// can run this with the defaults.
+/// Each Envoy's cluster lists a different replica of the key service, both on one PostgreSQL
+/// database: keys created and revoked through replica 0 are looked up, and their changes polled,
+/// through replica 1 by the second Envoy, with the feed's defaults. Replica 1's held long-poll is
+/// woken by replica 0's commit (`LISTEN`/`NOTIFY`), not by its own next poll.
 #[tokio::test]
 async fn a_revoke_through_one_replica_reaches_an_envoy_polling_another_within_a_second(
 ) -> anyhow::Result<()> {
+    let database = keygate_testdb::TestDatabase::create();
     let options = StackOptions {
         keyservices: 2,
         routing: keygate_e2e::Routing::OnePerEnvoy,
-        ..fleet_options(serde_json::json!({"wait_ms": 0, "poll_interval_ms": 100}))
+        keyservice_args: vec!["--database-url".into(), database.url().into()],
+        ..fleet_options(Value::Null)
     };
-    revoke_hot_keys_across_envoys(options, "2 Envoys, 2 replicas on one SQLite file").await
+    revoke_hot_keys_across_envoys(options, "2 Envoys, 2 replicas on one PostgreSQL").await
 }
