@@ -117,15 +117,15 @@ impl FeedState {
     }
 
     /// Records a good answer received at `now_ms`: the new cursor, the changed hashes for the
-    /// workers, or on `reset` a new epoch (everything cached is dropped). The very first poll
-    /// only learns the cursor: what was cached before it was looked up moments ago, and dropping
-    /// it would make every Envoy start with a second round of lookups. The next poll is at
+    /// workers, or on `reset` a new epoch (everything cached is dropped). The very first poll's
+    /// reset too: an answer cached before it may predate a change its cursor already covers
+    /// (the first poll can come late, when it failed or its replica died), and the price is one
+    /// more lookup of the few keys looked up before it. The next poll is at
     /// once when there is more to read or something changed (a change often comes with others),
     /// else `poll_interval` after this one was sent: a long poll that was held that long is
     /// followed at once, and a service that does not hold polls is asked at that pace.
     pub fn on_answer(&mut self, answer: &ChangesResponse, now_ms: u64, feed: &Revocation) {
-        let first = self.cursor.is_none() && self.polled_at == 0;
-        if answer.reset && !first {
+        if answer.reset {
             self.epoch = self.epoch.wrapping_add(1);
             self.recent.clear();
         } else if !answer.reset {
@@ -439,16 +439,21 @@ mod tests {
     }
 
     #[test]
-    fn the_first_poll_learns_the_cursor_without_dropping_anything() {
+    fn the_first_poll_drops_what_was_cached_before_it() {
+        // A key looked up (and cached) while the first poll was failing, then revoked before
+        // the poll got through: the reset's cursor is past the revoke, so only dropping the
+        // cache keeps the revoked answer from being served until its TTL.
         let mut s = FeedState::default();
         let seen = s.seen();
-        s.on_answer(&reset("c:0"), NOW_MS, &feed());
-        assert_eq!(s.epoch, 0);
-        assert_eq!(s.catch_up(Some(seen)), Invalidation::Nothing);
-        // A refused cursor later is a real reset.
-        s.on_refused(NOW_MS);
-        s.on_answer(&reset("c:0"), NOW_MS, &feed());
+        s.on_failure(NOW_MS);
+        s.on_answer(&reset("c:5"), NOW_MS + 500, &feed());
         assert_eq!(s.epoch, 1);
+        assert_eq!(s.catch_up(Some(seen)), Invalidation::All);
+        assert_eq!(s.catch_up(Some(s.seen())), Invalidation::Nothing);
+        // A refused cursor later is a reset as well.
+        s.on_refused(NOW_MS + 1000);
+        s.on_answer(&reset("c:5"), NOW_MS + 1500, &feed());
+        assert_eq!(s.epoch, 2);
     }
 
     #[test]

@@ -297,7 +297,12 @@ impl Stack {
                 config_path = path.clone();
             }
             match Envoy::try_start_with_workers(&path, &workdir, options.workers).await? {
-                StartOutcome::Ready(envoy) => envoys.push(envoy),
+                StartOutcome::Ready(envoy) => {
+                    if polls_feed(&options) {
+                        until_feed_answered(&envoy).await?;
+                    }
+                    envoys.push(envoy)
+                }
                 StartOutcome::Exited { status, log } => {
                     return Ok(Started::EnvoyRefused { status, log })
                 }
@@ -590,6 +595,34 @@ impl Drop for Stack {
 }
 
 /// The value of the stat whose name is `suffix` or ends with `.suffix`, summed if several match.
+/// Whether the stack's filter reads the revocation feed: on unless its configuration turns it
+/// off, in every template that loads the filter.
+fn polls_feed(options: &StackOptions) -> bool {
+    options.template == artifacts::e2e_template()
+        && options.filter_config["revocation"]["enabled"] != Value::Bool(false)
+}
+
+/// Waits until `envoy`'s filter has its first answer from the revocation feed (a second poll
+/// went out). That answer is a reset, which drops every key cached before it: a test's own
+/// lookups come after it, so none is dropped under the test's feet.
+async fn until_feed_answered(envoy: &Envoy) -> Result<()> {
+    const PATIENCE: Duration = Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    loop {
+        if sum_stat(&envoy.stats().await?, "keygate.feed_poll") >= 2 {
+            return Ok(());
+        }
+        if started.elapsed() > PATIENCE {
+            bail!(
+                "the filter had no answer from the revocation feed {PATIENCE:?} after Envoy \
+                 started; its log ends:\n{}",
+                tail(&envoy.log(), 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn sum_stat(stats: &BTreeMap<String, u64>, suffix: &str) -> u64 {
     let dotted = format!(".{suffix}");
     stats

@@ -20,8 +20,8 @@ const REVOCATION_BOUND: Duration = Duration::from_secs(1);
 /// Longer than any test here runs: an answer gone before this was dropped, not expired.
 const LONG_TTL_SECS: u64 = 300;
 
-/// Envoy with 4 workers, and valid answers cached for [`LONG_TTL_SECS`] by filter and service;
-/// returned once the feed has its cursor (a second poll went out after the first answered).
+/// Envoy with 4 workers, and valid answers cached for [`LONG_TTL_SECS`] by filter and service
+/// (the stack starts once the feed has its cursor).
 async fn long_ttl_stack() -> anyhow::Result<Stack> {
     long_ttl_stack_with(Value::Null).await
 }
@@ -42,11 +42,6 @@ async fn long_ttl_stack_with(revocation: Value) -> anyhow::Result<Stack> {
         ..StackOptions::new(config)
     })
     .await?;
-    eventually(Duration::from_secs(5), "the feed's second poll", || async {
-        let polls = stack.counter("keygate.feed_poll").await.ok()?;
-        (polls >= 2).then_some(())
-    })
-    .await;
     Ok(stack)
 }
 
@@ -361,13 +356,6 @@ async fn revoke_and_time(
 /// the key left must still be allowed everywhere. Returns the slowest delay.
 async fn revoke_hot_keys_across_envoys(options: StackOptions, what: &str) -> anyhow::Result<()> {
     let stack = Stack::start_with(options).await?;
-    for envoy in 0..2 {
-        eventually(Duration::from_secs(5), "the feed's second poll", || async {
-            let polls = stack.counter_at(envoy, "keygate.feed_poll").await.ok()?;
-            (polls >= 2).then_some(())
-        })
-        .await;
-    }
     let mut ids = Vec::new();
     let mut keys = Vec::new();
     for _ in 0..FLEET_KEYS {
