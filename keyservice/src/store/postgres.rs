@@ -37,7 +37,8 @@ use time::OffsetDateTime;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, stored_seq, unix, Change, ClientRow,
-    DatabaseUrl, KeyRow, NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StoreError,
+    DatabaseUrl, KeyRow, NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StatusCount,
+    StoreError,
 };
 use crate::clients::{Client, ClientId};
 use crate::feed::{self, ChangeSignal, LogHead, Page, Read};
@@ -229,6 +230,20 @@ impl PgStore {
              WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id",
         )
         .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Keys counted by (revoked, expired at `now`).
+    pub(super) async fn count_keys(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<StatusCount>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT revoked_at IS NOT NULL, expires_at IS NOT NULL AND expires_at <= $1, COUNT(*) \
+             FROM keys GROUP BY 1, 2",
+        )
+        .bind(unix(now))
         .fetch_all(&self.pool)
         .await?)
     }

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, stored_seq, unix, Change, ClientRow, KeyRow,
-    NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StoreError,
+    NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StatusCount, StoreError,
 };
 use crate::clients::{Client, ClientId};
 use crate::feed::{self, LogHead, Page, Read};
@@ -160,6 +160,20 @@ impl SqliteStore {
         )
         .bind(tenant)
         .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Keys counted by (revoked, expired at `now`).
+    pub(super) async fn count_keys(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<StatusCount>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT revoked_at IS NOT NULL, expires_at IS NOT NULL AND expires_at <= ?, COUNT(*) \
+             FROM keys GROUP BY 1, 2",
+        )
+        .bind(unix(now))
         .fetch_all(&self.pool)
         .await?)
     }
