@@ -207,16 +207,12 @@ impl KeyStatus {
         expires_at: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> Self {
-        Self::from_flags(revoked_at.is_some(), expires_at.is_some_and(|at| at <= now))
-    }
-
-    /// The status of a credential that is or is not revoked, and is or is not past its expiry:
-    /// revocation wins. The store counts keys by these two flags (`/metrics`).
-    pub fn from_flags(revoked: bool, expired: bool) -> Self {
-        match (revoked, expired) {
-            (true, _) => Self::Revoked,
-            (false, true) => Self::Expired,
-            (false, false) => Self::Active,
+        if revoked_at.is_some() {
+            Self::Revoked
+        } else if expires_at.is_some_and(|at| at <= now) {
+            Self::Expired
+        } else {
+            Self::Active
         }
     }
 

@@ -218,19 +218,12 @@ impl KeyCounts {
             KeyStatus::Expired => self.expired,
         }
     }
-
-    fn add(&mut self, status: KeyStatus, n: u64) {
-        let count = match status {
-            KeyStatus::Active => &mut self.active,
-            KeyStatus::Revoked => &mut self.revoked,
-            KeyStatus::Expired => &mut self.expired,
-        };
-        *count += n;
-    }
 }
 
-/// A row of the backends' key count: revoked, expired at the time asked, how many.
-type StatusCount = (bool, bool, i64);
+/// The backends' key count: all keys, revoked keys, keys expired but not revoked (revocation
+/// wins, as in [`KeyStatus::at`]). One pass without `GROUP BY`: on a million SQLite keys it takes
+/// a third of the time of grouping by status.
+type KeyTally = (i64, i64, i64);
 
 /// What happened to a change requested for one key or client (`T`).
 #[derive(Debug)]
@@ -582,13 +575,14 @@ impl KeyStore {
 
     /// How many keys are active, revoked and expired at `now`, counted by the database.
     pub async fn count_keys(&self, now: OffsetDateTime) -> Result<KeyCounts, StoreError> {
-        let rows = dispatch!(self.count_keys(now))?;
-        let mut counts = KeyCounts::default();
-        for (revoked, expired, n) in rows {
-            let n = u64::try_from(n).map_err(|_| StoreError::Corrupt("key count"))?;
-            counts.add(KeyStatus::from_flags(revoked, expired), n);
-        }
-        Ok(counts)
+        let (total, revoked, expired) = dispatch!(self.count_keys(now))?;
+        let count = |n: i64| u64::try_from(n).map_err(|_| StoreError::Corrupt("key count"));
+        let (total, revoked, expired) = (count(total)?, count(revoked)?, count(expired)?);
+        Ok(KeyCounts {
+            active: total.saturating_sub(revoked).saturating_sub(expired),
+            revoked,
+            expired,
+        })
     }
 
     pub async fn get_key(&self, id: &KeyId) -> Result<Option<Key>, StoreError> {

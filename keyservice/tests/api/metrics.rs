@@ -194,7 +194,12 @@ async fn metrics_are_off_without_a_token(backend: Backend) {
 async fn a_scrape_counts_requests_lookups_grants_keys_and_database_errors(backend: Backend) {
     let app = spawn_with_metrics(backend).await;
     let active = app.create_default_key().await;
-    let revoked = app.create_default_key().await;
+    // Revoked, then past its expiry too: it counts as revoked, as its status says.
+    let revoked = app
+        .create_key(&json!({
+            "name": "gone", "tenant": "acme", "permissions": [], "expires_in_secs": 60,
+        }))
+        .await;
     let expiring = app
         .create_key(&json!({
             "name": "short", "tenant": "acme", "permissions": [], "expires_in_secs": 60,
@@ -281,6 +286,9 @@ async fn a_scrape_counts_requests_lookups_grants_keys_and_database_errors(backen
     assert_eq!(m.value("keygate_keys", &[("status", "active")]), 1.0);
     assert_eq!(m.value("keygate_keys", &[("status", "revoked")]), 1.0);
     assert_eq!(m.value("keygate_keys", &[("status", "expired")]), 1.0);
+    let get_revoked = format!("/v1/keys/{}", revoked["id"].as_str().unwrap());
+    let view: serde_json::Value = app.admin_get(&get_revoked).await.json().await.unwrap();
+    assert_eq!(view["status"], "revoked");
 
     assert_eq!(
         m.value("keygate_database_errors_total", &[("kind", "query")]),
