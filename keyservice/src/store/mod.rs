@@ -195,7 +195,9 @@ pub struct ErrorLabels {
 }
 
 /// Failed database calls by [`StoreError::kind`], counted by [`KeyStore`] as its backends answer
-/// (so background tasks' failures count too), exposed on `/metrics`.
+/// (so background tasks' failures count too), exposed on `/metrics`. A row the backend returned
+/// fine but the domain then refuses (`Corrupt`, from the `TryFrom` conversions here) is not
+/// counted: only what the backends answer passes the one counting point, `dispatch!`.
 pub type ErrorCounts = Family<ErrorLabels, Counter>;
 
 /// The kinds a running store can fail with; `/metrics` shows them from 0 on. (The others happen
