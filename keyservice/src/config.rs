@@ -620,6 +620,30 @@ mod tests {
     }
 
     #[test]
+    fn metrics_token_is_optional_checked_and_hidden() {
+        let off = parse(&["--filter-token", FILTER_TOKEN]).unwrap();
+        assert_eq!(off.into_config(None).unwrap().metrics_token, None);
+        let on = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--metrics-token",
+            "scrape-me",
+        ])
+        .unwrap();
+        assert!(!format!("{on:?}").contains("scrape-me"));
+        assert_eq!(
+            on.into_config(None).unwrap().metrics_token,
+            Some(Secret::parse("scrape-me").unwrap())
+        );
+        for bad in ["", "has space", "has,comma"] {
+            assert!(
+                parse(&["--filter-token", FILTER_TOKEN, "--metrics-token", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn admin_secret_comes_from_env_or_file_but_not_both() {
         let cli = || parse(&["--filter-token", FILTER_TOKEN]).unwrap();
         let config = cli().into_config(Some("admin-secret".into())).unwrap();
