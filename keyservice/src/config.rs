@@ -73,6 +73,12 @@ pub struct Cli {
     #[arg(long, env = "KEYGATE_FILTER_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
     pub filter_token: Secret,
 
+    /// Token Prometheus sends to GET /metrics as `Authorization: Bearer <token>`. When unset,
+    /// /metrics answers 404. Must differ from the admin secret and the filter token. Prefer the
+    /// environment variable: flags show up in process listings.
+    #[arg(long, env = "KEYGATE_METRICS_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
+    pub metrics_token: Option<Secret>,
+
     /// Lifetime of a new or renewed key when the request names none, in seconds (default: 15
     /// days).
     #[arg(
@@ -183,6 +189,8 @@ pub struct Config {
     /// database, generating a secret on first start.
     pub admin_secret: Option<Secret>,
     pub filter_token: Secret,
+    /// The bearer token of `/metrics`; `None` turns `/metrics` off.
+    pub metrics_token: Option<Secret>,
     pub default_key_lifetime: Lifetime,
     pub cache: CachePolicy,
     /// Issuer, audience and lifetime of access tokens.
@@ -316,6 +324,7 @@ impl Cli {
             database,
             admin_secret,
             filter_token: self.filter_token,
+            metrics_token: self.metrics_token,
             default_key_lifetime,
             cache: CachePolicy {
                 valid_ttl_secs: cache_ttl(self.lookup_cache_ttl_secs, "--lookup-cache-ttl-secs")?,
@@ -582,6 +591,7 @@ mod tests {
             "KEYGATE_ADMIN_SECRET",
             "KEYGATE_ADMIN_SECRET_FILE",
             "KEYGATE_FILTER_TOKEN",
+            "KEYGATE_METRICS_TOKEN",
             "KEYGATE_DEFAULT_KEY_TTL_SECS",
             "KEYGATE_LOOKUP_CACHE_TTL_SECS",
             "KEYGATE_NEGATIVE_CACHE_TTL_SECS",
@@ -607,6 +617,30 @@ mod tests {
         assert!(parse(&["--filter-token", ""]).is_err());
         assert!(parse(&["--filter-token", "has space"]).is_err());
         assert!(parse(&["--filter-token", "has,comma"]).is_err());
+    }
+
+    #[test]
+    fn metrics_token_is_optional_checked_and_hidden() {
+        let off = parse(&["--filter-token", FILTER_TOKEN]).unwrap();
+        assert_eq!(off.into_config(None).unwrap().metrics_token, None);
+        let on = parse(&[
+            "--filter-token",
+            FILTER_TOKEN,
+            "--metrics-token",
+            "scrape-me",
+        ])
+        .unwrap();
+        assert!(!format!("{on:?}").contains("scrape-me"));
+        assert_eq!(
+            on.into_config(None).unwrap().metrics_token,
+            Some(Secret::parse("scrape-me").unwrap())
+        );
+        for bad in ["", "has space", "has,comma"] {
+            assert!(
+                parse(&["--filter-token", FILTER_TOKEN, "--metrics-token", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

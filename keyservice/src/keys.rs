@@ -215,6 +215,14 @@ impl KeyStatus {
             Self::Active
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 impl Key {

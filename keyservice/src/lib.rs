@@ -24,6 +24,7 @@
 //! - [`signing`]: signing keys: generation, PKCS#8, JWK, JWS signing (EdDSA, ES256, RS256).
 //! - [`rotation`]: the signing-key rotation policy, pure: `plan_rotation(keys, now, policy)`.
 //! - [`keyring`]: [`keyring::KeyRing`], the signing keys in memory, rotated against the store.
+//! - [`metrics`]: [`metrics::Metrics`], the Prometheus series of `/metrics`.
 //! - [`ratelimit`]: [`ratelimit::FailureLimiter`], failed client authentications per
 //!   (client id, source address) and per source address.
 //! - [`server`]: the accept loop: connection cap, header read timeout, graceful shutdown.
@@ -44,6 +45,7 @@ pub mod feed;
 pub mod http;
 pub mod keyring;
 pub mod keys;
+pub mod metrics;
 pub mod ratelimit;
 pub mod rotation;
 pub mod server;
@@ -66,6 +68,7 @@ use crate::feed::{ChangeSignal, Retention};
 use crate::http::auth::Tokens;
 use crate::keyring::KeyRing;
 use crate::keys::{CachePolicy, Lifetime};
+use crate::metrics::Metrics;
 use crate::ratelimit::FailureLimiter;
 use crate::store::{KeyStore, StoreError};
 use crate::token::TokenPolicy;
@@ -84,6 +87,7 @@ pub struct AppState {
     pub(crate) limits: ConnectionLimits,
     /// How long the change log keeps a change.
     pub(crate) change_log_retention: Retention,
+    pub(crate) metrics: Metrics,
 }
 
 impl AppState {
@@ -128,7 +132,7 @@ impl AppState {
 
 /// The service's router.
 pub fn app(state: AppState) -> Router {
-    http::router(state.limits.request_body_timeout).with_state(state)
+    http::router(state.limits.request_body_timeout, state.metrics.clone()).with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then ends the `/v1/changes`

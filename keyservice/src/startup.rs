@@ -18,6 +18,7 @@ use crate::config::{Config, Secret};
 use crate::entropy::{self, EntropyError};
 use crate::http::auth::Tokens;
 use crate::keyring::{KeyRing, KeyRingError};
+use crate::metrics::Metrics;
 use crate::ratelimit::FailureLimiter;
 use crate::store::{KeyStore, StoreError};
 use crate::AppState;
@@ -37,6 +38,8 @@ pub enum StartupError {
     Entropy(#[from] EntropyError),
     #[error("the filter token must differ from the admin secret")]
     FilterTokenIsAdminSecret,
+    #[error("the metrics token must differ from the admin secret and the filter token")]
+    MetricsTokenReused,
     #[error("cannot prepare the access-token signing keys")]
     SigningKeys(#[from] KeyRingError),
 }
@@ -59,6 +62,7 @@ async fn build(
 ) -> Result<Prepared, StartupError> {
     let (tokens, generated_admin_secret) = settle(config, &store).await?;
     let keyring = KeyRing::open(store.clone(), config.rotation, clock.now()).await?;
+    let metrics = Metrics::new(store.errors());
     Ok(Prepared {
         state: AppState {
             store,
@@ -71,6 +75,7 @@ async fn build(
             auth_failures: Arc::new(FailureLimiter::new(config.auth_failures)),
             limits: config.limits,
             change_log_retention: config.change_log_retention,
+            metrics,
         },
         generated_admin_secret,
     })
@@ -107,7 +112,18 @@ async fn settle(
     if filter == admin {
         return Err(StartupError::FilterTokenIsAdminSecret);
     }
-    Ok((Tokens { admin, filter }, generated))
+    let metrics = config.metrics_token.as_ref().map(Secret::hash);
+    if metrics.is_some_and(|m| m == admin || m == filter) {
+        return Err(StartupError::MetricsTokenReused);
+    }
+    Ok((
+        Tokens {
+            admin,
+            filter,
+            metrics,
+        },
+        generated,
+    ))
 }
 
 /// Prints a generated admin secret for the operator, clearly and once.

@@ -1,7 +1,7 @@
-//! The two callers of the service and how they prove who they are: [`AdminAuth`] (the admin
-//! secret, for `/v1/keys`) and [`FilterAuth`] (the filter token, for lookups, usage and the
-//! change feed). Each
-//! accepts only its own token.
+//! The callers of the service and how they prove who they are: [`AdminAuth`] (the admin
+//! secret, for `/v1/keys`), [`FilterAuth`] (the filter token, for lookups, usage and the
+//! change feed) and [`MetricsAuth`] (the metrics token, for `/metrics`). Each accepts only its
+//! own token.
 //!
 //! Tokens are compared as SHA-256 digests with a constant-time equality, so neither timing nor
 //! length tells an attacker how close a guess was.
@@ -26,6 +26,8 @@ use crate::AppState;
 pub struct Tokens {
     pub admin: KeyHash,
     pub filter: KeyHash,
+    /// `None`: `/metrics` is off.
+    pub metrics: Option<KeyHash>,
 }
 
 /// Proof that the request carries the admin secret.
@@ -41,6 +43,22 @@ impl FromRequestParts<AppState> for AdminAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         check(parts, &state.tokens.admin, "admin").map(|()| Self)
+    }
+}
+
+/// Proof that the request carries the metrics token. Without a configured token `/metrics` does
+/// not exist: 404, as for any unknown route.
+#[derive(Debug)]
+pub struct MetricsAuth;
+
+impl FromRequestParts<AppState> for MetricsAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match &state.tokens.metrics {
+            Some(expected) => check(parts, expected, "metrics").map(|()| Self),
+            None => Err(ApiError::NotFound("route")),
+        }
     }
 }
 

@@ -72,6 +72,11 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// The `error` code of the answer, as sent.
+    pub(crate) fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

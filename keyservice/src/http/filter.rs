@@ -32,6 +32,7 @@ async fn lookup(
     let now = state.clock.now();
     let found = state.store.find_secret(&request.key_hash).await?;
     let answer = keys::lookup_answer(found.as_ref(), now, state.cache);
+    state.metrics.record_lookup(&answer);
     match (&answer, &found) {
         (LookupResponse::Valid { key_id, .. }, _) => debug!(key_id, "lookup: valid"),
         (LookupResponse::Invalid { reason, .. }, Some(found)) => {

@@ -9,7 +9,9 @@
 //! - [`discovery`] serves the JWKS and the authorization server metadata (public).
 //! - [`check`] serves the ext_authz API key check (the caller's own key).
 //! - [`health`] serves `/healthz`.
-//! - [`auth`] has the [`auth::AdminAuth`] and [`auth::FilterAuth`] extractors.
+//! - [`metrics`] serves `/metrics` (metrics token).
+//! - [`auth`] has the [`auth::AdminAuth`], [`auth::FilterAuth`] and [`auth::MetricsAuth`]
+//!   extractors.
 //! - [`error`] has [`error::ApiError`], the one error response type, and its token endpoint
 //!   shape [`error::OAuthError`].
 //! - [`extract`] has JSON, query and path extractors that reject with [`error::ApiError`], and
@@ -25,6 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod filter;
 pub mod health;
+pub mod metrics;
 pub mod oauth;
 pub mod signing_keys;
 
@@ -38,14 +41,15 @@ use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use self::error::ApiError;
+use crate::metrics::Metrics;
 use crate::AppState;
 
 /// Largest request body accepted. Key requests, token requests and usage batches are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// All routes, with JSON 404/405 answers, the body size limit and deadline (see
-/// [`body_deadline`]), and a log line per request.
-pub fn router(body_timeout: Duration) -> Router<AppState> {
+/// [`body_deadline`]), and a log line and the request metrics per request.
+pub fn router(body_timeout: Duration, metrics: Metrics) -> Router<AppState> {
     Router::new()
         .merge(admin::router())
         .merge(clients::router())
@@ -56,6 +60,7 @@ pub fn router(body_timeout: Duration) -> Router<AppState> {
         .merge(discovery::router())
         .merge(check::router())
         .merge(health::router())
+        .merge(metrics::router())
         .fallback(|| async { ApiError::NotFound("route") })
         // Must come after every route: it applies to the routes registered so far.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -64,7 +69,7 @@ pub fn router(body_timeout: Duration) -> Router<AppState> {
             BodyTimeout(body_timeout),
             body_deadline,
         ))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(metrics, log_request))
 }
 
 /// How long a request body may take, from the request head.
@@ -98,9 +103,11 @@ async fn body_deadline(
         .await
 }
 
-/// Logs method, route template, status and latency. The route template (`/v1/keys/{id}`), not the
-/// raw path: a client could put anything in a path, a key included.
-async fn log_request(request: Request, next: Next) -> Response {
+/// Logs method, route template, status and latency, and counts them in the request metrics
+/// (`keygate_http_requests_total`, `keygate_http_request_duration_seconds`). The route template
+/// (`/v1/keys/{id}`), not the raw path: a client could put anything in a path, a key included,
+/// and the metrics' labels must stay few.
+async fn log_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -108,12 +115,15 @@ async fn log_request(request: Request, next: Next) -> Response {
         .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
     tracing::info!(
         %method,
         route,
-        status = response.status().as_u16(),
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        status,
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "request"
     );
+    metrics.record_request(&route, status, elapsed);
     response
 }

@@ -56,10 +56,26 @@ struct TokenResponse {
     scope: String,
 }
 
+/// Grants, and counts the outcome in `keygate_token_requests_total`: `issued`, or the error code
+/// of the answer.
 async fn issue_token(
     State(state): State<AppState>,
     PeerIp(peer): PeerIp,
     headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let result = grant(&state, peer, &headers, body).await;
+    state.metrics.record_token_request(match &result {
+        Ok(_) => "issued",
+        Err(e) => e.code(),
+    });
+    result
+}
+
+async fn grant(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
@@ -70,14 +86,14 @@ async fn issue_token(
             ApiError::from(OAuthError::InvalidRequest("cannot read the request body"))
         }
     })?;
-    if !is_form(&headers) {
+    if !is_form(headers) {
         return Err(OAuthError::InvalidRequest(
             "expected Content-Type: application/x-www-form-urlencoded",
         )
         .into());
     }
     let form = parse_form(&body)?;
-    let presented = presented_credentials(&headers, &form)?;
+    let presented = presented_credentials(headers, &form)?;
 
     let client_id = ClientId::parse(&presented.client_id);
     let source = Source::of(peer);

@@ -37,7 +37,8 @@ use time::OffsetDateTime;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, stored_seq, unix, Change, ClientRow,
-    DatabaseUrl, KeyRow, NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StoreError,
+    DatabaseUrl, KeyRow, KeyTally, NewSigningKey, RotationWrite, SecretRow, SigningKeyRow,
+    StoreError,
 };
 use crate::clients::{Client, ClientId};
 use crate::feed::{self, ChangeSignal, LogHead, Page, Read};
@@ -230,6 +231,17 @@ impl PgStore {
         )
         .bind(tenant)
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// All keys, the revoked ones, and those expired at `now` but not revoked, in one pass.
+    pub(super) async fn count_keys(&self, now: OffsetDateTime) -> Result<KeyTally, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), COUNT(revoked_at), \
+             COUNT(CASE WHEN revoked_at IS NULL AND expires_at <= $1 THEN 1 END) FROM keys",
+        )
+        .bind(unix(now))
+        .fetch_one(&self.pool)
         .await?)
     }
 

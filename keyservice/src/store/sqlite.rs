@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, stored_seq, unix, Change, ClientRow, KeyRow,
-    NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StoreError,
+    KeyTally, NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StoreError,
 };
 use crate::clients::{Client, ClientId};
 use crate::feed::{self, LogHead, Page, Read};
@@ -161,6 +161,17 @@ impl SqliteStore {
         .bind(tenant)
         .bind(tenant)
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// All keys, the revoked ones, and those expired at `now` but not revoked, in one pass.
+    pub(super) async fn count_keys(&self, now: OffsetDateTime) -> Result<KeyTally, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), COUNT(revoked_at), \
+             COUNT(CASE WHEN revoked_at IS NULL AND expires_at <= ? THEN 1 END) FROM keys",
+        )
+        .bind(unix(now))
+        .fetch_one(&self.pool)
         .await?)
     }
 

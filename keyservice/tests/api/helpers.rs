@@ -34,6 +34,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const FILTER_TOKEN: &str = "test-filter-token";
+/// The `/metrics` token of apps started with [`Options::metrics_token`] set to it.
+pub const METRICS_TOKEN: &str = "test-metrics-token";
 /// 2026-11-22T10:00:00Z
 pub const START_UNIX: i64 = 1_795_341_600;
 pub const LOOKUP_CACHE_TTL_SECS: u64 = 30;
@@ -182,6 +184,8 @@ pub struct Options {
     pub signing_alg: SigningAlg,
     /// Timeouts and connection cap; the flags' defaults unless a test needs them short.
     pub limits: ConnectionLimits,
+    /// As if `KEYGATE_METRICS_TOKEN` were set; `None`: `/metrics` is off.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Options {
@@ -192,6 +196,7 @@ impl Default for Options {
             filter_token: FILTER_TOKEN.to_owned(),
             signing_alg: SigningAlg::EdDsa,
             limits: ConnectionLimits::default(),
+            metrics_token: None,
         }
     }
 }
@@ -230,6 +235,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         options.signing_alg,
         options.limits,
         clock.clone(),
+        options.metrics_token.as_deref(),
     )
     .await
     .unwrap();
@@ -277,6 +283,7 @@ pub async fn prepare(
         SigningAlg::EdDsa,
         ConnectionLimits::default(),
         clock,
+        None,
     )
     .await
 }
@@ -288,12 +295,14 @@ pub async fn prepare_with(
     signing_alg: SigningAlg,
     limits: ConnectionLimits,
     clock: Arc<ManualClock>,
+    metrics_token: Option<&str>,
 ) -> Result<Prepared, StartupError> {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database: database.clone(),
         admin_secret: admin_secret.map(|s| Secret::parse(s).unwrap()),
         filter_token: Secret::parse(filter_token).unwrap(),
+        metrics_token: metrics_token.map(|s| Secret::parse(s).unwrap()),
         default_key_lifetime: Lifetime::from_secs(DEFAULT_KEY_TTL_SECS).unwrap(),
         cache: CachePolicy {
             valid_ttl_secs: LOOKUP_CACHE_TTL_SECS,

@@ -15,6 +15,7 @@ mod helpers;
 mod keys;
 mod limits;
 mod lookup;
+mod metrics;
 mod names;
 mod replicas;
 mod storage;
