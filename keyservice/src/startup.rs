@@ -71,6 +71,7 @@ async fn build(
             auth_failures: Arc::new(FailureLimiter::new(config.auth_failures)),
             limits: config.limits,
             change_log_retention: config.change_log_retention,
+            hide_docs: config.hide_docs,
         },
         generated_admin_secret,
     })

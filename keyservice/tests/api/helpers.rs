@@ -182,6 +182,8 @@ pub struct Options {
     pub signing_alg: SigningAlg,
     /// Timeouts and connection cap; the flags' defaults unless a test needs them short.
     pub limits: ConnectionLimits,
+    /// `--hide-docs`.
+    pub hide_docs: bool,
 }
 
 impl Default for Options {
@@ -192,6 +194,7 @@ impl Default for Options {
             filter_token: FILTER_TOKEN.to_owned(),
             signing_alg: SigningAlg::EdDsa,
             limits: ConnectionLimits::default(),
+            hide_docs: false,
         }
     }
 }
@@ -229,6 +232,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         &options.filter_token,
         options.signing_alg,
         options.limits,
+        options.hide_docs,
         clock.clone(),
     )
     .await
@@ -276,6 +280,7 @@ pub async fn prepare(
         filter_token,
         SigningAlg::EdDsa,
         ConnectionLimits::default(),
+        false,
         clock,
     )
     .await
@@ -287,6 +292,7 @@ pub async fn prepare_with(
     filter_token: &str,
     signing_alg: SigningAlg,
     limits: ConnectionLimits,
+    hide_docs: bool,
     clock: Arc<ManualClock>,
 ) -> Result<Prepared, StartupError> {
     let config = Config {
@@ -311,6 +317,7 @@ pub async fn prepare_with(
         change_log_retention: Retention::from_secs(CHANGE_LOG_RETENTION_SECS).unwrap(),
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
+        hide_docs,
     };
     startup::prepare(&config, clock).await
 }

@@ -16,6 +16,7 @@ mod keys;
 mod limits;
 mod lookup;
 mod names;
+mod openapi;
 mod replicas;
 mod storage;
 mod tokens;
