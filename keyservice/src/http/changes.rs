@@ -28,8 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct ChangesQuery {
     /// The cursor of the previous answer; absent on a reader's first request.
+    #[param(pattern = "^[0-9a-f]{32}:[0-9]+$")]
     after: Option<String>,
-    /// Most changes wanted in this answer.
+    /// Most changes wanted in this answer (at most 1000 are sent).
+    #[param(minimum = 1)]
     limit: Option<u64>,
     /// How long to hold an answer with nothing new, in milliseconds.
     wait_ms: Option<u64>,

@@ -97,9 +97,23 @@ impl ClientWithSecret {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateClientRequest {
+    /// 1 to 200 characters, no control or invisible ones (`keys::Name`).
+    #[schema(min_length = 1, max_length = 200, example = "billing backend")]
     name: String,
+    /// Letters, digits and `. _ : -`, at most 64 bytes (`keys::Tenant`).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._:-]+$",
+        example = "acme"
+    )]
     tenant: String,
+    /// At most 100.
+    #[schema(value_type = Vec<keygate_core::permission::Permission>, max_items = 100)]
     permissions: Vec<String>,
+    /// Lifetime from now, 1 s to 10 years (`keys::MAX_KEY_LIFETIME_SECS`); the default lifetime
+    /// when absent. Not with `never_expires: true`.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     expires_in_secs: Option<u64>,
     never_expires: Option<bool>,
 }
@@ -156,6 +170,7 @@ async fn create_client(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListFilter {
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
     /// Only this tenant's clients.
     tenant: Option<String>,
 }
@@ -253,7 +268,10 @@ async fn revoke_client(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ClientRotateRequest)]
 struct RotateRequest {
+    /// At most one year (`keys::MAX_GRACE_PERIOD_SECS`).
+    #[schema(maximum = 31_536_000)]
     grace_period_secs: u64,
 }
 

@@ -253,7 +253,30 @@ async fn hide_docs_turns_off_the_document_and_the_explorer(backend: Backend) {
     assert_eq!(health.status(), 200);
 }
 
+/// The bounds the document states are the ones the service checks.
+async fn documented_bounds_are_the_services_constants(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = document(&app).await;
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["CreateKeyRequest", "CreateClientRequest", "RenewRequest"] {
+        assert_eq!(
+            schemas[schema]["properties"]["expires_in_secs"]["maximum"],
+            keygate_keyservice::keys::MAX_KEY_LIFETIME_SECS,
+            "{schema}"
+        );
+    }
+    assert_eq!(
+        schemas["RotateRequest"]["properties"]["grace_period_secs"]["maximum"],
+        keygate_keyservice::keys::MAX_GRACE_PERIOD_SECS
+    );
+    assert_eq!(
+        schemas["Permission"]["maxLength"],
+        keygate_core::permission::MAX_PERMISSION_LEN
+    );
+}
+
 backend_tests!(
+    documented_bounds_are_the_services_constants,
     the_document_is_openapi_3_1_with_every_ref_and_scheme_defined,
     every_documented_operation_is_served_and_the_wire_paths_are_documented,
     the_explorer_is_served_from_the_binary_under_a_self_only_csp,
