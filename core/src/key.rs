@@ -216,6 +216,20 @@ impl Serialize for KeyHash {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for KeyHash {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some("SHA-256 of a secret, as 64 lowercase hex characters"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for KeyHash {}
+
 impl<'de> Deserialize<'de> for KeyHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;

@@ -49,6 +49,24 @@ impl Permission {
     }
 }
 
+/// A string of 1 to [`MAX_PERMISSION_LEN`] characters from `A-Z a-z 0-9 : . _ * -`, as
+/// [`Permission::parse`] checks.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Permission {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_PERMISSION_LEN))
+            .pattern(Some("^[A-Za-z0-9:._*-]+$"))
+            .examples(["orders:read"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Permission {}
+
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -23,6 +23,7 @@ pub const MAX_CHANGES_PER_ANSWER: usize = 1000;
 pub const MAX_CHANGES_WAIT_MS: u64 = 25_000;
 
 /// Body of a lookup. Only the hash travels: the raw key never leaves the edge.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
@@ -31,6 +32,7 @@ pub struct LookupRequest {
 
 /// Answer to a lookup. `cache_ttl_secs` is the longest the filter may cache this answer; the filter
 /// also never caches a valid answer past `expires_at`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum LookupResponse {
@@ -50,6 +52,7 @@ pub enum LookupResponse {
 }
 
 /// Why a key hash is not valid.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvalidReason {
@@ -69,6 +72,7 @@ impl InvalidReason {
 }
 
 /// A batch of usage counts, sent from the filter's `on_tick`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageReport {
@@ -77,6 +81,7 @@ pub struct UsageReport {
 
 /// Requests made with one key since the last report. The key service books `count` on the UTC day
 /// of `last_used`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageEntry {
@@ -92,6 +97,7 @@ pub struct UsageEntry {
 /// true the filter cannot know what changed (first read, the log was trimmed past its cursor, or
 /// the key service now runs on another or an older database), so it drops every cached answer
 /// and continues from `cursor`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesResponse {

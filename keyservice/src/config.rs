@@ -169,6 +169,14 @@ pub struct Cli {
     /// `keygate_keyservice=debug`).
     #[arg(long, env = "KEYGATE_LOG", default_value = "info")]
     pub log: String,
+
+    /// Serve neither the OpenAPI document (`/openapi.json`) nor the explorer (`/docs`): both 404.
+    #[arg(
+        long,
+        env = "KEYGATE_HIDE_DOCS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub hide_docs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -206,6 +214,8 @@ pub struct Config {
     pub change_log_retention: Retention,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `--hide-docs`: no `/openapi.json`, no `/docs`.
+    pub hide_docs: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +350,7 @@ impl Cli {
             change_log_retention,
             log_format: self.log_format,
             log_filter: self.log,
+            hide_docs: self.hide_docs,
         })
     }
 }

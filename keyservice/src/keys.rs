@@ -191,7 +191,7 @@ pub struct Key {
 }
 
 /// Where a key (or an OAuth client: same rules) stands at a given instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyStatus {
     Active,
@@ -379,7 +379,7 @@ pub fn utc_day(t: OffsetDateTime) -> String {
 }
 
 /// Requests counted for one key on one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DailyCount {
     /// `YYYY-MM-DD`
     pub day: String,

@@ -88,6 +88,8 @@ pub struct AppState {
     /// How long the change log keeps a change.
     pub(crate) change_log_retention: Retention,
     pub(crate) metrics: Metrics,
+    /// `--hide-docs`: the router leaves out `/openapi.json` and `/docs`.
+    pub(crate) hide_docs: bool,
 }
 
 impl AppState {
@@ -132,7 +134,17 @@ impl AppState {
 
 /// The service's router.
 pub fn app(state: AppState) -> Router {
-    http::router(state.limits.request_body_timeout, state.metrics.clone()).with_state(state)
+    let docs = if state.hide_docs {
+        http::Docs::Hidden
+    } else {
+        http::Docs::Served
+    };
+    http::router(
+        state.limits.request_body_timeout,
+        docs,
+        state.metrics.clone(),
+    )
+    .with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then ends the `/v1/changes`

@@ -80,7 +80,7 @@ pub enum SigningError {
 }
 
 /// A public key as the JWKS publishes it. Members a key type does not have are left out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PublicJwk {
     pub kty: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -76,6 +76,7 @@ async fn build(
             limits: config.limits,
             change_log_retention: config.change_log_retention,
             metrics,
+            hide_docs: config.hide_docs,
         },
         generated_admin_secret,
     })

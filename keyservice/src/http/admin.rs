@@ -8,32 +8,33 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use keygate_core::key::ApiKey;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::AdminAuth;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, KeyIdPath, Query};
 use crate::keys::{self, DailyCount, Key, KeyStatus, Name, Tenant};
 use crate::store::Change;
 use crate::{entropy, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/keys", post(create_key).get(list_keys))
-        .route("/v1/keys/{id}", get(get_key).delete(delete_key))
-        .route("/v1/keys/{id}/revoke", post(revoke_key))
-        .route("/v1/keys/{id}/renew", post(renew_key))
-        .route("/v1/keys/{id}/rotate", post(rotate_key))
-        .route("/v1/keys/{id}/usage", get(key_usage))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(get_key, delete_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(renew_key))
+        .routes(routes!(rotate_key))
+        .routes(routes!(key_usage))
 }
 
 /// A key as the admin API shows it: everything but its secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct KeyView {
     id: String,
     name: String,
@@ -68,7 +69,7 @@ impl KeyView {
 }
 
 /// The answer to create and rotate: the key and its new secret, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct KeyWithSecret {
     #[serde(flatten)]
     key: KeyView,
@@ -87,16 +88,47 @@ impl KeyWithSecret {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKeyRequest {
+    /// 1 to 200 characters, no control or invisible ones (`keys::Name`).
+    #[schema(min_length = 1, max_length = 200, example = "billing backend")]
     name: String,
+    /// Letters, digits and `. _ : -`, at most 64 bytes (`keys::Tenant`).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._:-]+$",
+        example = "acme"
+    )]
     tenant: String,
+    /// At most 100.
+    #[schema(value_type = Vec<keygate_core::permission::Permission>, max_items = 100)]
     permissions: Vec<String>,
+    /// Lifetime from now, 1 s to 10 years (`keys::MAX_KEY_LIFETIME_SECS`); the default lifetime
+    /// when absent. Not with `never_expires: true`.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     expires_in_secs: Option<u64>,
     never_expires: Option<bool>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    summary = "Create a key; its secret is in this answer only",
+    request_body = CreateKeyRequest,
+    security(("admin_secret" = [])),
+    responses(
+        (status = 201, description = "the key and its secret, shown this once", body = KeyWithSecret),
+        (status = 400, description = "malformed request: bad JSON, query or field", body = ErrorBody),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn create_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -134,17 +166,35 @@ fn with_secret(key: &Key, secret: ApiKey, now: OffsetDateTime) -> KeyWithSecret 
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListFilter {
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
+    /// Only this tenant's keys.
     tenant: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct KeyList {
     keys: Vec<KeyView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    summary = "List keys",
+    params(ListFilter),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the keys", body = KeyList),
+        (status = 400, description = "malformed request: bad JSON, query or field", body = ErrorBody),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn list_keys(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -158,6 +208,21 @@ async fn list_keys(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    summary = "Get a key",
+    params(("id" = String, Path, description = "the key id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the key", body = KeyView),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn get_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -171,6 +236,21 @@ async fn get_key(
     Ok(axum::Json(KeyView::new(&key, state.clock.now())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/revoke",
+    tag = "keys",
+    summary = "Revoke a key (final; again is a no-op)",
+    params(("id" = String, Path, description = "the key id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the revoked key", body = KeyView),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn revoke_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -186,15 +266,38 @@ async fn revoke_key(
     Ok(axum::Json(KeyView::new(&key, now)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenewRequest {
+    /// Lifetime from now, 1 s to 10 years; the default lifetime when absent. Not with
+    /// `never_expires: true`.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     expires_in_secs: Option<u64>,
     never_expires: Option<bool>,
 }
 
 /// Sets the expiry to `now + expires_in_secs` (or the default lifetime, or never). Works on an
 /// expired key; never on a revoked one.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/renew",
+    tag = "keys",
+    summary = "Set a new expiry",
+    request_body = RenewRequest,
+    params(("id" = String, Path, description = "the key id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the renewed key", body = KeyView),
+        (status = 400, description = "malformed request: bad JSON, query or field", body = ErrorBody),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 409, description = "the key is revoked", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn renew_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -213,14 +316,36 @@ async fn renew_key(
     Ok(axum::Json(KeyView::new(&key, now)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
+    /// At most one year (`keys::MAX_GRACE_PERIOD_SECS`).
+    #[schema(maximum = 31_536_000)]
     grace_period_secs: u64,
 }
 
 /// Issues a new secret. The old ones keep working until `now + grace_period_secs`, then answer
 /// `expired`. Refused for a revoked key; allowed for an expired one (renew it to use the secret).
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/rotate",
+    tag = "keys",
+    summary = "Issue a new secret; the old ones work for a grace period",
+    request_body = RotateRequest,
+    params(("id" = String, Path, description = "the key id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the key and its new secret, shown this once", body = KeyWithSecret),
+        (status = 400, description = "malformed request: bad JSON, query or field", body = ErrorBody),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 409, description = "the key is revoked", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn rotate_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -248,6 +373,21 @@ fn applied(change: Change<Key>) -> Result<Key, ApiError> {
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    summary = "Delete a key and its usage",
+    params(("id" = String, Path, description = "the key id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn delete_key(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -260,7 +400,7 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UsageView {
     key_id: String,
     total: u64,
@@ -269,6 +409,21 @@ struct UsageView {
     daily: Vec<DailyCount>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{id}/usage",
+    tag = "keys",
+    summary = "Requests counted for a key, per UTC day",
+    params(("id" = String, Path, description = "the key id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the key's usage", body = UsageView),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn key_usage(
     _: AdminAuth,
     State(state): State<AppState>,

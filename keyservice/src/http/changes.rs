@@ -5,29 +5,33 @@
 //! Only key hashes are sent, never keys; logs name how many changes went out, not which.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
-use keygate_core::wire::{ChangesResponse, CHANGES_PATH};
+use keygate_core::wire::ChangesResponse;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::debug;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::FilterAuth;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use crate::feed::{self, Cursor, Page};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(CHANGES_PATH, get(changes))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(changes))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ChangesQuery {
     /// The cursor of the previous answer; absent on a reader's first request.
+    #[param(pattern = "^[0-9a-f]{32}:[0-9]+$")]
     after: Option<String>,
-    /// Most changes wanted in this answer.
+    /// Most changes wanted in this answer (at most 1000 are sent).
+    #[param(minimum = 1)]
     limit: Option<u64>,
     /// How long to hold an answer with nothing new, in milliseconds.
     wait_ms: Option<u64>,
@@ -36,6 +40,21 @@ struct ChangesQuery {
 /// Answers the changes after the cursor at once; or, when there are none and `wait_ms` is given,
 /// when the first one is committed in this process, at the end of the wait, or at shutdown,
 /// whichever comes first. A reset is answered at once.
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    tag = "filter",
+    summary = "The revocation feed: key hashes whose lookup answer changed",
+    params(ChangesQuery),
+    security(("filter_token" = [])),
+    responses(
+        (status = 200, description = "the changes after the cursor, or a reset", body = ChangesResponse),
+        (status = 400, description = "malformed cursor, limit or query", body = ErrorBody),
+        (status = 401, description = "no or wrong filter token", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn changes(
     _: FilterAuth,
     State(state): State<AppState>,

@@ -30,15 +30,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::Router;
 use keygate_core::cache;
 use keygate_core::config::{ConfigError, FilterConfig};
 use keygate_core::decision::{self, Denial, DenyReason, Outcome, Plan, RequestView, Verdict};
 use keygate_core::hostmap::Header;
 use keygate_core::permission::Permission;
 use tracing::{debug, warn};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::keys;
 use crate::AppState;
 
@@ -62,14 +64,72 @@ pub const CHECK_CONFIG: &str = r#"{
 static CONFIG: LazyLock<Result<FilterConfig, ConfigError>> =
     LazyLock::new(|| FilterConfig::from_json(CHECK_CONFIG.as_bytes()));
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/check", any(check))
+/// `/v1/check` is documented from [`check`]'s attribute but answers any method, CONNECT and
+/// extension methods included (the proxy forwards the original one), so its method router is
+/// `any` rather than the documented list. The forwarded-path routes cannot be expressed in
+/// OpenAPI (a multi-segment wildcard); the operation's description names them.
+#[allow(clippy::disallowed_methods)]
+pub fn router() -> OpenApiRouter<AppState> {
+    let (schemas, mut paths, _) = routes!(check);
+    // One handler for every method; OpenAPI wants an operationId per operation.
+    for item in paths.paths.values_mut() {
+        for (method, operation) in [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+            ("head", &mut item.head),
+            ("patch", &mut item.patch),
+            ("trace", &mut item.trace),
+        ] {
+            if let Some(operation) = operation {
+                operation.operation_id = Some(format!("check_{method}"));
+            }
+        }
+    }
+    OpenApiRouter::new()
+        .routes((schemas, paths, any(check)))
         // The catch-all needs a non-empty rest; `/` forwarded under the prefix gives `/v1/check/`.
         .route("/v1/check/", any(check))
         .route("/v1/check/{*path}", any(check))
 }
 
+/// A refusal of the check, keygate-core's [`Denial`] as the filter sends it; for the OpenAPI
+/// document only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CheckDenial {
+    /// `unauthorized` (401) or `forbidden` (403).
+    error: String,
+    /// Why, e.g. `missing_credential`, `unknown_key`, `revoked_key`, `insufficient_permissions`.
+    reason: String,
+    /// For 403: the required permissions the key lacks.
+    missing_permissions: Option<Vec<String>>,
+    detail: Option<String>,
+}
+
+/// Also answered under `/v1/check/` and `/v1/check/{*path}` (the forwarded original path), with
+/// any HTTP method.
+#[utoipa::path(
+    method(get, post, put, delete, patch, head, options, trace),
+    path = "/v1/check",
+    tag = "check",
+    summary = "ext_authz: check the caller's own API key (x-api-key or Bearer kg_...)",
+    params(
+        ("x-api-key" = Option<String>, Header, description = "the API key"),
+        ("x-keygate-required-permissions" = Option<String>, Header, description = "comma-separated permissions the route needs")
+    ),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "allowed; identity in x-keygate-* headers, empty body"),
+        (status = 400, description = "a path the filter would refuse", body = CheckDenial),
+        (status = 401, description = "no, unknown, revoked or expired key", body = CheckDenial),
+        (status = 403, description = "the key lacks a required permission", body = CheckDenial),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn check(
     State(state): State<AppState>,
     method: Method,

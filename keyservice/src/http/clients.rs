@@ -8,31 +8,32 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::AdminAuth;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ClientIdPath, Json, Query};
 use crate::clients::{Client, ClientSecret};
 use crate::keys::{self, KeyStatus, Name, Tenant};
 use crate::store::Change;
 use crate::{entropy, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/clients", post(create_client).get(list_clients))
-        .route("/v1/clients/{id}", get(get_client).delete(delete_client))
-        .route("/v1/clients/{id}/revoke", post(revoke_client))
-        .route("/v1/clients/{id}/rotate", post(rotate_client))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_client, list_clients))
+        .routes(routes!(get_client, delete_client))
+        .routes(routes!(revoke_client))
+        .routes(routes!(rotate_client))
 }
 
 /// A client as the admin API shows it: everything but its secrets. The id is `client_id`, the
 /// name OAuth clients are configured with.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ClientView {
     client_id: String,
     name: String,
@@ -67,7 +68,7 @@ impl ClientView {
 }
 
 /// The answer to create and rotate: the client and its new secret, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ClientWithSecret {
     #[serde(flatten)]
     client: ClientView,
@@ -93,17 +94,48 @@ impl ClientWithSecret {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateClientRequest {
+    /// 1 to 200 characters, no control or invisible ones (`keys::Name`).
+    #[schema(min_length = 1, max_length = 200, example = "billing backend")]
     name: String,
+    /// Letters, digits and `. _ : -`, at most 64 bytes (`keys::Tenant`).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._:-]+$",
+        example = "acme"
+    )]
     tenant: String,
+    /// At most 100.
+    #[schema(value_type = Vec<keygate_core::permission::Permission>, max_items = 100)]
     permissions: Vec<String>,
+    /// Lifetime from now, 1 s to 10 years (`keys::MAX_KEY_LIFETIME_SECS`); the default lifetime
+    /// when absent. Not with `never_expires: true`.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     expires_in_secs: Option<u64>,
     never_expires: Option<bool>,
 }
 
 /// Validated like a key: same name, tenant and permission rules, same default lifetime.
+#[utoipa::path(
+    post,
+    path = "/v1/clients",
+    tag = "clients",
+    summary = "Create an OAuth client; its secret is in this answer only",
+    request_body = CreateClientRequest,
+    security(("admin_secret" = [])),
+    responses(
+        (status = 201, description = "the client and its secret, shown this once", body = ClientWithSecret),
+        (status = 400, description = "malformed request: bad JSON, query or field", body = ErrorBody),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn create_client(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -134,17 +166,35 @@ async fn create_client(
     Ok(ClientWithSecret::new(&client, secret, now).respond(StatusCode::CREATED))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListFilter {
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
+    /// Only this tenant's clients.
     tenant: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ClientList {
     clients: Vec<ClientView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/clients",
+    tag = "clients",
+    summary = "List OAuth clients",
+    params(ListFilter),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the clients", body = ClientList),
+        (status = 400, description = "malformed request: bad JSON, query or field", body = ErrorBody),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn list_clients(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -158,6 +208,21 @@ async fn list_clients(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/clients/{id}",
+    tag = "clients",
+    summary = "Get an OAuth client",
+    params(("id" = String, Path, description = "the client id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the client", body = ClientView),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such client", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn get_client(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -171,6 +236,21 @@ async fn get_client(
     Ok(axum::Json(ClientView::new(&client, state.clock.now())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/clients/{id}/revoke",
+    tag = "clients",
+    summary = "Revoke an OAuth client (final)",
+    params(("id" = String, Path, description = "the client id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the revoked client", body = ClientView),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such client", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn revoke_client(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -186,14 +266,37 @@ async fn revoke_client(
     Ok(axum::Json(ClientView::new(&client, now)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ClientRotateRequest)]
 struct RotateRequest {
+    /// At most one year (`keys::MAX_GRACE_PERIOD_SECS`).
+    #[schema(maximum = 31_536_000)]
     grace_period_secs: u64,
 }
 
 /// Issues a new secret. The old ones keep authenticating until `now + grace_period_secs`.
 /// Refused for a revoked client.
+#[utoipa::path(
+    post,
+    path = "/v1/clients/{id}/rotate",
+    tag = "clients",
+    summary = "Issue a new client secret; the old one works for a grace period",
+    request_body = RotateRequest,
+    params(("id" = String, Path, description = "the client id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the client and its new secret, shown this once", body = ClientWithSecret),
+        (status = 400, description = "malformed request: bad JSON, query or field", body = ErrorBody),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such client", body = ErrorBody),
+        (status = 409, description = "the client is revoked", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn rotate_client(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -216,6 +319,21 @@ async fn rotate_client(
     Ok(ClientWithSecret::new(&client, secret, now).respond(StatusCode::OK))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/clients/{id}",
+    tag = "clients",
+    summary = "Delete an OAuth client",
+    params(("id" = String, Path, description = "the client id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 404, description = "no such client", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn delete_client(
     _: AdminAuth,
     State(state): State<AppState>,

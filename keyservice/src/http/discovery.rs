@@ -9,9 +9,10 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::oauth::TOKEN_PATH;
 use crate::signing::PublicJwk;
@@ -19,11 +20,11 @@ use crate::AppState;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(JWKS_PATH, get(jwks))
-        .route("/.well-known/openid-configuration", get(metadata))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(jwks))
+        .routes(routes!(openid_configuration))
+        .routes(routes!(oauth_authorization_server))
 }
 
 /// `Cache-Control` of both documents: [`crate::rotation::JWKS_MAX_AGE_SECS`], which the rotation's
@@ -34,11 +35,18 @@ fn cache_control() -> [(header::HeaderName, HeaderValue); 1] {
     [(header::CACHE_CONTROL, CACHE_CONTROL)]
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct JwksDocument {
     keys: Vec<PublicJwk>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "discovery",
+    summary = "The public keys that verify access tokens",
+    responses((status = 200, description = "the JWKS", body = JwksDocument))
+)]
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     let keys = state.keyring.published(state.clock.now());
     (cache_control(), axum::Json(JwksDocument { keys }))
@@ -48,17 +56,42 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 /// authorization endpoint, so no response types. No ID tokens are issued either;
 /// `id_token_signing_alg_values_supported` (which OpenID Connect requires) lists the algorithms
 /// of the published access-token keys, which is what verifiers read it for.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Metadata {
     issuer: String,
     jwks_uri: String,
     token_endpoint: String,
+    #[schema(value_type = Vec<String>)]
     grant_types_supported: [&'static str; 1],
+    #[schema(value_type = Vec<String>)]
     token_endpoint_auth_methods_supported: [&'static str; 2],
+    #[schema(value_type = Vec<String>)]
     id_token_signing_alg_values_supported: Vec<&'static str>,
 }
 
-async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "discovery",
+    summary = "OpenID Connect Discovery metadata",
+    responses((status = 200, description = "the metadata", body = Metadata))
+)]
+async fn openid_configuration(state: State<AppState>) -> impl IntoResponse {
+    metadata(state)
+}
+
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "discovery",
+    summary = "RFC 8414 authorization server metadata (the same document)",
+    responses((status = 200, description = "the metadata", body = Metadata))
+)]
+async fn oauth_authorization_server(state: State<AppState>) -> impl IntoResponse {
+    metadata(state)
+}
+
+fn metadata(State(state): State<AppState>) -> impl IntoResponse {
     let issuer = &state.access_tokens.issuer;
     let mut algs: Vec<&'static str> = Vec::new();
     for jwk in state.keyring.published(state.clock.now()) {

@@ -65,9 +65,16 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error but the token endpoint's: a stable code and a human-readable message.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
+    /// `bad_request`, `unauthorized`, `not_found`, `method_not_allowed`, `revoked`,
+    /// `request_timeout`, `payload_too_large`, `unsupported_media_type`, `unavailable` or
+    /// `internal`.
+    #[schema(value_type = String, example = "not_found")]
     error: &'static str,
+    #[schema(value_type = String, example = "key not found")]
     message: &'a str,
 }
 
@@ -149,9 +156,15 @@ impl OAuthError {
     }
 }
 
-#[derive(Serialize)]
-struct OAuthErrorBody<'a> {
+/// The token endpoint's error body (RFC 6749 section 5.2).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
+pub(crate) struct OAuthErrorBody<'a> {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope` or
+    /// `slow_down`.
+    #[schema(value_type = String, example = "invalid_client")]
     error: &'static str,
+    #[schema(value_type = String)]
     error_description: &'a str,
 }
 

@@ -4,15 +4,22 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::clients::ClientId;
 use crate::keys::KeyId;
 
-/// `axum::Json` with an [`ApiError`] rejection. Responses use `axum::Json` directly.
+/// `axum::Json` with an [`ApiError`] rejection, for bodies that are JSON objects. Responses use
+/// `axum::Json` directly.
+///
+/// serde reads a struct from a JSON array too (its fields in order: `[null, null]` is a renew
+/// request), which no client means and the OpenAPI document does not allow; such a body is 400.
+/// The body is already in memory ([`super::body_deadline`]), so looking at it costs nothing.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
@@ -24,7 +31,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?
+            .to_bytes();
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let req = Request::from_parts(parts, Body::from(bytes.clone()));
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        // After axum's checks, so a wrong content type is still 415 and malformed JSON still
+        // says where it is.
+        if first != Some(&b'{') {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object".to_owned(),
+            ));
+        }
         Ok(Self(value))
     }
 }

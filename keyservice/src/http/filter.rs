@@ -6,24 +6,41 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
-use keygate_core::wire::{LookupRequest, LookupResponse, UsageReport, LOOKUP_PATH, USAGE_PATH};
+use keygate_core::wire::{LookupRequest, LookupResponse, UsageReport};
 use tracing::debug;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::FilterAuth;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
 use crate::keys::{self, UsageBooking};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(LOOKUP_PATH, post(lookup))
-        .route(USAGE_PATH, post(record_usage))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(lookup))
+        .routes(routes!(record_usage))
 }
 
 /// Valid and invalid answers are both 200; only a failure to answer is an error status.
+#[utoipa::path(
+    post,
+    path = "/v1/lookup",
+    tag = "filter",
+    summary = "Look up a key by its SHA-256",
+    request_body = LookupRequest,
+    security(("filter_token" = [])),
+    responses(
+        (status = 200, description = "valid or invalid, with how long to cache it", body = LookupResponse),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "no or wrong filter token", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn lookup(
     _: FilterAuth,
     State(state): State<AppState>,
@@ -51,6 +68,23 @@ async fn lookup(
 
 /// Books the report in one transaction. Entries for keys deleted since (or that never existed)
 /// are dropped: the filter cannot do anything better with them.
+#[utoipa::path(
+    post,
+    path = "/v1/usage",
+    tag = "filter",
+    summary = "Book a batch of usage counts",
+    request_body = UsageReport,
+    security(("filter_token" = [])),
+    responses(
+        (status = 204, description = "booked"),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "no or wrong filter token", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "body is not application/json", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn record_usage(
     _: FilterAuth,
     State(state): State<AppState>,

@@ -5,20 +5,32 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::MetricsAuth;
-use super::error::ErrorChain;
+use super::error::{ErrorBody, ErrorChain};
 use crate::metrics::CONTENT_TYPE;
 use crate::AppState;
 
-pub const METRICS_PATH: &str = "/metrics";
-
-pub fn router() -> Router<AppState> {
-    Router::new().route(METRICS_PATH, get(scrape))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    summary = "Prometheus metrics, OpenMetrics text (README: Metrics)",
+    security(("metrics_token" = [])),
+    responses(
+        (status = 200, description = "the exposition",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "no or wrong metrics token", body = ErrorBody),
+        (status = 404, description = "no metrics token is configured", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody)
+    )
+)]
 /// Always 200 once authenticated: a failed key count leaves `keygate_keys` out (and counts as a
 /// database error) rather than fail the scrape, so the other series still arrive during an
 /// outage.

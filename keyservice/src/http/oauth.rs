@@ -21,16 +21,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use keygate_core::key::KeyHash;
 use serde::Serialize;
 use tracing::{info, warn};
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::auth::{single_authorization, AuthorizationError};
-use super::error::{ApiError, OAuthError};
+use super::error::{ApiError, ErrorBody, OAuthError, OAuthErrorBody};
 use super::extract::PeerIp;
 use crate::clients::{self, ClientId};
 use crate::ratelimit::Source;
@@ -40,17 +41,32 @@ use crate::{entropy, AppState};
 pub const TOKEN_PATH: &str = "/oauth/token";
 const GRANT_TYPE: &str = "client_credentials";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        TOKEN_PATH,
-        post(issue_token).layer(DefaultBodyLimit::max(MAX_TOKEN_BODY_BYTES)),
-    )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue_token).layer(DefaultBodyLimit::max(MAX_TOKEN_BODY_BYTES)))
+}
+
+/// The form the token endpoint reads ([`parse_form`]); for the OpenAPI document only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TokenRequest {
+    /// Only `client_credentials`.
+    #[schema(example = "client_credentials")]
+    grant_type: String,
+    /// Space-separated permissions, a subset of the client's; all of them when absent.
+    scope: Option<String>,
+    /// Must be the configured audience when present.
+    audience: Option<String>,
+    /// With `client_secret`, instead of HTTP Basic (`client_secret_post`).
+    client_id: Option<String>,
+    client_secret: Option<String>,
 }
 
 /// RFC 6749 section 5.1.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TokenResponse {
     access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
     expires_in: u64,
     scope: String,
@@ -58,6 +74,23 @@ struct TokenResponse {
 
 /// Grants, and counts the outcome in `keygate_token_requests_total`: `issued`, or the error code
 /// of the answer.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    summary = "Issue an access token (client credentials grant)",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client_credentials" = []), ()),
+    responses(
+        (status = 200, description = "an RFC 9068 JWT access token", body = TokenResponse),
+        (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 429, description = "slow_down: too many failed authentications", body = OAuthErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn issue_token(
     State(state): State<AppState>,
     PeerIp(peer): PeerIp,

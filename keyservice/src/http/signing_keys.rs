@@ -7,25 +7,26 @@
 //! cached the JWKS see an unknown `kid` and must refetch it (keygate's filter does).
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::info;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::AdminAuth;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::rotation::KeySchedule;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/signing-keys", get(list_signing_keys))
-        .route("/v1/signing-keys/rotate", post(rotate_signing_keys))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_signing_keys))
+        .routes(routes!(rotate_signing_keys))
 }
 
 /// Where a key stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum SigningKeyStatus {
     /// Published, not signing yet.
@@ -38,7 +39,7 @@ enum SigningKeyStatus {
     Retired,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SigningKeyView {
     kid: String,
     alg: &'static str,
@@ -73,7 +74,7 @@ impl SigningKeyView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SigningKeyList {
     signing_keys: Vec<SigningKeyView>,
 }
@@ -91,6 +92,17 @@ fn list(state: &AppState, now: OffsetDateTime) -> SigningKeyList {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/signing-keys",
+    tag = "signing keys",
+    summary = "List the access-token signing keys (public facts only)",
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "the signing keys", body = SigningKeyList),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody)
+    )
+)]
 async fn list_signing_keys(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -99,6 +111,19 @@ async fn list_signing_keys(
 }
 
 /// Answers with every key after the rotation; the new one is `active`.
+#[utoipa::path(
+    post,
+    path = "/v1/signing-keys/rotate",
+    tag = "signing keys",
+    summary = "Force a rotation now: a new key signs at once",
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "every key after the rotation", body = SigningKeyList),
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 500, description = "internal error", body = ErrorBody),
+        (status = 503, description = "database unavailable", body = ErrorBody)
+    )
+)]
 async fn rotate_signing_keys(
     _: AdminAuth,
     State(state): State<AppState>,

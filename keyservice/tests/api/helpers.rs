@@ -186,6 +186,8 @@ pub struct Options {
     pub limits: ConnectionLimits,
     /// As if `KEYGATE_METRICS_TOKEN` were set; `None`: `/metrics` is off.
     pub metrics_token: Option<String>,
+    /// `--hide-docs`.
+    pub hide_docs: bool,
 }
 
 impl Default for Options {
@@ -197,6 +199,7 @@ impl Default for Options {
             signing_alg: SigningAlg::EdDsa,
             limits: ConnectionLimits::default(),
             metrics_token: None,
+            hide_docs: false,
         }
     }
 }
@@ -219,8 +222,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, Options::default()).await
 }
 
-pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
-    let database = options.database.unwrap_or_else(|| TestDb::new(backend));
+pub async fn spawn_app_with(backend: Backend, mut options: Options) -> TestApp {
+    let database = options
+        .database
+        .take()
+        .unwrap_or_else(|| TestDb::new(backend));
     assert_eq!(
         database.backend(),
         backend,
@@ -228,17 +234,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     );
     let clock = Arc::new(ManualClock::new(start_time()));
     let admin_secret = options.admin_secret.clone();
-    let prepared = prepare_with(
-        &database.database(),
-        admin_secret.as_deref(),
-        &options.filter_token,
-        options.signing_alg,
-        options.limits,
-        clock.clone(),
-        options.metrics_token.as_deref(),
-    )
-    .await
-    .unwrap();
+    let prepared = prepare_with(&database.database(), &options, clock.clone())
+        .await
+        .unwrap();
     let generated = prepared
         .generated_admin_secret
         .as_ref()
@@ -276,33 +274,32 @@ pub async fn prepare(
     filter_token: &str,
     clock: Arc<ManualClock>,
 ) -> Result<Prepared, StartupError> {
-    prepare_with(
-        database,
-        admin_secret,
-        filter_token,
-        SigningAlg::EdDsa,
-        ConnectionLimits::default(),
-        clock,
-        None,
-    )
-    .await
+    let options = Options {
+        admin_secret: admin_secret.map(str::to_owned),
+        filter_token: filter_token.to_owned(),
+        ..Options::default()
+    };
+    prepare_with(database, &options, clock).await
 }
 
+/// [`prepare`] with every setting of `options` (its `database` aside: that is `database`).
 pub async fn prepare_with(
     database: &Database,
-    admin_secret: Option<&str>,
-    filter_token: &str,
-    signing_alg: SigningAlg,
-    limits: ConnectionLimits,
+    options: &Options,
     clock: Arc<ManualClock>,
-    metrics_token: Option<&str>,
 ) -> Result<Prepared, StartupError> {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database: database.clone(),
-        admin_secret: admin_secret.map(|s| Secret::parse(s).unwrap()),
-        filter_token: Secret::parse(filter_token).unwrap(),
-        metrics_token: metrics_token.map(|s| Secret::parse(s).unwrap()),
+        admin_secret: options
+            .admin_secret
+            .as_deref()
+            .map(|s| Secret::parse(s).unwrap()),
+        filter_token: Secret::parse(&options.filter_token).unwrap(),
+        metrics_token: options
+            .metrics_token
+            .as_deref()
+            .map(|s| Secret::parse(s).unwrap()),
         default_key_lifetime: Lifetime::from_secs(DEFAULT_KEY_TTL_SECS).unwrap(),
         cache: CachePolicy {
             valid_ttl_secs: LOOKUP_CACHE_TTL_SECS,
@@ -314,12 +311,13 @@ pub async fn prepare_with(
             TOKEN_TTL_SECS,
         )
         .unwrap(),
-        rotation: RotationPolicy::new(signing_alg, ROTATION_SECS, TOKEN_TTL_SECS).unwrap(),
+        rotation: RotationPolicy::new(options.signing_alg, ROTATION_SECS, TOKEN_TTL_SECS).unwrap(),
         auth_failures: FailurePolicy::default(),
-        limits,
+        limits: options.limits,
         change_log_retention: Retention::from_secs(CHANGE_LOG_RETENTION_SECS).unwrap(),
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
+        hide_docs: options.hide_docs,
     };
     startup::prepare(&config, clock).await
 }

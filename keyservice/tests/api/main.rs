@@ -17,6 +17,7 @@ mod limits;
 mod lookup;
 mod metrics;
 mod names;
+mod openapi;
 mod replicas;
 mod storage;
 mod tokens;

@@ -8,8 +8,6 @@ use serde_json::json;
 use std::sync::Arc;
 
 use keygate_keyservice::clock::ManualClock;
-use keygate_keyservice::server::ConnectionLimits;
-use keygate_keyservice::signing::SigningAlg;
 use keygate_keyservice::startup::StartupError;
 
 use crate::helpers::{
@@ -163,14 +161,15 @@ async fn metrics_need_their_own_token(backend: Backend) {
 async fn metrics_token_equal_to_another_secret_is_refused_at_start(backend: Backend) {
     let db = TestDb::new(backend);
     for metrics_token in ["admin-secret", FILTER_TOKEN] {
+        let options = Options {
+            admin_secret: Some("admin-secret".to_owned()),
+            metrics_token: Some(metrics_token.to_owned()),
+            ..Options::default()
+        };
         let refused = prepare_with(
             &db.database(),
-            Some("admin-secret"),
-            FILTER_TOKEN,
-            SigningAlg::EdDsa,
-            ConnectionLimits::default(),
+            &options,
             Arc::new(ManualClock::new(start_time())),
-            Some(metrics_token),
         )
         .await;
         assert!(
