@@ -704,7 +704,11 @@ def measure_backend(s: Settings, work: Path, admin_secret: str, filter_token: st
     out = {"sizes": {str(t.keys): {"keys": t.keys, "lookups": lookups[t.keys],
                                    "hashes": min(100_000, t.keys)} for t in targets},
            "creates": creates, "hwm_kib": large.proc.status_kib("VmHWM"),
-           "rss_kib": large.proc.status_kib("VmRSS")}
+           "rss_kib": large.proc.status_kib("VmRSS"),
+           # RSS splits into the process's own memory and pages of mapped files (SQLite's
+           # mmap_size): those are the kernel's page cache, shared and reclaimable.
+           "rss_anon_kib": large.proc.status_kib("RssAnon"),
+           "rss_file_kib": large.proc.status_kib("RssFile")}
     if pg:
         out["server"] = pg.describe()
     return out
