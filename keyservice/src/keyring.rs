@@ -158,18 +158,42 @@ impl KeyRing {
         self.snapshot().schedules.clone()
     }
 
-    /// Runs [`KeyRing::rotate_if_due`] every [`CHECK_INTERVAL`], forever. A failure is logged and
-    /// retried at the next tick; the current keys keep signing meanwhile.
+    /// Runs [`KeyRing::rotate_if_due`] every [`CHECK_INTERVAL`], forever, and reloads the keys
+    /// whenever another replica may have changed them ([`KeyStore::signing_keys_changed`]), so a
+    /// forced rotation through one replica is signed with and published by every replica at
+    /// once rather than at its next check. A failure is logged and retried at the next tick; the
+    /// current keys keep signing meanwhile.
     pub async fn rotate_periodically(self, clock: Arc<dyn Clock>) {
         let mut ticks = tokio::time::interval(CHECK_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
+        let mut changed = self.inner.store.signing_keys_changed();
+        changed.borrow_and_update();
+        let mut listening = true;
         loop {
-            ticks.tick().await;
-            if let Err(e) = self.rotate_if_due(clock.now()).await {
-                error!(error = %crate::http::error::ErrorChain(&e), "signing key rotation failed");
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if let Err(e) = self.rotate_if_due(clock.now()).await {
+                        error!(error = %crate::http::error::ErrorChain(&e), "signing key rotation failed");
+                    }
+                }
+                // The sender lives as long as the store: stop listening if it is gone.
+                woke = changed.changed(), if listening => {
+                    if woke.is_err() {
+                        listening = false;
+                    } else if let Err(e) = self.reload_now().await {
+                        error!(error = %crate::http::error::ErrorChain(&e), "signing keys not reloaded");
+                    }
+                }
             }
         }
+    }
+
+    /// Reads the stored keys into a new snapshot now, between rotations.
+    pub async fn reload_now(&self) -> Result<(), KeyRingError> {
+        let _one_at_a_time = self.inner.rotating.lock().await;
+        self.reload().await?;
+        Ok(())
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {

@@ -30,6 +30,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
 use crate::feed::{ChangeSignal, Cursor, LogHead, Page};
@@ -477,6 +478,9 @@ enum Backend {
 pub struct KeyStore {
     backend: Arc<Backend>,
     changes: Arc<ChangeSignal>,
+    /// Bumped when another process may have changed the signing keys (see
+    /// [`KeyStore::signing_keys_changed`]).
+    signing_keys: Arc<watch::Sender<u64>>,
     errors: ErrorCounts,
 }
 
@@ -497,11 +501,12 @@ impl KeyStore {
     /// does not answer, then gives up with [`StoreError::Connect`].
     pub async fn open(database: &Database) -> Result<Self, StoreError> {
         let changes = Arc::new(ChangeSignal::default());
+        let signing_keys = Arc::new(watch::Sender::new(0));
         let backend = match database {
             Database::Sqlite(path) => Backend::Sqlite(sqlite::SqliteStore::open(path).await?),
-            Database::Postgres(url) => {
-                Backend::Postgres(postgres::PgStore::open(url, changes.clone()).await?)
-            }
+            Database::Postgres(url) => Backend::Postgres(
+                postgres::PgStore::open(url, changes.clone(), signing_keys.clone()).await?,
+            ),
         };
         let errors = ErrorCounts::default();
         for kind in RUNTIME_ERROR_KINDS {
@@ -510,6 +515,7 @@ impl KeyStore {
         Ok(Self {
             backend: Arc::new(backend),
             changes,
+            signing_keys,
             errors,
         })
     }
@@ -531,6 +537,14 @@ impl KeyStore {
     /// Wakes the long-polls of this process (see [`crate::feed`]).
     pub fn change_signal(&self) -> &ChangeSignal {
         &self.changes
+    }
+
+    /// Changes when another replica may have changed the signing keys: a rotation it committed
+    /// (PostgreSQL `NOTIFY` on its channel), or notifications possibly missed while the listener
+    /// reconnected. An SQLite file belongs to one process, so there it never changes. The
+    /// [`crate::keyring::KeyRing`] reloads on it.
+    pub fn signing_keys_changed(&self) -> watch::Receiver<u64> {
+        self.signing_keys.subscribe()
     }
 
     /// Waits for in-flight queries and closes every connection (checkpointing SQLite's WAL).

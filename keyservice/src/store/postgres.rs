@@ -34,6 +34,7 @@ use std::time::Duration;
 use keygate_core::key::KeyHash;
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, stored_seq, unix, Change, ClientRow,
@@ -57,6 +58,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 16;
 /// The `NOTIFY` channel of committed changes; the payload is the last sequence number logged.
 const CHANNEL: &str = "keygate_changes";
+/// The `NOTIFY` channel of committed signing-key rotations: every replica's key ring reloads.
+const SIGNING_KEYS_CHANNEL: &str = "keygate_signing_keys";
 /// The transaction-level advisory lock a signing-key rotation holds, so replicas rotate one at a
 /// time (an arbitrary constant: "kg" "rot" in ASCII).
 const ROTATION_LOCK: i64 = 0x006b_6772_6f74;
@@ -120,27 +123,42 @@ async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
     }
 }
 
-/// Listens for committed changes of every replica and signals this process's long-polls, until
-/// the pool closes. Reconnects by itself.
-async fn relay_notifications(pool: PgPool, signal: Arc<ChangeSignal>) {
+/// Listens for committed changes and signing-key rotations of every replica and signals this
+/// process's long-polls and key ring, until the pool closes. Reconnects by itself.
+async fn relay_notifications(
+    pool: PgPool,
+    signal: Arc<ChangeSignal>,
+    signing_keys: Arc<watch::Sender<u64>>,
+) {
     while !pool.is_closed() {
-        if let Err(e) = listen(&pool, &signal).await {
+        if let Err(e) = listen(&pool, &signal, &signing_keys).await {
             if pool.is_closed() {
                 break;
             }
             tracing::warn!(error = %e, "change notifications interrupted; listening again");
             tokio::time::sleep(FIRST_RETRY_PAUSE).await;
         }
-        // Changes may have been committed while nobody listened: every long-poll reads again.
+        // Changes may have been committed while nobody listened: every long-poll reads again,
+        // and the key ring reloads.
         signal.wake_all();
+        signing_keys.send_modify(|n| *n += 1);
     }
 }
 
-async fn listen(pool: &PgPool, signal: &ChangeSignal) -> Result<(), sqlx::Error> {
+async fn listen(
+    pool: &PgPool,
+    signal: &ChangeSignal,
+    signing_keys: &watch::Sender<u64>,
+) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, SIGNING_KEYS_CHANNEL]).await?;
     signal.wake_all();
+    signing_keys.send_modify(|n| *n += 1);
     while let Some(notification) = listener.try_recv().await? {
+        if notification.channel() == SIGNING_KEYS_CHANNEL {
+            signing_keys.send_modify(|n| *n += 1);
+            continue;
+        }
         match notification.payload().parse::<u64>() {
             Ok(seq) => signal.committed(seq),
             Err(_) => signal.wake_all(),
@@ -154,11 +172,12 @@ impl PgStore {
     pub(super) async fn open(
         url: &DatabaseUrl,
         signal: Arc<ChangeSignal>,
+        signing_keys: Arc<watch::Sender<u64>>,
     ) -> Result<Self, StoreError> {
         let pool = connect(url).await?;
         // Replicas starting together: the migrator holds an advisory lock while it runs.
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        let listener = tokio::spawn(relay_notifications(pool.clone(), signal));
+        let listener = tokio::spawn(relay_notifications(pool.clone(), signal, signing_keys));
         Ok(Self { pool, listener })
     }
 
@@ -690,6 +709,10 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(SIGNING_KEYS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(RotationWrite::Written)
     }

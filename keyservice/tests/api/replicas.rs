@@ -253,3 +253,44 @@ async fn postgres_replicas_due_for_a_rotation_at_once_add_one_successor() {
         assert_eq!(a.published_kids().await.len(), 1, "round {round}");
     }
 }
+
+/// A forced rotation (a key thought compromised) through replica A: replica B publishes the new
+/// key and signs with it within a second, not at its next minute check, because A's commit
+/// `NOTIFY`s every replica's key ring.
+#[tokio::test]
+async fn postgres_a_forced_rotation_through_one_replica_is_published_and_used_by_the_other_at_once()
+{
+    let (a, b) = two_replicas().await;
+    let client = b.create_default_client().await;
+    let before = b.published_kids().await;
+    assert_eq!(before.len(), 1);
+
+    let response = a.admin_post("/v1/signing-keys/rotate", &json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let rotated = Instant::now();
+    let listed: Value = response.json().await.unwrap();
+    let new_kid = listed["signing_keys"][1]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_kid, before[0]);
+
+    loop {
+        let published = b.published_kids().await;
+        if published.contains(&new_kid) {
+            break;
+        }
+        assert!(
+            rotated.elapsed() < Duration::from_secs(1),
+            "replica B still publishes {published:?} a second after the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = b.token_for(&client, &[]).await;
+    let header = crate::helpers::jwt_part(token["access_token"].as_str().unwrap(), 0);
+    assert_eq!(
+        header["kid"],
+        new_kid.as_str(),
+        "replica B signs with the new key"
+    );
+}
