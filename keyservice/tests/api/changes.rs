@@ -46,15 +46,6 @@ fn hashes(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits (yielding, never sleeping) until `n` long-polls are parked in the service.
-async fn until_parked(app: &crate::helpers::TestApp, n: usize) {
-    let started = Instant::now();
-    while app.state.change_signal().parked() < n {
-        assert!(started.elapsed() < PROMPT, "the long-poll never parked");
-        tokio::task::yield_now().await;
-    }
-}
-
 async fn first_read_without_a_cursor_resets_to_the_current_cursor(backend: Backend) {
     let app = spawn_app(backend).await;
     let answer = app.changes(None, "").await;
@@ -332,30 +323,14 @@ async fn long_poll_returns_as_soon_as_a_revoke_commits_during_the_wait(backend: 
     let key = app.create_default_key().await;
     let cursor = app.change_cursor().await;
 
-    let client = app.client.clone();
-    let url = app.url(&format!(
-        "/v1/changes?after={}&wait_ms=20000",
-        crate::helpers::form_encode(&cursor)
-    ));
-    let poll = tokio::spawn(async move {
-        let started = Instant::now();
-        let response = client
-            .get(url)
-            .bearer_auth(FILTER_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().await.unwrap();
-        (body, started)
-    });
+    let started = Instant::now();
     // The poll has read the log, found nothing, and is waiting.
-    until_parked(&app, 1).await;
+    let poll = app.held_changes_poll(&cursor).await;
 
     let revoked_at = Instant::now();
     let response = revoke(&app, &key).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let (answer, started) = poll.await.unwrap();
+    let answer = poll.await.unwrap();
     let answered_after = revoked_at.elapsed();
     assert_eq!(hashes(&answer), [hash_of(&key)]);
     assert_eq!(answer["reset"], false);
@@ -395,22 +370,7 @@ async fn a_reset_is_answered_at_once_even_with_a_wait(backend: Backend) {
 async fn shutdown_ends_a_waiting_long_poll(backend: Backend) {
     let app = spawn_app(backend).await;
     let cursor = app.change_cursor().await;
-    let client = app.client.clone();
-    let url = app.url(&format!(
-        "/v1/changes?after={}&wait_ms=20000",
-        crate::helpers::form_encode(&cursor)
-    ));
-    let poll = tokio::spawn(async move {
-        let response = client
-            .get(url)
-            .bearer_auth(FILTER_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json::<Value>().await.unwrap()
-    });
-    until_parked(&app, 1).await;
+    let poll = app.held_changes_poll(&cursor).await;
 
     let started = Instant::now();
     app.stop().await;

@@ -420,6 +420,36 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// A filter's long-poll of `/v1/changes` after `cursor`, held for up to 20 s, sent from a
+    /// task; returns once this app holds it (it read the log, found nothing, and waits). The
+    /// task answers the 200 body.
+    pub async fn held_changes_poll(&self, cursor: &str) -> tokio::task::JoinHandle<Value> {
+        let client = self.client.clone();
+        let url = self.url(&format!(
+            "/v1/changes?after={}&wait_ms=20000",
+            form_encode(cursor)
+        ));
+        let poll = tokio::spawn(async move {
+            let response = client
+                .get(url)
+                .bearer_auth(FILTER_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()
+        });
+        let started = std::time::Instant::now();
+        while self.state.change_signal().parked() < 1 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "the long-poll never parked"
+            );
+            tokio::task::yield_now().await;
+        }
+        poll
+    }
+
     /// The feed's current cursor, as a filter's first request gets it.
     pub async fn change_cursor(&self) -> String {
         let answer = self.changes(None, "").await;

@@ -180,26 +180,7 @@ async fn postgres_a_revoke_through_one_replica_wakes_a_long_poll_held_by_the_oth
     let key = a.create_default_key().await;
     let cursor = b.change_cursor().await;
 
-    let url = b.url(&format!(
-        "/v1/changes?after={}&wait_ms=20000",
-        form_encode(&cursor)
-    ));
-    let client = b.client.clone();
-    let poll = tokio::spawn(async move {
-        let response = client
-            .get(url)
-            .bearer_auth(FILTER_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json::<Value>().await.unwrap()
-    });
-    let started = Instant::now();
-    while b.state.change_signal().parked() < 1 {
-        assert!(started.elapsed() < Duration::from_secs(5), "never parked");
-        tokio::task::yield_now().await;
-    }
+    let poll = b.held_changes_poll(&cursor).await;
 
     let response = a
         .admin_post(
