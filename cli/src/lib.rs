@@ -95,3 +95,50 @@ fn report(failure: &Failure, err: &mut dyn Write) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use super::*;
+
+    fn reported(failure: &Failure) -> String {
+        let mut err = Vec::new();
+        report(failure, &mut err).unwrap();
+        String::from_utf8(err).unwrap()
+    }
+
+    #[test]
+    fn a_refusal_is_reported_with_the_services_message_status_and_code() {
+        let failure = Failure::Api(ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: Some("revoked".into()),
+            message: "key is revoked".into(),
+            body: json!({"error": "revoked", "message": "key is revoked"}),
+        });
+        assert_eq!(
+            reported(&failure),
+            "keygate: key is revoked (409 Conflict, revoked)\n"
+        );
+        assert_eq!(failure.exit_code(), exit::EXIT_REFUSED);
+    }
+
+    #[test]
+    fn a_role_in_use_is_reported_with_its_holders() {
+        let failure = Failure::Api(ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: Some("role_in_use".into()),
+            message: "role is held".into(),
+            body: json!({"error": "role_in_use", "message": "role is held", "holders": [
+                {"type": "key", "id": "key_1", "name": "ci"},
+                {"type": "tenant_admin", "id": "kta_2", "name": "ops\u{1b}[31m"},
+            ]}),
+        });
+        assert_eq!(
+            reported(&failure),
+            "keygate: role is held (409 Conflict, role_in_use)\nheld by:\n  key key_1 (ci)\n  \
+             tenant_admin kta_2 (ops?[31m)\n"
+        );
+    }
+}

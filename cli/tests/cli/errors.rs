@@ -145,3 +145,19 @@ fn a_server_refusal_of_a_bad_value_exits_4_with_its_message() {
     assert_eq!(run.code, 4, "{run:?}");
     assert!(run.stderr.contains("bad_request"), "{}", run.stderr);
 }
+
+#[test]
+fn a_service_that_never_answers_exits_5_after_the_timeout() {
+    // Connections complete in the kernel's backlog, and nothing ever reads them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let run = keygate(
+        &[
+            ("KEYGATE_URL", &url),
+            ("KEYGATE_ADMIN_SECRET", ADMIN_SECRET),
+        ],
+        &["keys", "list", "--timeout", "1"],
+    );
+    assert_eq!(run.code, 5, "{run:?}");
+    assert!(run.stderr.contains("within 1 s"), "{}", run.stderr);
+}
