@@ -134,6 +134,10 @@ pub struct Credential {
     #[serde(default)]
     pub effective_permissions: Option<Vec<String>>,
     pub status: String,
+    /// The visible start of the current secret (`kg_3f9a…`), to tell which one someone holds;
+    /// absent on older services and for credentials made before hints were kept.
+    #[serde(default)]
+    pub secret_hint: Option<String>,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -208,6 +212,8 @@ pub struct Me {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuditEvent {
+    /// The service sends a number; read as text so that a string id would do too.
+    #[serde(deserialize_with = "id_text")]
     pub id: String,
     pub at: String,
     pub actor: String,
@@ -218,6 +224,17 @@ pub struct AuditEvent {
     pub source: Option<String>,
     pub outcome: String,
     pub request_id: Option<String>,
+}
+
+/// An id that may come as a JSON number or string, as text.
+fn id_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(text) => Ok(text),
+        Value::Number(number) => Ok(number.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "an id must be a number or string, not {other}"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -623,6 +640,21 @@ mod tests {
         assert_eq!(client.id, "kgc_1");
         assert_eq!(client.secret.as_deref(), Some("kgcs_x"));
         assert!(client.roles.is_empty());
+    }
+
+    #[test]
+    fn an_audit_event_id_may_be_a_number_or_a_string() {
+        let page = serde_json::json!({"events": [
+            {"id": 42, "at": "2026-11-22T10:00:00Z", "actor": "admin", "action": "key.create",
+             "target_type": "key", "target_id": "key_1", "tenant": "acme", "source": null,
+             "outcome": "success", "request_id": null},
+            {"id": "43", "at": "2026-11-22T10:00:01Z", "actor": "admin", "action": "auth.failure",
+             "target_type": null, "target_id": null, "tenant": null, "source": "127.0.0.1",
+             "outcome": "denied", "request_id": "r1"}
+        ], "next": null});
+        let page = AuditPage::deserialize(&page).unwrap();
+        let ids: Vec<&str> = page.events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["42", "43"]);
     }
 
     #[test]
