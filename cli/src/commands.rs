@@ -281,13 +281,11 @@ async fn audit_list(
     query.after = args.after;
     let first = api.audit(&query).await?;
     if !args.all {
-        console.print(&first, |page, out| {
-            write_events(&page.events, out)?;
-            if let Some(next) = &page.next {
-                writeln!(out, "\nMore events: add --after {next}")?;
-            }
-            Ok(())
-        })?;
+        console.print(&first, |page, out| write_events(&page.events, out))?;
+        // On stderr, so that stdout is the table alone; JSON has it as `next`.
+        if let (Output::Table, Some(next)) = (console.output, &first.view.next) {
+            writeln!(console.err, "More events: add --after {next}")?;
+        }
         return Ok(());
     }
     let mut events: Vec<Value> = Vec::new();
