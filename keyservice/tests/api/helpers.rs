@@ -315,6 +315,9 @@ pub async fn prepare_with(
         auth_failures: FailurePolicy::default(),
         limits: options.limits,
         change_log_retention: Retention::from_secs(CHANGE_LOG_RETENTION_SECS).unwrap(),
+        audit_retention: keygate_keyservice::audit::Retention::days(
+            keygate_keyservice::audit::DEFAULT_RETENTION_DAYS,
+        ),
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
         hide_docs: options.hide_docs,
