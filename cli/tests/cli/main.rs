@@ -5,6 +5,8 @@
 
 mod helpers;
 
+mod access;
+mod audit;
 mod clients;
 mod errors;
 mod keys;
