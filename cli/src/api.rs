@@ -378,13 +378,21 @@ impl ApiClient {
             .await
     }
 
-    /// Keys only.
-    pub async fn renew(&self, id: &str, expiry: Expiry) -> Result<Answer<Credential>, ApiError> {
-        self.json(Method::POST, &["keys", id, "renew"], &[], Some(&expiry))
-            .await
+    pub async fn renew(
+        &self,
+        kind: Kind,
+        id: &str,
+        expiry: Expiry,
+    ) -> Result<Answer<Credential>, ApiError> {
+        self.json(
+            Method::POST,
+            &[kind.collection(), id, "renew"],
+            &[],
+            Some(&expiry),
+        )
+        .await
     }
 
-    /// Keys and clients.
     pub async fn rotate(
         &self,
         kind: Kind,

@@ -104,6 +104,8 @@ pub enum ClientCommand {
     Get(IdArg),
     /// Revoke a client for good (tokens already issued stay valid until they expire).
     Revoke(IdArg),
+    /// Set a new expiry (from now), or none.
+    Renew(RenewArgs),
     /// Issue a new secret; the old ones keep working for the grace period.
     Rotate(RotateArgs),
     /// Delete a client.
@@ -134,6 +136,10 @@ pub enum TenantAdminCommand {
     Get(IdArg),
     /// Revoke a tenant admin for good.
     Revoke(IdArg),
+    /// Set a new expiry (from now), or none.
+    Renew(RenewArgs),
+    /// Issue a new secret; the old ones keep working for the grace period.
+    Rotate(RotateArgs),
     /// Delete a tenant admin.
     Delete(IdArg),
 }

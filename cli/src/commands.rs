@@ -101,7 +101,7 @@ async fn keys(
             print_credential(console, kind, &api.revoke(kind, &args.id).await?)
         }
         KeyCommand::Renew(args) => {
-            let key = api.renew(&args.id, expiry(&args.expiry)).await?;
+            let key = api.renew(kind, &args.id, expiry(&args.expiry)).await?;
             print_credential(console, kind, &key)
         }
         KeyCommand::Rotate(args) => {
@@ -142,6 +142,10 @@ async fn clients(
         ClientCommand::Revoke(args) => {
             print_credential(console, kind, &api.revoke(kind, &args.id).await?)
         }
+        ClientCommand::Renew(args) => {
+            let client = api.renew(kind, &args.id, expiry(&args.expiry)).await?;
+            print_credential(console, kind, &client)
+        }
         ClientCommand::Rotate(args) => {
             let client = api.rotate(kind, &args.id, args.grace_period).await?;
             print_credential(console, kind, &client)
@@ -175,6 +179,14 @@ async fn tenant_admins(
         }
         TenantAdminCommand::Revoke(args) => {
             print_credential(console, kind, &api.revoke(kind, &args.id).await?)
+        }
+        TenantAdminCommand::Renew(args) => {
+            let admin = api.renew(kind, &args.id, expiry(&args.expiry)).await?;
+            print_credential(console, kind, &admin)
+        }
+        TenantAdminCommand::Rotate(args) => {
+            let admin = api.rotate(kind, &args.id, args.grace_period).await?;
+            print_credential(console, kind, &admin)
         }
         TenantAdminCommand::Delete(args) => {
             api.delete(kind, &args.id).await?;

@@ -132,7 +132,7 @@ fn a_role_held_by_a_key_is_not_deleted_and_its_holders_are_named() {
 }
 
 #[test]
-fn a_tenant_admin_goes_through_create_list_get_revoke_and_delete() {
+fn a_tenant_admin_goes_through_create_list_get_renew_rotate_revoke_and_delete() {
     let service = Service::start();
     create_role(&service, "orders-reader", "orders:read");
     let stdout = service
@@ -164,6 +164,22 @@ fn a_tenant_admin_goes_through_create_list_get_revoke_and_delete() {
         service.json(&["tenant-admins", "get", &id])["name"],
         "acme ops"
     );
+
+    let renewed = service.json(&["tenant-admins", "renew", &id, "--never-expires"]);
+    assert_eq!(renewed["expires_at"], Value::Null);
+    let rotated = service.json(&["tenant-admins", "rotate", &id, "--grace-period", "0"]);
+    let new_secret = text(&rotated, "secret");
+    assert_ne!(new_secret, secret);
+    let old_one = service.keygate_with_env(&[("KEYGATE_ADMIN_SECRET", &secret)], &["whoami"]);
+    assert_eq!(old_one.code, 3, "retired at once: {old_one:?}");
+    let secret = new_secret;
+    let me = service
+        .keygate_with_env(
+            &[("KEYGATE_ADMIN_SECRET", &secret)],
+            &["whoami", "-o", "json"],
+        )
+        .json();
+    assert_eq!(me["id"], id.as_str());
 
     let revoked = service.json(&["tenant-admins", "revoke", &id]);
     assert_eq!(revoked["status"], "revoked");

@@ -31,6 +31,10 @@ fn a_client_goes_through_create_list_get_rotate_revoke_and_delete() {
     );
     assert!(got.contains("billing"), "{got}");
 
+    let renewed = service.json(&["clients", "renew", &id, "--expires-in", "2h"]);
+    assert_eq!(renewed["client_id"], id.as_str());
+    assert_ne!(renewed["expires_at"], created["expires_at"]);
+
     let rotated = service.json(&["clients", "rotate", &id, "--grace-period", "0"]);
     assert_ne!(text(&rotated, "client_secret"), first_secret);
 
