@@ -128,8 +128,8 @@ pub enum RoleCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TenantAdminCommand {
-    /// Create a tenant admin; its secret is printed this once.
-    Create(CreateTenantAdmin),
+    /// Create a tenant admin of one tenant; its secret is printed this once.
+    Create(CreateCredential),
     /// List tenant admins, of one tenant or all.
     List(ListArgs),
     /// Show one tenant admin.
@@ -259,27 +259,6 @@ pub struct UpdateRole {
     /// Remove all permissions.
     #[arg(long)]
     pub no_permissions: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CreateTenantAdmin {
-    #[arg(long)]
-    pub name: String,
-
-    /// The one tenant it administers.
-    #[arg(long)]
-    pub tenant: String,
-
-    /// A role (by name, in the tenant) it holds (repeat, or separate with commas).
-    #[arg(long = "role", value_delimiter = ',')]
-    pub roles: Vec<String>,
-
-    /// A permission it holds directly (repeat, or separate with commas).
-    #[arg(long = "permission", value_delimiter = ',')]
-    pub permissions: Vec<String>,
-
-    #[command(flatten)]
-    pub expiry: ExpiryArgs,
 }
 
 /// What the audit log is filtered by, for `list` and `tail`.

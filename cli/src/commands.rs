@@ -16,7 +16,7 @@ use crate::api::{
 };
 use crate::args::{
     AuditCommand, AuditFilter, AuditList, AuditTail, ClientCommand, Command, CreateCredential,
-    CreateTenantAdmin, ExpiryArgs, KeyCommand, Output, RoleCommand, TenantAdminCommand, UpdateRole,
+    ExpiryArgs, KeyCommand, Output, RoleCommand, TenantAdminCommand, UpdateRole,
 };
 use crate::exit::Failure;
 use crate::render::{list, optional, Fields, Table};
@@ -165,7 +165,7 @@ async fn tenant_admins(
     let kind = Kind::TenantAdmin;
     match command {
         TenantAdminCommand::Create(args) => {
-            let admin = api.create(kind, &new_tenant_admin(args)).await?;
+            let admin = api.create(kind, &new_credential(args)).await?;
             print_credential(console, kind, &admin)
         }
         TenantAdminCommand::List(args) => {
@@ -262,16 +262,6 @@ fn expiry(args: &ExpiryArgs) -> Expiry {
 }
 
 fn new_credential(args: CreateCredential) -> NewCredential {
-    NewCredential {
-        expiry: expiry(&args.expiry),
-        name: args.name,
-        tenant: args.tenant,
-        permissions: args.permissions,
-        roles: args.roles,
-    }
-}
-
-fn new_tenant_admin(args: CreateTenantAdmin) -> NewCredential {
     NewCredential {
         expiry: expiry(&args.expiry),
         name: args.name,

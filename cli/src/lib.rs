@@ -35,6 +35,8 @@ use crate::secret::{Secret, SECRET_ENV};
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match execute(cli, out, err) {
         Ok(()) => 0,
+        // The reader went away (`keygate audit list | head`): nothing left to say to it.
+        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(failure) => {
             // Nothing more can be done if stderr is gone; the exit code still tells.
             let _ = report(&failure, err);
