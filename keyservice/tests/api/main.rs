@@ -19,6 +19,8 @@ mod metrics;
 mod names;
 mod openapi;
 mod replicas;
+mod roles;
 mod storage;
+mod tenant_admins;
 mod tokens;
 mod usage;
