@@ -62,7 +62,7 @@ $(SCHEMATHESIS):
 # Also the test-only panic filter (tests/panic-filter) the e2e tests load; never released.
 build: wasm
 	$(CARGO) build --target $(WASM_TARGET) --release -p keygate-test-panic-filter
-	$(CARGO) build -p keygate-keyservice -p keygate-e2e --bins
+	$(CARGO) build -p keygate-keyservice -p keygate-cli -p keygate-e2e --bins
 
 # The tests' PostgreSQL: initdb and pg_ctl for a throwaway cluster (tests/testdb), installed with
 # apt-get if missing, unless KEYGATE_TEST_DATABASE_URL names a server.
