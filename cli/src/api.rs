@@ -137,7 +137,7 @@ pub struct Credential {
     /// The visible start of the current secret (`kg_3f9a…`), to tell which one someone holds;
     /// absent on older services and for credentials made before hints were kept.
     #[serde(default)]
-    pub secret_hint: Option<String>,
+    pub prefix: Option<String>,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,

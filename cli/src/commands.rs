@@ -525,7 +525,7 @@ fn write_credential(kind: Kind, c: &Credential, out: &mut dyn Write) -> std::io:
         .add("name", &c.name)
         .add("tenant", &c.tenant)
         .add("status", &c.status)
-        .add("secret hint", optional(c.secret_hint.as_deref()))
+        .add("prefix", optional(c.prefix.as_deref()))
         .add(
             "permissions",
             list(c.permissions.as_deref().unwrap_or_default()),
@@ -579,7 +579,7 @@ fn write_credentials(kind: Kind, all: &[Credential], out: &mut dyn Write) -> std
             c.name.clone(),
             c.tenant.clone(),
             c.status.clone(),
-            optional(c.secret_hint.as_deref()),
+            optional(c.prefix.as_deref()),
             c.expires_at.clone().unwrap_or_else(|| "never".to_owned()),
             list(&c.roles),
             list(permissions),

@@ -48,6 +48,11 @@ fn a_key_goes_through_create_list_get_renew_rotate_usage_revoke_and_delete() {
     let got = service.json(&["keys", "get", &id]);
     assert_eq!(got["name"], "ci");
     assert_eq!(got["status"], "active");
+    let prefix = format!("{}…", &first_secret[..7]);
+    assert_eq!(got["prefix"], prefix.as_str());
+    let table = service.keygate(&["keys", "get", &id]).ok();
+    assert!(table.contains(&prefix), "{table}");
+    assert!(!table.contains(&first_secret[7..]), "{table}");
 
     let renewed = service.json(&["keys", "renew", &id, "--never-expires"]);
     assert_eq!(renewed["expires_at"], Value::Null);
