@@ -49,9 +49,12 @@ export SCHEMATHESIS_API_KEY
 
 status=0
 # From the scratch folder, with no example database: nothing is left in the work tree.
+# One worker: with two threads, hypothesis parses lambdas' source with `ast` concurrently, and on
+# this machine's CPython 3.11.7 that failed 1 run in 4 with "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython gh-106905): a runtime error of the tool, not the API.
 cd "$work"
 "$st" --config-file "${SCHEMATHESIS_CONFIG:-$root/keyservice/schemathesis.toml}" run "$base/openapi.json" \
-    --workers 2 --seed "${SCHEMATHESIS_SEED:-1}" --generation-database none --no-color "$@" \
+    --workers 1 --seed "${SCHEMATHESIS_SEED:-1}" --generation-database none --no-color "$@" \
     || status=$?
 if grep -q 'ERROR\|panicked' "$work/server.log"; then
     echo "--- keygate-server errors during the run:" >&2
