@@ -463,3 +463,56 @@ async fn a_revoke_through_one_replica_reaches_an_envoy_polling_another_within_a_
     };
     revoke_hot_keys_across_envoys(options, "2 Envoys, 2 replicas on one PostgreSQL").await
 }
+
+/// A role edit reaches the edge through the feed: a key whose role gains a permission is let
+/// through a route needing it, and refused again when the role loses it, although the filter
+/// would cache the key's answer for minutes.
+#[tokio::test]
+async fn editing_a_keys_role_changes_what_it_may_do_at_the_edge_within_a_second(
+) -> anyhow::Result<()> {
+    let stack = long_ttl_stack().await?;
+    let (status_code, role) = stack
+        .admin(
+            reqwest::Method::POST,
+            "/v1/roles",
+            Some(serde_json::json!({"tenant": "acme", "name": "orders", "permissions": ["orders:read"]})),
+        )
+        .await?;
+    assert_eq!(status_code, 201, "{role}");
+    let role_path = format!("/v1/roles/{}", role["id"].as_str().unwrap_or_default());
+    let key = stack
+        .create_key_with(serde_json::json!({"name": "ci", "tenant": "acme", "permissions": [], "roles": ["orders"]}))
+        .await?;
+    let secret = key["secret"].as_str().unwrap_or_default().to_owned();
+    let client = client()?;
+    let read = format!("http://{}/orders/1", stack.addr(Listener::Main)?);
+    let admin_route = format!("http://{}/admin/x", stack.addr(Listener::Main)?);
+    assert_eq!(status(&client, &read, &secret).await?, 200);
+    // Cached now, with its permissions, for LONG_TTL_SECS.
+    assert_eq!(status(&client, &admin_route, &secret).await?, 403);
+
+    for (permissions, admin_status) in [
+        (vec!["orders:read", "admin"], 200),
+        (vec!["orders:read"], 403),
+    ] {
+        let (code, body) = stack
+            .admin(
+                reqwest::Method::PUT,
+                &role_path,
+                Some(serde_json::json!({"description": "", "permissions": permissions})),
+            )
+            .await?;
+        assert_eq!(code, 200, "{body}");
+        let edited = Instant::now();
+        eventually(REVOCATION_BOUND, "the role edit at the edge", || async {
+            (status(&client, &admin_route, &secret).await.ok() == Some(admin_status)).then_some(())
+        })
+        .await;
+        eprintln!(
+            "role edit ({admin_status}) reached the edge in {:?}",
+            edited.elapsed()
+        );
+    }
+    assert_eq!(status(&client, &read, &secret).await?, 200);
+    Ok(())
+}
