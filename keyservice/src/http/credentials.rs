@@ -353,10 +353,10 @@ pub(super) async fn revoke<I: Served>(
     id: I,
 ) -> Result<axum::Json<I::View>, ApiError> {
     let now = state.clock.now();
-    let event = change_event(&admin, now, Action::Revoke(I::KIND), &id);
+    let mut event = change_event(&admin, now, Action::Revoke(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
-        let event = event.clone().tenant(&target.tenant);
+        event = event.clone().tenant(&target.tenant);
         let revoked = state
             .store
             .revoke(&id, now, &event)
@@ -376,9 +376,10 @@ pub(super) async fn renew<I: Served>(
     request: RenewRequest,
 ) -> Result<axum::Json<I::View>, ApiError> {
     let now = state.clock.now();
-    let event = change_event(&admin, now, Action::Renew(I::KIND), &id);
+    let mut event = change_event(&admin, now, Action::Renew(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
+        event = event.clone().tenant(&target.tenant);
         // Extending a credential's life hands out its power again.
         admin.actor.may_grant(&target.effective_permissions())?;
         let expires_at = keys::expiry(
@@ -387,7 +388,6 @@ pub(super) async fn renew<I: Served>(
             request.never_expires.unwrap_or(false),
             state.default_key_lifetime,
         )?;
-        let event = event.clone().tenant(&target.tenant);
         let renewed = applied::<I>(state.store.renew(&id, expires_at, now, &event).await?)?;
         tracing::info!(kind = I::KIND.as_str(), %id, actor = admin.actor.id(), "credential renewed");
         Ok(axum::Json(I::view(&renewed, now)))
@@ -403,14 +403,14 @@ pub(super) async fn rotate<I: Served>(
     request: RotateRequest,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let event = change_event(&admin, now, Action::Rotate(I::KIND), &id);
+    let mut event = change_event(&admin, now, Action::Rotate(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
+        event = event.clone().tenant(&target.tenant);
         // A new secret is the credential's whole power in the caller's hands.
         admin.actor.may_grant(&target.effective_permissions())?;
         let retires_at = keys::grace_end(now, request.grace_period_secs)?;
         let secret = entropy::secret(I::KIND)?;
-        let event = event.clone().tenant(&target.tenant);
         let rotated = applied::<I>(
             state
                 .store
@@ -443,10 +443,10 @@ pub(super) async fn delete<I: Served>(
     id: I,
 ) -> Result<StatusCode, ApiError> {
     let now = state.clock.now();
-    let event = change_event(&admin, now, Action::Delete(I::KIND), &id);
+    let mut event = change_event(&admin, now, Action::Delete(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
-        let event = event.clone().tenant(&target.tenant);
+        event = event.clone().tenant(&target.tenant);
         if !state.store.delete(&id, now, &event).await? {
             return Err(ApiError::NotFound(I::KIND.noun()));
         }

@@ -260,14 +260,14 @@ async fn update_role(
     Json(request): Json<UpdateRoleRequest>,
 ) -> Result<axum::Json<RoleView>, ApiError> {
     let now = state.clock.now();
-    let event = audit::Event::new(&admin.context, now, Action::RoleUpdate, Outcome::Success)
+    let mut event = audit::Event::new(&admin.context, now, Action::RoleUpdate, Outcome::Success)
         .target("role", &id);
     let result = async {
         let role = visible(&admin, &state, &id).await?;
+        event = event.clone().tenant(&role.tenant);
         let description = Description::parse(request.description).map_err(ValidationError::from)?;
         let permissions = keys::parse_permissions(request.permissions)?;
         admin.actor.may_grant(&permissions)?;
-        let event = event.clone().tenant(&role.tenant);
         let updated = state
             .store
             .update_role(&id, &description, &permissions, now, &event)
@@ -302,11 +302,11 @@ async fn delete_role(
     RoleIdPath(id): RoleIdPath,
 ) -> Result<StatusCode, ApiError> {
     let now = state.clock.now();
-    let event = audit::Event::new(&admin.context, now, Action::RoleDelete, Outcome::Success)
+    let mut event = audit::Event::new(&admin.context, now, Action::RoleDelete, Outcome::Success)
         .target("role", &id);
     let result = async {
         let role = visible(&admin, &state, &id).await?;
-        let event = event.clone().tenant(&role.tenant);
+        event = event.clone().tenant(&role.tenant);
         match state.store.delete_role(&id, &event).await? {
             RoleDelete::Deleted => {
                 tracing::info!(role_id = %id, actor = admin.actor.id(), "role deleted");

@@ -138,6 +138,8 @@ async fn refusals_are_recorded_with_their_outcome(backend: Backend) {
     assert_eq!(by_admin[1]["tenant"], "acme");
     let renew = app.audit("action=key.renew").await;
     assert_eq!(renew[0]["outcome"], "conflict");
+    // A refusal of a visible target names its tenant, so its tenant admins see it.
+    assert_eq!(renew[0]["tenant"], "acme");
     let invalid = app.audit("action=key.create&actor=admin").await;
     assert_eq!(invalid[0]["outcome"], "invalid");
     // The globex key is untouched.
