@@ -77,6 +77,7 @@ async fn build(
             change_log_retention: config.change_log_retention,
             metrics,
             hide_docs: config.hide_docs,
+            hide_console: config.hide_console,
         },
         generated_admin_secret,
     })
