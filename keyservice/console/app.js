@@ -95,7 +95,8 @@ export async function route() {
   try {
     if (page === 'tokens' && kind && id) {
       setCrumbs({text: 'API tokens', href: '#/tokens'}, {text: id});
-      await renderTokenDetail(view, kind, id, session.me);
+      const name = await renderTokenDetail(view, kind, id, session.me);
+      if (name && stillCurrent()) setCrumbs({text: 'API tokens', href: '#/tokens'}, {text: name});
     } else if (page === 'roles') {
       setCrumbs({text: 'Roles'});
       await renderRoles(view, session.me);

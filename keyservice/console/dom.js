@@ -52,15 +52,19 @@ export function toast(message, kind = 'info') {
   setTimeout(() => item.remove(), kind === 'error' ? 8000 : 4000);
 }
 
-const DATE = new Intl.DateTimeFormat(undefined, {
+const DATE_TIME = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
 });
+const DATE = new Intl.DateTimeFormat(undefined, {year: 'numeric', month: 'short', day: 'numeric'});
 
-/** A time for a table cell: local date and time, the exact instant in the tooltip. */
-export function time(iso, empty = '—') {
+/**
+ * A time for a table cell: local date and time (`dateOnly`: the date), the exact instant in the
+ * tooltip.
+ */
+export function time(iso, {empty = '—', dateOnly = false} = {}) {
   if (!iso) return h('span', {class: 'muted'}, empty);
   const d = new Date(iso);
-  return h('time', {datetime: iso, title: d.toISOString()}, DATE.format(d));
+  return h('time', {datetime: iso, title: `${DATE_TIME.format(d)} (${d.toISOString()})`}, (dateOnly ? DATE : DATE_TIME).format(d));
 }
 
 /** "in 14 days", "3 hours ago". */

@@ -119,8 +119,8 @@ function tokenTable(rows, me, reload) {
       h('td', {class: 'mono small'}, r.id),
       h('td', {}, r.tenant),
       h('td', {class: 'cell-perms'}, r.roles.length ? chips(r.roles, 'role') : null, chips(r.permissions)),
-      h('td', {class: 'nowrap'}, time(r.created_at)),
-      h('td', {class: 'nowrap'}, r.expires_at ? time(r.expires_at) : h('span', {class: 'muted'}, 'Never')),
+      h('td', {class: 'nowrap'}, time(r.created_at, {dateOnly: true})),
+      h('td', {class: 'nowrap'}, r.expires_at ? time(r.expires_at, {dateOnly: true}) : h('span', {class: 'muted'}, 'Never')),
       h('td', {class: 'nowrap'}, lastUsed(r)),
       h('td', {}, statusBadge(r.status)),
       h('td', {class: 'cell-actions'}, rowMenu(r, me, reload))))));
@@ -384,6 +384,7 @@ export async function renderTokenDetail(view, kindName, id, me) {
     audit);
 
   await Promise.all([fillUsage(usage, token, kind), fillAudit(audit, token)]);
+  return token.name;
 }
 
 async function fillUsage(card, token, kind) {

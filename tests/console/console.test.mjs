@@ -167,6 +167,7 @@ try {
   await page.selectOption('select[name=tenant]', 'globex');
   assert.equal(await page.locator('#tokens-table tbody tr').count(), 1);
   await page.selectOption('select[name=tenant]', '');
+  await page.locator('input[name=search]').blur();
   await page.screenshot({path: join(SHOTS, '2-tokens.png')});
 
   step('the key\'s page charts its requests');
@@ -196,6 +197,24 @@ try {
   const revokedAt = Date.now();
   await eventually('Envoy to refuse the revoked key', 3000, async () => (await throughEnvoy(secret)) === 401);
   console.log(`  refused ${Date.now() - revokedAt} ms after the console showed it revoked`);
+
+  step('rotate the markup-named key: a new secret, shown once; renew it for a year');
+  await xssRow.locator('summary').click();
+  await xssRow.getByRole('button', {name: 'Rotate secret'}).click();
+  await page.locator('#form-dialog select[name=grace]').selectOption('0');
+  await page.locator('#form-dialog').getByRole('button', {name: 'Rotate'}).click();
+  const rotated = await page.locator('#new-secret').inputValue();
+  assert.match(rotated, /^kg_/);
+  assert.notEqual(rotated, secret);
+  await page.click('#secret-done');
+  await xssRow.locator('summary').click();
+  await xssRow.getByRole('button', {name: 'Renew'}).click();
+  await page.locator('#form-dialog select[name=expiry]').selectOption({label: '1 year'});
+  await page.locator('#form-dialog').getByRole('button', {name: 'Renew'}).click();
+  await page.locator('.toast', {hasText: 'renewed'}).waitFor();
+  const renewed = await admin('GET', `/v1/keys/${xss.id}`);
+  const days = (Date.parse(renewed.expires_at) - Date.now()) / 86400000;
+  assert.ok(days > 364 && days <= 365, `renewed for ${days} days`);
 
   step('delete the markup-named key, after confirming; cancelling first keeps it');
   await xssRow.locator('summary').click();

@@ -232,11 +232,7 @@ mod tests {
                 "localStorage",
                 "document.cookie",
             ] {
-                assert!(
-                    !source.contains(banned),
-                    "{} uses {banned}",
-                    asset.name
-                );
+                assert!(!source.contains(banned), "{} uses {banned}", asset.name);
             }
         }
     }

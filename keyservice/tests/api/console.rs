@@ -52,7 +52,10 @@ async fn the_console_page_is_served_with_a_strict_csp_and_not_stored() {
         let response = get(&app, path).await;
         assert_eq!(response.status(), 200, "{path}");
         assert_security_headers(&response);
-        assert_eq!(header(&response, "content-type"), "text/html; charset=utf-8");
+        assert_eq!(
+            header(&response, "content-type"),
+            "text/html; charset=utf-8"
+        );
         assert_eq!(header(&response, "cache-control"), "no-store");
         let html = response.text().await.unwrap();
         let on_disk = std::fs::read_to_string(console_dir().join("index.html")).unwrap();
@@ -73,7 +76,10 @@ async fn every_console_file_is_served_from_the_binary_with_its_content_type() {
     on_disk.sort();
     let mut served: Vec<String> = ASSETS.iter().map(|a| a.name.to_owned()).collect();
     served.sort();
-    assert_eq!(served, on_disk, "keyservice/console/ and the served files differ");
+    assert_eq!(
+        served, on_disk,
+        "keyservice/console/ and the served files differ"
+    );
 
     for name in &on_disk {
         let response = get(&app, &format!("/console/assets/{name}")).await;

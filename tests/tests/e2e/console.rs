@@ -64,7 +64,9 @@ async fn the_console_creates_a_key_that_passes_envoy_and_revokes_it_in_the_brows
         .transpose()?
         .ok_or_else(|| anyhow::anyhow!("the script printed no RESULT line"))?;
     let id = result["key_id"].as_str().unwrap_or_default();
-    let (status, key) = stack.admin(Method::GET, &format!("/v1/keys/{id}"), None).await?;
+    let (status, key) = stack
+        .admin(Method::GET, &format!("/v1/keys/{id}"), None)
+        .await?;
     assert_eq!(status, 200, "{key}");
     assert_eq!(key["status"], "revoked", "{key}");
     assert_eq!(key["name"], "checkout service (e2e)", "{key}");
