@@ -27,7 +27,7 @@ export function auditTable(events) {
   return h('table', {class: 'table', id: 'audit-table'},
     h('thead', {}, h('tr', {}, ['Time', 'Action', 'Outcome', 'Actor', 'Target', 'Tenant', 'Source', 'Request'].map((t) => h('th', {scope: 'col'}, t)))),
     h('tbody', {}, events.map((e) => h('tr', {},
-      h('td', {class: 'nowrap'}, time(e.at)),
+      h('td', {class: 'nowrap'}, time(e.at, {seconds: true})),
       h('td', {}, h('span', {class: 'mono'}, e.action)),
       h('td', {}, outcomeBadge(e.outcome)),
       h('td', {class: 'mono small'}, e.actor || '—'),

@@ -56,15 +56,19 @@ const DATE_TIME = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
 });
 const DATE = new Intl.DateTimeFormat(undefined, {year: 'numeric', month: 'short', day: 'numeric'});
+const DATE_SECONDS = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',
+});
 
 /**
- * A time for a table cell: local date and time (`dateOnly`: the date), the exact instant in the
- * tooltip.
+ * A time for a table cell: local date and time (`dateOnly`: the date; `seconds`: to the second),
+ * the exact instant in the tooltip.
  */
-export function time(iso, {empty = '—', dateOnly = false} = {}) {
+export function time(iso, {empty = '—', dateOnly = false, seconds = false} = {}) {
   if (!iso) return h('span', {class: 'muted'}, empty);
   const d = new Date(iso);
-  return h('time', {datetime: iso, title: `${DATE_TIME.format(d)} (${d.toISOString()})`}, (dateOnly ? DATE : DATE_TIME).format(d));
+  const format = dateOnly ? DATE : seconds ? DATE_SECONDS : DATE_TIME;
+  return h('time', {datetime: iso, title: `${DATE_TIME.format(d)} (${d.toISOString()})`}, format.format(d));
 }
 
 /** "in 14 days", "3 hours ago". */

@@ -89,7 +89,7 @@ async function rolesTenantAdminsAndAudit(page, revokedKeyId) {
   await auditorRow.locator('.chip', {hasText: 'audit:export'}).waitFor();
 
   step('a tenant admin sees its tenant only and cannot grant a role above its own');
-  const ta = await admin('POST', '/v1/tenant-admins', {tenant: 'acme', name: 'acme ops', roles: ['reader']});
+  const ta = await admin('POST', '/v1/tenant-admins', {tenant: 'acme', name: 'acme ops', roles: ['reader'], permissions: []});
   const context = await page.context().browser().newContext({viewport: {width: 1440, height: 900}});
   const tenantPage = await context.newPage();
   tenantPage.setDefaultTimeout(STEP_TIMEOUT);
