@@ -22,9 +22,9 @@ function target(event) {
   return kind ? h('a', {href: `#/tokens/${kind}/${encodeURIComponent(event.target_id)}`}, id) : id;
 }
 
-/** A table of audit events (also on a token's page). */
-export function auditTable(events) {
-  return h('table', {class: 'table', id: 'audit-table'},
+/** A table of audit events (also on a token's page, with another `id`). */
+export function auditTable(events, id = 'audit-table') {
+  return h('table', {class: 'table', id},
     h('thead', {}, h('tr', {}, ['Time', 'Action', 'Outcome', 'Actor', 'Target', 'Tenant', 'Source', 'Request'].map((t) => h('th', {scope: 'col'}, t)))),
     h('tbody', {}, events.map((e) => h('tr', {},
       h('td', {class: 'nowrap'}, time(e.at, {seconds: true})),

@@ -29,7 +29,17 @@ function normalize(kind, view) {
     expires_at: view.expires_at,
     revoked_at: view.revoked_at,
     last_used_at: view.last_used_at,
+    // The visible start of the secret (`kg_3f9a…`), where the key service keeps one.
+    prefix: view.prefix || null,
   };
+}
+
+/** The masked secret where known, else the id (which is not secret either). */
+function keyCell(token) {
+  if (!token.prefix) return h('span', {class: 'mono small'}, token.id);
+  return h('span', {class: 'stack'},
+    h('span', {class: 'mono small masked', title: 'The start of the secret'}, token.prefix),
+    h('span', {class: 'mono small muted'}, token.id));
 }
 
 function tokenUrl(token) {
@@ -111,12 +121,12 @@ export async function renderTokens(view, me) {
 function tokenTable(rows, me, reload) {
   return h('table', {class: 'table', id: 'tokens-table'},
     h('thead', {}, h('tr', {},
-      ['Name', 'Type', 'ID', 'Tenant', 'Roles and permissions', 'Created', 'Expires', 'Last used', 'Status', '']
+      ['Name', 'Type', 'Key', 'Tenant', 'Roles and permissions', 'Created', 'Expires', 'Last used', 'Status', '']
         .map((t) => h('th', {scope: 'col'}, t)))),
     h('tbody', {}, rows.map((r) => h('tr', {'data-id': r.id, 'data-kind': r.kind},
       h('td', {class: 'cell-name'}, h('a', {href: tokenUrl(r), class: 'token-name'}, r.name)),
       h('td', {}, badge(r.kind === 'key' ? 'API key' : 'Client', r.kind === 'key' ? 'indigo' : 'violet')),
-      h('td', {class: 'mono small'}, r.id),
+      h('td', {}, keyCell(r)),
       h('td', {}, r.tenant),
       h('td', {class: 'cell-perms'}, r.roles.length ? chips(r.roles, 'role') : null, chips(r.permissions)),
       h('td', {class: 'nowrap'}, time(r.created_at, {dateOnly: true})),
@@ -129,7 +139,8 @@ function tokenTable(rows, me, reload) {
 /** A key's last use; a dash where the key service does not say (older ones, and clients). */
 function lastUsed(token) {
   if (token.last_used_at) return h('span', {title: token.last_used_at}, relative(token.last_used_at));
-  return h('span', {class: 'muted'}, token.last_used_at === null ? 'Never' : '—');
+  // Only API keys' requests are counted; a key service before last_used_at says nothing.
+  return h('span', {class: 'muted'}, token.kind === 'key' && token.last_used_at === null ? 'Never' : '—');
 }
 
 function rowMenu(token, me, reload) {
@@ -362,6 +373,7 @@ export async function renderTokenDetail(view, kindName, id, me) {
 
   const details = h('dl', {class: 'details'},
     h('dt', {}, kindName === 'client' ? 'Client ID' : 'Key ID'), h('dd', {class: 'mono'}, token.id),
+    token.prefix ? [h('dt', {}, 'Secret'), h('dd', {class: 'mono'}, token.prefix)] : null,
     h('dt', {}, 'Type'), h('dd', {}, kind.label),
     h('dt', {}, 'Tenant'), h('dd', {}, token.tenant),
     h('dt', {}, 'Roles'), h('dd', {}, chips(token.roles, 'role')),
@@ -409,7 +421,7 @@ async function fillAudit(card, token) {
   try {
     const page = await api('GET', '/v1/audit', {query: {target_id: token.id, limit: 50}});
     card.replaceChildren(title, page.events.length
-      ? auditTable(page.events)
+      ? auditTable(page.events, 'token-audit-table')
       : emptyState('No audit events for this token yet'));
   } catch (e) {
     if (e instanceof ApiError && e.endpointMissing) {

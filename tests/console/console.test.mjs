@@ -143,7 +143,7 @@ async function rolesTenantAdminsAndAudit(page, revokedKeyId) {
     return actions.length > 0 && actions.every((a) => a === 'key.revoke');
   });
   await page.goto(`${BASE}/console#/tokens/key/${revokedKeyId}`);
-  const events = page.locator('#audit-table tbody tr td:nth-child(2)');
+  const events = page.locator('#token-audit-table tbody tr td:nth-child(2)');
   await events.first().waitFor();
   const actions = await events.allTextContents();
   assert.ok(actions.includes('key.create') && actions.includes('key.revoke'), `the key's events: ${actions}`);
@@ -236,6 +236,7 @@ try {
   await page.click('#secret-done');
   const row = page.locator('#tokens-table tbody tr', {hasText: KEY_NAME});
   await row.waitFor();
+  assert.ok(!(await page.content()).includes(secret), 'the secret is still in the page after Done');
   const keyId = await row.getAttribute('data-id');
   assert.match(keyId, /^key_/);
   assert.equal(await row.locator('.badge', {hasText: 'active'}).count(), 1);
