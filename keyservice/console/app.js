@@ -118,6 +118,14 @@ async function start() {
   byId('signin-form').addEventListener('submit', signIn);
   byId('signout').addEventListener('click', () => signOut());
   window.addEventListener('hashchange', route);
+  // A row's action menu closes on a click elsewhere or on Escape.
+  const closeMenus = (except) => {
+    for (const menu of document.querySelectorAll('details.menu[open]')) {
+      if (menu !== except) menu.open = false;
+    }
+  };
+  document.addEventListener('click', (e) => closeMenus(e.target instanceof Element ? e.target.closest('details.menu') : null));
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeMenus(null); });
   setUnauthorizedHandler(() => {
     if (session.me) signOut('Your secret is no longer accepted (revoked or expired). Sign in again.');
   });
