@@ -93,10 +93,16 @@ pub fn node() -> PathBuf {
     std::env::var_os("NODE_BIN").map_or_else(|| PathBuf::from("node"), PathBuf::from)
 }
 
-/// The browser test of the web console and its `node_modules` (playwright-core), which
-/// `scripts/ensure-chromium.sh` installs.
+/// The browser test of the web console, once Chromium (`CHROMIUM_BIN`, else `/usr/bin/chromium`)
+/// and its `node_modules` (playwright-core) are there: `scripts/ensure-chromium.sh` installs both.
 pub fn console_test_script() -> Result<PathBuf> {
     let dir = workspace_root().join("tests/console");
+    existing(
+        std::env::var_os("CHROMIUM_BIN")
+            .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from),
+        "Chromium",
+        "run `make chromium` (or set CHROMIUM_BIN)",
+    )?;
     existing(
         dir.join("node_modules/playwright-core/package.json"),
         "playwright-core",
