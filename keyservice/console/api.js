@@ -24,11 +24,6 @@ export class ApiError extends Error {
     this.code = body && body.error;
     this.body = body || {};
   }
-
-  /** The endpoint is not on this key service (an older version): 404 on a route, or 405. */
-  get endpointMissing() {
-    return (this.status === 404 && this.code === 'not_found' && /route/i.test(this.message)) || this.status === 405;
-  }
 }
 
 let onUnauthorized = () => {};
@@ -65,15 +60,9 @@ export async function api(method, path, {body, query, secret} = {}) {
 }
 
 /**
- * Who the secret belongs to: `GET /v1/me`. Until a key service has it, a secret that may list
- * keys is taken for the admin secret, allowed anything.
+ * Who the secret belongs to and what it may grant: `GET /v1/me` (401: not a secret this key
+ * service takes).
  */
-export async function whoAmI(secret) {
-  try {
-    return await api('GET', '/v1/me', {secret});
-  } catch (e) {
-    if (!(e instanceof ApiError) || !e.endpointMissing) throw e;
-  }
-  await api('GET', '/v1/keys', {secret});
-  return {kind: 'super_admin', id: null, name: null, tenant: null, roles: [], permissions: null};
+export function whoAmI(secret) {
+  return api('GET', '/v1/me', {secret});
 }

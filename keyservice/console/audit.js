@@ -1,5 +1,4 @@
-// The audit log page (GET /v1/audit): filters, newest first, paged with the `next` cursor. Until
-// a key service has the endpoint, the page says so.
+// The audit log page (GET /v1/audit): filters, newest first, paged with the `next` cursor.
 
 import {api, ApiError} from './api.js';
 import {badge, emptyState, h, time} from './dom.js';
@@ -75,9 +74,7 @@ export async function renderAudit(view, me) {
       pageInfo.textContent = page.events.length ? `Page ${pageIndex + 1}` : '';
     } catch (e) {
       next = null;
-      if (e instanceof ApiError && e.endpointMissing) {
-        results.replaceChildren(emptyState('No audit log', 'This key service does not keep an audit log yet: it needs a version with GET /v1/audit.'));
-      } else {
+      if (!(e instanceof ApiError && e.status === 401)) {
         results.replaceChildren(emptyState('Cannot load the audit log', e.message, 'error'));
       }
       pageInfo.textContent = '';

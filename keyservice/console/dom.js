@@ -98,7 +98,7 @@ export function chips(items, kind = 'perm') {
   return h('span', {class: 'chips'}, items.map((p) => h('span', {class: ['chip', `chip-${kind}`]}, p)));
 }
 
-/** A state in place of a table: nothing yet, an endpoint missing, an error. */
+/** A state in place of a table: nothing yet, nothing matching, an error. */
 export function emptyState(title, text, kind = 'empty') {
   return h('div', {class: ['empty', `empty-${kind}`]}, h('p', {class: 'empty-title'}, title), text ? h('p', {class: 'muted'}, text) : null);
 }

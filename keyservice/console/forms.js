@@ -2,7 +2,7 @@
 // pickers. Each picker only offers what the signed-in admin may grant (GET /v1/me `permissions`;
 // null = anything).
 
-import {api, ApiError} from './api.js';
+import {api} from './api.js';
 import {h} from './dom.js';
 
 const PERMISSION = /^[A-Za-z0-9:._*-]{1,128}$/;
@@ -136,10 +136,7 @@ export function rolesPicker(me) {
       try {
         roles = (await api('GET', '/v1/roles', {query: {tenant}})).roles;
       } catch (e) {
-        const text = e instanceof ApiError && e.endpointMissing
-          ? 'Roles are not available on this key service yet.'
-          : `Cannot load the roles: ${e.message}`;
-        el.replaceChildren(h('p', {class: 'muted'}, text));
+        el.replaceChildren(h('p', {class: 'form-error'}, `Cannot load the roles: ${e.message}`));
         return;
       }
       if (roles.length === 0) {

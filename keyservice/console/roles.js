@@ -1,6 +1,5 @@
 // The roles page (/v1/roles): named sets of permissions in a tenant that tokens and tenant admins
-// hold. Create, edit, delete; a role still held answers 409 with its holders, listed here. Until a
-// key service has the endpoint, the page says so.
+// hold. Create, edit, delete; a role still held answers 409 with its holders, listed here.
 
 import {api, ApiError} from './api.js';
 import {confirmDialog, openFormDialog} from './dialogs.js';
@@ -21,11 +20,6 @@ export async function renderRoles(view, me) {
     try {
       roles = (await api('GET', '/v1/roles', {query: {tenant: tenant.value.trim()}})).roles;
     } catch (e) {
-      if (e instanceof ApiError && e.endpointMissing) {
-        create.disabled = true;
-        body.replaceChildren(emptyState('Roles are not available', 'This key service does not have roles yet: it needs a version with /v1/roles. Tokens carry their permissions directly meanwhile.'));
-        return;
-      }
       body.replaceChildren(emptyState('Cannot load the roles', e.message, 'error'));
       return;
     }

@@ -49,10 +49,7 @@ function tokenUrl(token) {
 async function loadTokens() {
   const [keys, clients] = await Promise.all([
     api('GET', '/v1/keys'),
-    api('GET', '/v1/clients').catch((e) => {
-      if (e instanceof ApiError && e.endpointMissing) return {clients: []};
-      throw e;
-    }),
+    api('GET', '/v1/clients'),
   ]);
   const rows = [
     ...keys.keys.map((k) => normalize('key', k)),
@@ -424,10 +421,6 @@ async function fillAudit(card, token) {
       ? auditTable(page.events, 'token-audit-table')
       : emptyState('No audit events for this token yet'));
   } catch (e) {
-    if (e instanceof ApiError && e.endpointMissing) {
-      card.replaceChildren(title, emptyState('No audit log', 'This key service does not keep an audit log yet.'));
-    } else {
-      card.replaceChildren(title, emptyState('Audit events unavailable', e.message, 'error'));
-    }
+    card.replaceChildren(title, emptyState('Audit events unavailable', e.message, 'error'));
   }
 }

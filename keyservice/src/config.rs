@@ -11,7 +11,11 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use keygate_core::key::KeyHash;
 
+use crate::audit;
 use crate::feed::{Retention, MAX_RETENTION_SECS, MIN_RETENTION_SECS};
+
+/// Longest audit retention: ten years.
+const MAX_AUDIT_RETENTION_DAYS: u32 = 3650;
 use crate::keys::{CachePolicy, Lifetime, MAX_CACHE_TTL_SECS, MAX_KEY_LIFETIME_SECS};
 use crate::ratelimit::FailurePolicy;
 use crate::rotation::{RotationConfigError, RotationPolicy};
@@ -161,6 +165,14 @@ pub struct Cli {
     )]
     pub change_log_retention_secs: u64,
 
+    /// How long the audit log (GET /v1/audit) keeps an event, in days (1 to 3650).
+    #[arg(
+        long,
+        env = "KEYGATE_AUDIT_RETENTION_DAYS",
+        default_value_t = audit::DEFAULT_RETENTION_DAYS
+    )]
+    pub audit_retention_days: u32,
+
     /// Log line format on stderr.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -222,6 +234,8 @@ pub struct Config {
     pub limits: ConnectionLimits,
     /// How long the change log keeps a change.
     pub change_log_retention: Retention,
+    /// How long the audit log keeps an event.
+    pub audit_retention: audit::Retention,
     pub log_format: LogFormat,
     pub log_filter: String,
     /// `--hide-docs`: no `/openapi.json`, no `/docs`.
@@ -262,6 +276,8 @@ pub enum ConfigError {
         "--change-log-retention-secs must be between {MIN_RETENTION_SECS} and {MAX_RETENTION_SECS}"
     )]
     ChangeLogRetention,
+    #[error("--audit-retention-days must be between 1 and {MAX_AUDIT_RETENTION_DAYS}")]
+    AuditRetention,
     #[error("--database-url / KEYGATE_DATABASE_URL must start with postgres:// or postgresql://")]
     DatabaseUrl,
 }
@@ -341,6 +357,9 @@ impl Cli {
         };
         let change_log_retention = Retention::from_secs(self.change_log_retention_secs)
             .map_err(|_| ConfigError::ChangeLogRetention)?;
+        if !(1..=MAX_AUDIT_RETENTION_DAYS).contains(&self.audit_retention_days) {
+            return Err(ConfigError::AuditRetention);
+        }
         Ok(Config {
             listen: self.listen,
             database,
@@ -360,6 +379,7 @@ impl Cli {
             auth_failures: FailurePolicy::default(),
             limits,
             change_log_retention,
+            audit_retention: audit::Retention::days(self.audit_retention_days),
             log_format: self.log_format,
             log_filter: self.log,
             hide_docs: self.hide_docs,

@@ -1,12 +1,12 @@
 //! The one place that reads the operating system's CSPRNG (through `getrandom`, the source
-//! `rand`'s `OsRng` uses). Key secrets, key ids, client ids and secrets, token ids, signing keys
-//! and the generated admin secret all come from here.
+//! `rand`'s `OsRng` uses). Credential ids and secrets (keys, clients, tenant admins), role ids,
+//! token ids, signing keys and the generated admin secret all come from here.
 
 use keygate_core::key::{ApiKey, KEY_RANDOM_BYTES};
 
-use crate::clients::{ClientId, ClientSecret, CLIENT_ID_RANDOM_BYTES, CLIENT_SECRET_RANDOM_BYTES};
 use crate::config::Secret;
-use crate::keys::{KeyId, KEY_ID_RANDOM_BYTES};
+use crate::credentials::{CredentialId, IssuedSecret, Kind, ID_RANDOM_BYTES, SECRET_RANDOM_BYTES};
+use crate::roles::RoleId;
 
 /// Bytes of randomness in a generated admin secret.
 const ADMIN_SECRET_RANDOM_BYTES: usize = 32;
@@ -37,21 +37,25 @@ pub fn api_key() -> Result<ApiKey, EntropyError> {
     Ok(ApiKey::from_random(bytes::<KEY_RANDOM_BYTES>()?))
 }
 
-/// A fresh key id.
-pub fn key_id() -> Result<KeyId, EntropyError> {
-    Ok(KeyId::from_random(bytes::<KEY_ID_RANDOM_BYTES>()?))
+/// A fresh id of a credential kind (`key_…`, `kgc_…`, `kta_…`).
+pub fn credential_id<I: CredentialId>() -> Result<I, EntropyError> {
+    Ok(I::from_random(bytes::<ID_RANDOM_BYTES>()?))
 }
 
-/// A fresh OAuth client id.
-pub fn client_id() -> Result<ClientId, EntropyError> {
-    Ok(ClientId::from_random(bytes::<CLIENT_ID_RANDOM_BYTES>()?))
+/// A fresh secret of a credential kind: an API key (`kg_…`), a client secret (`kgcs_…`) or a
+/// tenant admin secret (`kgta_…`).
+pub fn secret(kind: Kind) -> Result<IssuedSecret, EntropyError> {
+    Ok(match kind {
+        Kind::Key => IssuedSecret::api_key(&api_key()?),
+        Kind::Client | Kind::TenantAdmin => {
+            IssuedSecret::prefixed(kind, bytes::<SECRET_RANDOM_BYTES>()?)
+        }
+    })
 }
 
-/// A fresh OAuth client secret.
-pub fn client_secret() -> Result<ClientSecret, EntropyError> {
-    Ok(ClientSecret::from_random(bytes::<
-        CLIENT_SECRET_RANDOM_BYTES,
-    >()?))
+/// A fresh role id.
+pub fn role_id() -> Result<RoleId, EntropyError> {
+    Ok(RoleId::from_random(bytes::<ID_RANDOM_BYTES>()?))
 }
 
 /// A fresh access token id (`jti`): 32 hex characters (128 bits).
@@ -81,13 +85,22 @@ mod tests {
         let (a, b) = (api_key().unwrap(), api_key().unwrap());
         assert_ne!(a, b);
         assert_eq!(ApiKey::parse(a.expose_secret()).as_ref(), Ok(&a));
-        let id = key_id().unwrap();
-        assert_eq!(KeyId::parse(id.as_str()), Some(id));
+        let id: crate::keys::KeyId = credential_id().unwrap();
+        assert_eq!(crate::keys::KeyId::parse(id.as_str()), Some(id));
         let admin = admin_secret().unwrap();
         assert_eq!(admin.expose().len(), ADMIN_SECRET_PREFIX.len() + 64);
-        let client = client_id().unwrap();
-        assert_eq!(ClientId::parse(client.as_str()), Some(client));
-        assert_ne!(client_secret().unwrap(), client_secret().unwrap());
+        let client: crate::clients::ClientId = credential_id().unwrap();
+        assert_eq!(
+            crate::clients::ClientId::parse(client.as_str()),
+            Some(client)
+        );
+        for kind in [Kind::Key, Kind::Client, Kind::TenantAdmin] {
+            let (a, b) = (secret(kind).unwrap(), secret(kind).unwrap());
+            assert_ne!(a, b);
+            assert!(a.expose_secret().starts_with(kind.secret_prefix()));
+        }
+        let role = role_id().unwrap();
+        assert_eq!(RoleId::parse(role.as_str()), Some(role));
         let (a, b) = (token_id().unwrap(), token_id().unwrap());
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);

@@ -15,6 +15,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::{error, info};
 
+use crate::audit;
 use crate::clock::Clock;
 use crate::rotation::{self, KeySchedule, RotationPlan, RotationPolicy};
 use crate::signing::{PublicJwk, SigningError, SigningKey};
@@ -107,7 +108,11 @@ impl KeyRing {
                 Some(activates_at) => Some(self.generate(activates_at, now).await?),
                 None => None,
             };
-            if self.write(&schedules, &plan, generated.as_ref()).await? == RotationWrite::Written {
+            if self
+                .write(&schedules, &plan, generated.as_ref(), None)
+                .await?
+                == RotationWrite::Written
+            {
                 self.reload().await?;
                 return Ok(());
             }
@@ -115,14 +120,24 @@ impl KeyRing {
         Err(KeyRingError::Contended)
     }
 
-    /// Carries out [`rotation::forced_rotation`] at `now` and returns the new key's schedule.
-    pub async fn force_rotation(&self, now: OffsetDateTime) -> Result<KeySchedule, KeyRingError> {
+    /// Carries out [`rotation::forced_rotation`] at `now` and returns the new key's schedule. The
+    /// operator's `audit` event is recorded with the rotation, naming the new key.
+    pub async fn force_rotation(
+        &self,
+        now: OffsetDateTime,
+        audit: &audit::Event,
+    ) -> Result<KeySchedule, KeyRingError> {
         let _one_at_a_time = self.inner.rotating.lock().await;
         for _ in 0..MAX_PLANS {
             let schedules = self.reload().await?;
             let plan = rotation::forced_rotation(&schedules, now, &self.inner.policy);
             let generated = self.generate(plan.generate.unwrap_or(now), now).await?;
-            if self.write(&schedules, &plan, Some(&generated)).await? == RotationWrite::Written {
+            let audit = audit.clone().target("signing_key", &generated.schedule.kid);
+            if self
+                .write(&schedules, &plan, Some(&generated), Some(&audit))
+                .await?
+                == RotationWrite::Written
+            {
                 self.reload().await?;
                 return Ok(generated.schedule);
             }
@@ -277,6 +292,7 @@ impl KeyRing {
         schedules: &[KeySchedule],
         plan: &RotationPlan,
         generated: Option<&Generated>,
+        audit: Option<&audit::Event>,
     ) -> Result<RotationWrite, KeyRingError> {
         let new_key = generated.map(|g| NewSigningKey {
             schedule: &g.schedule,
@@ -287,7 +303,7 @@ impl KeyRing {
         let written = self
             .inner
             .store
-            .apply_rotation(&planned_from, new_key, &plan.retire, &plan.delete)
+            .apply_rotation(&planned_from, new_key, &plan.retire, &plan.delete, audit)
             .await?;
         if written == RotationWrite::Stale {
             info!("signing keys changed by another replica meanwhile; planning again");

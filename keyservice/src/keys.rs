@@ -11,6 +11,8 @@ use keygate_core::wire::{InvalidReason, LookupResponse, UsageEntry};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
+use crate::credentials::{self, credential_id, Credential, Kind, ID_RANDOM_BYTES};
+
 /// Longest lifetime a key may be given at creation or renewal: ten years.
 pub const MAX_KEY_LIFETIME_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 /// Longest grace period for the old secret of a rotated key: one year.
@@ -21,9 +23,8 @@ pub const MAX_CACHE_TTL_SECS: u64 = 24 * 60 * 60;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_TENANT_LEN: usize = 64;
 const MAX_PERMISSIONS: usize = 100;
-const KEY_ID_PREFIX: &str = "key_";
 /// Random bytes in a key id.
-pub const KEY_ID_RANDOM_BYTES: usize = 8;
+pub const KEY_ID_RANDOM_BYTES: usize = ID_RANDOM_BYTES;
 
 /// Why a request's field is not acceptable. The message names the field and never echoes its
 /// value.
@@ -51,38 +52,16 @@ pub enum ValidationError {
     ConflictingExpiry,
     #[error("`grace_period_secs` must be at most {MAX_GRACE_PERIOD_SECS}")]
     GracePeriod,
+    #[error(transparent)]
+    Role(#[from] crate::roles::RoleError),
 }
 
-/// A key id: `key_` and 16 lowercase hex characters. Not a secret; safe to log.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyId(String);
-
-impl KeyId {
-    pub fn parse(s: &str) -> Option<Self> {
-        let hex = s.strip_prefix(KEY_ID_PREFIX)?;
-        let well_formed = hex.len() == KEY_ID_RANDOM_BYTES * 2
-            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        well_formed.then(|| Self(s.to_owned()))
-    }
-
-    pub fn from_random(random: [u8; KEY_ID_RANDOM_BYTES]) -> Self {
-        let mut id = String::from(KEY_ID_PREFIX);
-        for b in random {
-            id.push_str(&format!("{b:02x}"));
-        }
-        Self(id)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+credential_id!(
+    /// A key id: `key_` and 16 lowercase hex characters. Not a secret; safe to log.
+    KeyId,
+    "key_",
+    Kind::Key
+);
 
 /// A human label for a key or an OAuth client: 1 to [`MAX_NAME_CHARS`] characters, any script,
 /// but nothing that hides or reorders text. Refused are the Unicode general categories Cc
@@ -120,7 +99,7 @@ impl Name {
 }
 
 /// Whether `c` is in a general category that [`Name`] refuses: Cc, Cf, Zl or Zp.
-fn hides_text(c: char) -> bool {
+pub(crate) fn hides_text(c: char) -> bool {
     use icu_properties::props::GeneralCategory;
     matches!(
         icu_properties::CodePointMapData::<GeneralCategory>::new().get(c),
@@ -176,19 +155,8 @@ pub fn parse_permissions(raw: Vec<String>) -> Result<Vec<Permission>, Validation
     Ok(out)
 }
 
-/// What an API key grants, and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
-    pub id: KeyId,
-    pub name: Name,
-    pub tenant: Tenant,
-    pub permissions: Vec<Permission>,
-    pub created_at: OffsetDateTime,
-    /// `None`: never expires.
-    pub expires_at: Option<OffsetDateTime>,
-    /// Once set, never cleared: revocation is final.
-    pub revoked_at: Option<OffsetDateTime>,
-}
+/// What an API key grants, and when: the filter's credential (see [`crate::credentials`]).
+pub type Key = Credential<KeyId>;
 
 /// Where a key (or an OAuth client: same rules) stands at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -222,13 +190,6 @@ impl KeyStatus {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
         }
-    }
-}
-
-impl Key {
-    /// Revocation wins over expiry; a key is expired from its `expires_at` second on.
-    pub fn status(&self, now: OffsetDateTime) -> KeyStatus {
-        KeyStatus::at(self.revoked_at, self.expires_at, now)
     }
 }
 
@@ -287,22 +248,7 @@ pub struct CachePolicy {
 }
 
 /// A key found by the hash of one of its secrets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretMatch {
-    pub key: Key,
-    /// `None` for the key's current secret; the end of the grace period for a rotated-out one.
-    pub retires_at: Option<OffsetDateTime>,
-}
-
-impl SecretMatch {
-    /// The earlier of the key's expiry and the secret's retirement.
-    pub fn expires_at(&self) -> Option<OffsetDateTime> {
-        match (self.key.expires_at, self.retires_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
+pub type SecretMatch = credentials::SecretMatch<KeyId>;
 
 /// The answer to a lookup. A revoked key is reported as revoked whichever of its secrets was
 /// used; a secret past its grace period is reported as expired.
@@ -318,7 +264,7 @@ pub fn lookup_answer(
     let Some(found) = found else {
         return invalid(InvalidReason::Unknown);
     };
-    if found.key.revoked_at.is_some() {
+    if found.credential.revoked_at.is_some() {
         return invalid(InvalidReason::Revoked);
     }
     let expires_at = found.expires_at();
@@ -330,11 +276,11 @@ pub fn lookup_answer(
         },
     };
     LookupResponse::Valid {
-        key_id: found.key.id.to_string(),
-        tenant: found.key.tenant.to_string(),
+        key_id: found.credential.id.to_string(),
+        tenant: found.credential.tenant.to_string(),
         permissions: found
-            .key
-            .permissions
+            .credential
+            .effective_permissions()
             .iter()
             .map(|p| p.as_str().to_owned())
             .collect(),
@@ -425,15 +371,18 @@ mod tests {
             name: Name::parse("ci".into()).unwrap(),
             tenant: Tenant::parse("acme".into()).unwrap(),
             permissions: parse_permissions(vec!["orders:read".into()]).unwrap(),
+            roles: vec![],
+            secret_hint: None,
             created_at: now(),
             expires_at: expires_in.map(|s| now() + Duration::seconds(s)),
             revoked_at: None,
+            last_used_at: None,
         }
     }
 
     fn current(key: Key) -> SecretMatch {
         SecretMatch {
-            key,
+            credential: key,
             retires_at: None,
         }
     }
@@ -632,7 +581,7 @@ mod tests {
     #[test]
     fn retiring_secret_expires_at_the_earlier_of_key_expiry_and_grace_end() {
         let found = SecretMatch {
-            key: key(Some(DAY)),
+            credential: key(Some(DAY)),
             retires_at: Some(now() + Duration::seconds(5)),
         };
         let answer = lookup_answer(Some(&found), now(), CACHE);

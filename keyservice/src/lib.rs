@@ -37,9 +37,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod audit;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod entropy;
 pub mod feed;
 pub mod http;
@@ -47,6 +50,7 @@ pub mod keyring;
 pub mod keys;
 pub mod metrics;
 pub mod ratelimit;
+pub mod roles;
 pub mod rotation;
 pub mod server;
 pub mod signing;
@@ -87,6 +91,10 @@ pub struct AppState {
     pub(crate) limits: ConnectionLimits,
     /// How long the change log keeps a change.
     pub(crate) change_log_retention: Retention,
+    /// How long the audit log keeps an event.
+    pub(crate) audit_retention: audit::Retention,
+    /// How many failed authentications the audit log still takes this minute.
+    pub(crate) failure_audit: Arc<std::sync::Mutex<audit::FailureAudit>>,
     pub(crate) metrics: Metrics,
     /// `--hide-docs`: the router leaves out `/openapi.json` and `/docs`.
     pub(crate) hide_docs: bool,
@@ -108,12 +116,20 @@ impl AppState {
         self.store.trim_changes(before).await
     }
 
+    /// Deletes the audit events older than the retention now, as the background task does
+    /// with the change log's trim. Returns how many went.
+    pub async fn trim_audit_log(&self) -> Result<u64, StoreError> {
+        let before = self.audit_retention.cutoff(self.clock.now());
+        self.store.trim_audit(before).await
+    }
+
     /// The wake-up signal of this process's `/v1/changes` long-polls.
     pub fn change_signal(&self) -> &ChangeSignal {
         self.store.change_signal()
     }
 
-    /// Runs [`AppState::trim_change_log`] every [`feed::TRIM_INTERVAL`], forever. A failure is
+    /// Runs [`AppState::trim_change_log`] and [`AppState::trim_audit_log`] every
+    /// [`feed::TRIM_INTERVAL`], forever. A failure is
     /// logged and retried at the next tick; readers whose cursor is trimmed meanwhile reset.
     async fn trim_change_log_periodically(self) {
         let mut ticks = tokio::time::interval(feed::TRIM_INTERVAL);
@@ -127,6 +143,16 @@ impl AppState {
                     tracing::error!(
                         error = %http::error::ErrorChain(&e),
                         "change log trim failed"
+                    );
+                }
+            }
+            match self.trim_audit_log().await {
+                Ok(0) => {}
+                Ok(trimmed) => tracing::debug!(trimmed, "audit log trimmed"),
+                Err(e) => {
+                    tracing::error!(
+                        error = %http::error::ErrorChain(&e),
+                        "audit log trim failed"
                     );
                 }
             }

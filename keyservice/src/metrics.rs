@@ -4,7 +4,8 @@
 //! - lookups by outcome: the lookup handler ([`crate::http::filter`]);
 //! - token requests by outcome: the token endpoint ([`crate::http::oauth`]);
 //! - database errors by kind: the store, as its backends answer ([`crate::store::ErrorCounts`]);
-//! - keys by status: counted by the database at scrape time ([`Metrics::encode`]).
+//! - keys by status: counted by the database at scrape time ([`Metrics::encode`]);
+//! - failed authentications past the audit log's cap: [`crate::http::auth`].
 //!
 //! Labels are bounded: the route is the matched route template (`/v1/keys/{id}`), never the raw
 //! path; statuses, outcomes and kinds are fixed words or numbers. No label carries a key, a
@@ -82,6 +83,7 @@ pub struct Metrics {
     lookups: Family<OutcomeLabels, Counter>,
     token_requests: Family<OutcomeLabels, Counter>,
     keys: Family<StatusLabels, Gauge>,
+    audit_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -102,6 +104,7 @@ impl Metrics {
         let lookups = Family::<OutcomeLabels, Counter>::default();
         let token_requests = Family::<OutcomeLabels, Counter>::default();
         let keys = Family::<StatusLabels, Gauge>::default();
+        let audit_dropped = Counter::default();
         for outcome in LOOKUP_OUTCOMES {
             let _ = lookups.get_or_create(&OutcomeLabels { outcome });
         }
@@ -141,6 +144,11 @@ impl Metrics {
             "API keys by status (active, revoked, expired), counted at scrape time",
             keys.clone(),
         );
+        registry.register(
+            "audit_dropped",
+            "Failed authentications not written to the audit log: past the per-minute cap",
+            audit_dropped.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -148,7 +156,13 @@ impl Metrics {
             lookups,
             token_requests,
             keys,
+            audit_dropped,
         }
+    }
+
+    /// One failed authentication the audit log had no room for this minute.
+    pub fn audit_dropped(&self) {
+        self.audit_dropped.inc();
     }
 
     /// One answered request. `route` is the matched route template.

@@ -262,7 +262,7 @@ fn prune(times: &mut VecDeque<OffsetDateTime>, window: Duration, now: OffsetDate
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::clients::CLIENT_ID_RANDOM_BYTES;
+    use crate::credentials::ID_RANDOM_BYTES as CLIENT_ID_RANDOM_BYTES;
 
     /// 2026-11-22T10:00:00Z
     const NOW_UNIX: i64 = 1_795_341_600;

@@ -75,6 +75,8 @@ async fn build(
             auth_failures: Arc::new(FailureLimiter::new(config.auth_failures)),
             limits: config.limits,
             change_log_retention: config.change_log_retention,
+            audit_retention: config.audit_retention,
+            failure_audit: Arc::default(),
             metrics,
             hide_docs: config.hide_docs,
             hide_console: config.hide_console,

@@ -232,7 +232,8 @@ mod tests {
     use time::Duration;
 
     use super::*;
-    use crate::clients::{ClientId, CLIENT_ID_RANDOM_BYTES};
+    use crate::clients::ClientId;
+    use crate::credentials::ID_RANDOM_BYTES as CLIENT_ID_RANDOM_BYTES;
     use crate::keys::{parse_permissions, Name, Tenant};
 
     /// 2026-11-22T10:00:00Z
@@ -252,9 +253,12 @@ mod tests {
             name: Name::parse("billing".into()).unwrap(),
             tenant: Tenant::parse("acme".into()).unwrap(),
             permissions: permissions(&["orders:read", "orders:write"]),
+            roles: vec![],
+            secret_hint: None,
             created_at: now(),
             expires_at: expires_in.map(|s| now() + Duration::seconds(s)),
             revoked_at: None,
+            last_used_at: None,
         }
     }
 

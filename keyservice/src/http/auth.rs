@@ -1,7 +1,10 @@
-//! The callers of the service and how they prove who they are: [`AdminAuth`] (the admin
-//! secret, for `/v1/keys`), [`FilterAuth`] (the filter token, for lookups, usage and the
-//! change feed) and [`MetricsAuth`] (the metrics token, for `/metrics`). Each accepts only its
-//! own token.
+//! The callers of the service and how they prove who they are: [`Admin`] (the admin secret, or
+//! a tenant admin's secret, for the admin API: keys, clients, roles, tenant admins, audit),
+//! [`FilterAuth`] (the filter token, for lookups, usage and the change feed) and [`MetricsAuth`]
+//! (the metrics token, for `/metrics`). Each accepts only its own tokens.
+//!
+//! A request to the admin API without a valid secret is recorded in the audit log
+//! (`auth.failure`), at most [`crate::audit::FAILURES_PER_WINDOW`] a minute.
 //!
 //! Tokens are compared as SHA-256 digests with a constant-time equality, so neither timing nor
 //! length tells an attacker how close a guess was.
@@ -19,6 +22,10 @@ use keygate_core::key::KeyHash;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::extract::{PeerIp, RequestId};
+use crate::access::Actor;
+use crate::audit;
+use crate::credentials::{Kind, TenantAdminId};
 use crate::AppState;
 
 /// The SHA-256 of each accepted bearer token.
@@ -30,19 +37,90 @@ pub struct Tokens {
     pub metrics: Option<KeyHash>,
 }
 
-/// Proof that the request carries the admin secret.
-#[derive(Debug)]
-pub struct AdminAuth;
+/// Proof that the request carries the admin secret or a live tenant admin's secret: who it
+/// is, and the audit context of the request.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub actor: Actor,
+    pub context: audit::Context,
+}
 
 /// Proof that the request carries the filter token.
 #[derive(Debug)]
 pub struct FilterAuth;
 
-impl FromRequestParts<AppState> for AdminAuth {
+impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        check(parts, &state.tokens.admin, "admin").map(|()| Self)
+        let context = |actor: &str| audit::Context {
+            actor: actor.to_owned(),
+            source: PeerIp::of(parts).0,
+            request_id: RequestId::of(parts),
+        };
+        let actor = match presented_token(parts, "admin") {
+            Ok(Some(token)) if matches(token, &state.tokens.admin) => Ok(Actor::SuperAdmin),
+            Ok(Some(token)) if token.starts_with(Kind::TenantAdmin.secret_prefix()) => {
+                tenant_admin(parts, state, token).await
+            }
+            Ok(presented) => Err(refused(parts, "admin", presented.is_some())),
+            Err(e) => Err(e),
+        };
+        match actor {
+            Ok(actor) => Ok(Self {
+                context: context(actor.id()),
+                actor,
+            }),
+            Err(e) => {
+                if matches!(e, ApiError::Unauthorized | ApiError::AmbiguousAuthorization) {
+                    let event = audit::Event::new(
+                        &context("anonymous"),
+                        state.clock.now(),
+                        audit::Action::AuthFailure,
+                        audit::Outcome::Failure,
+                    );
+                    record_failure(state, &event).await;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The tenant admin whose secret (`presented`) the request carries, if it is live.
+async fn tenant_admin(parts: &Parts, state: &AppState, presented: &str) -> Result<Actor, ApiError> {
+    let found = state
+        .store
+        .find_secret::<TenantAdminId>(&KeyHash::of(presented.as_bytes()))
+        .await?;
+    match found {
+        Some(found) if found.is_live(state.clock.now()) => {
+            Ok(Actor::TenantAdmin(Box::new(found.credential)))
+        }
+        _ => {
+            tracing::warn!(
+                path = parts.uri.path(),
+                "rejected request with an unknown, revoked or expired tenant admin secret"
+            );
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Records a failed authentication, unless this minute's allowance is spent. A failure to record
+/// is logged; the request is refused either way.
+pub(crate) async fn record_failure(state: &AppState, event: &audit::Event) {
+    let admitted = state
+        .failure_audit
+        .lock()
+        .map(|mut audit| audit.admit(event.at))
+        .unwrap_or(false);
+    if !admitted {
+        state.metrics.audit_dropped();
+        return;
+    }
+    if let Err(e) = state.store.record_audit(event).await {
+        tracing::error!(error = %super::error::ErrorChain(&e), "cannot record a failed authentication");
     }
 }
 
@@ -103,30 +181,40 @@ pub(crate) fn single_authorization(
 }
 
 fn check(parts: &Parts, expected: &KeyHash, caller: &'static str) -> Result<(), ApiError> {
-    let presented = match single_authorization(&parts.headers) {
-        Ok(value) => value.and_then(bearer_token),
-        Err(AuthorizationError::NotText) => None,
+    match presented_token(parts, caller)? {
+        Some(token) if matches(token, expected) => Ok(()),
+        presented => Err(refused(parts, caller, presented.is_some())),
+    }
+}
+
+/// The bearer token of the request's one `Authorization` header; `None` without one (or with
+/// one that is not visible ASCII). Two are refused.
+fn presented_token<'a>(
+    parts: &'a Parts,
+    caller: &'static str,
+) -> Result<Option<&'a str>, ApiError> {
+    match single_authorization(&parts.headers) {
+        Ok(value) => Ok(value.and_then(bearer_token)),
+        Err(AuthorizationError::NotText) => Ok(None),
         Err(AuthorizationError::Ambiguous) => {
             tracing::warn!(
                 caller,
                 path = parts.uri.path(),
                 "rejected request with an ambiguous Authorization header"
             );
-            return Err(ApiError::AmbiguousAuthorization);
-        }
-    };
-    match presented {
-        Some(token) if matches(token, expected) => Ok(()),
-        presented => {
-            tracing::warn!(
-                caller,
-                path = parts.uri.path(),
-                token_sent = presented.is_some(),
-                "rejected request without a valid bearer token"
-            );
-            Err(ApiError::Unauthorized)
+            Err(ApiError::AmbiguousAuthorization)
         }
     }
+}
+
+fn refused(parts: &Parts, caller: &'static str, token_sent: bool) -> ApiError {
+    tracing::warn!(
+        caller,
+        path = parts.uri.path(),
+        token_sent,
+        "rejected request without a valid bearer token"
+    );
+    ApiError::Unauthorized
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive.

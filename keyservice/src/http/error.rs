@@ -10,9 +10,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::access::Denied;
 use crate::entropy::EntropyError;
 use crate::keyring::KeyRingError;
 use crate::keys::ValidationError;
+use crate::roles::Holder;
 use crate::signing::SigningError;
 use crate::store::StoreError;
 
@@ -35,9 +37,19 @@ pub enum ApiError {
     /// credentials separated by a comma. Refused rather than guessed at, even if one is right.
     #[error("send exactly one Authorization header with one credential")]
     AmbiguousAuthorization,
-    /// 404 `not_found`: no such key, client or route.
+    /// 403 `forbidden`: a tenant admin asked for something outside its tenant or above its own
+    /// permissions, or for what only the super-admin may do. The message says which.
+    #[error("{0}")]
+    Forbidden(#[from] Denied),
+    /// 404 `not_found`: no such key, client, role, tenant admin or route.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 409 `conflict`: the name is taken in this tenant.
+    #[error("the tenant has a {0} of that name already")]
+    NameTaken(&'static str),
+    /// 409 `role_in_use`, with the body's `holders`: credentials hold the role.
+    #[error("the role is held by {} credential(s); take it from them first", .0.len())]
+    RoleInUse(Vec<Holder>),
     /// 405 `method_not_allowed` (axum adds the `Allow` header).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -69,7 +81,8 @@ pub enum ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
 pub(crate) struct ErrorBody<'a> {
-    /// `bad_request`, `unauthorized`, `not_found`, `method_not_allowed`, `revoked`,
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`, `revoked`,
+    /// `conflict`, `role_in_use`,
     /// `request_timeout`, `payload_too_large`, `unsupported_media_type`, `unavailable` or
     /// `internal`.
     #[schema(value_type = String, example = "not_found")]
@@ -90,7 +103,10 @@ impl ApiError {
             Self::Unauthorized | Self::AmbiguousAuthorization => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::NameTaken(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::RoleInUse(_) => (StatusCode::CONFLICT, "role_in_use"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Revoked(_) => (StatusCode::CONFLICT, "revoked"),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
@@ -101,6 +117,39 @@ impl ApiError {
             Self::OAuth(e) => (e.status(), e.code()),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// The body of 409 `role_in_use`: the usual error body and who holds the role.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RoleInUseError)]
+pub(crate) struct RoleInUseBody<'a> {
+    /// `role_in_use`
+    #[schema(value_type = String, example = "role_in_use")]
+    error: &'static str,
+    #[schema(value_type = String)]
+    message: &'a str,
+    holders: Vec<HolderView>,
+}
+
+/// A credential holding a role.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct HolderView {
+    /// `key`, `client` or `tenant_admin`.
+    #[serde(rename = "type")]
+    #[schema(example = "key")]
+    kind: &'static str,
+    id: String,
+    name: String,
+}
+
+impl From<&Holder> for HolderView {
+    fn from(h: &Holder) -> Self {
+        Self {
+            kind: h.kind.as_str(),
+            id: h.id.clone(),
+            name: h.name.clone(),
         }
     }
 }
@@ -207,14 +256,25 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %ErrorChain(&self), "request failed");
         }
         let message = self.to_string();
-        let mut response = (
-            status,
-            axum::Json(ErrorBody {
-                error: code,
-                message: &message,
-            }),
-        )
-            .into_response();
+        let mut response = match &self {
+            Self::RoleInUse(holders) => (
+                status,
+                axum::Json(RoleInUseBody {
+                    error: code,
+                    message: &message,
+                    holders: holders.iter().map(HolderView::from).collect(),
+                }),
+            )
+                .into_response(),
+            _ => (
+                status,
+                axum::Json(ErrorBody {
+                    error: code,
+                    message: &message,
+                }),
+            )
+                .into_response(),
+        };
         match self {
             Self::Unauthorized | Self::AmbiguousAuthorization => {
                 response

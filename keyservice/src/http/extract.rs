@@ -11,8 +11,8 @@ use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::clients::ClientId;
-use crate::keys::KeyId;
+use crate::credentials::CredentialId;
+use crate::roles::RoleId;
 
 /// `axum::Json` with an [`ApiError`] rejection, for bodies that are JSON objects. Responses use
 /// `axum::Json` directly.
@@ -69,29 +69,32 @@ where
     }
 }
 
-/// The `{id}` path segment as a [`KeyId`]. A malformed id names no key, so it answers 404 like
-/// an unknown one.
+/// The `{id}` path segment as a credential id of kind `I`. A malformed id names nothing, so it
+/// answers 404 like an unknown one.
 #[derive(Debug)]
-pub struct KeyIdPath(pub KeyId);
+pub struct IdPath<I>(pub I);
 
-impl<S> FromRequestParts<S> for KeyIdPath
+impl<S, I> FromRequestParts<S> for IdPath<I>
 where
     S: Send + Sync,
+    I: CredentialId,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let axum::extract::Path(id) =
             axum::extract::Path::<String>::from_request_parts(parts, state).await?;
-        KeyId::parse(&id).map(Self).ok_or(ApiError::NotFound("key"))
+        I::parse(&id)
+            .map(Self)
+            .ok_or(ApiError::NotFound(I::KIND.noun()))
     }
 }
 
-/// The `{id}` path segment as a [`ClientId`]; a malformed id answers 404 like an unknown one.
+/// The `{id}` path segment as a [`RoleId`]; a malformed id answers 404 like an unknown one.
 #[derive(Debug)]
-pub struct ClientIdPath(pub ClientId);
+pub struct RoleIdPath(pub RoleId);
 
-impl<S> FromRequestParts<S> for ClientIdPath
+impl<S> FromRequestParts<S> for RoleIdPath
 where
     S: Send + Sync,
 {
@@ -100,9 +103,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let axum::extract::Path(id) =
             axum::extract::Path::<String>::from_request_parts(parts, state).await?;
-        ClientId::parse(&id)
+        RoleId::parse(&id)
             .map(Self)
-            .ok_or(ApiError::NotFound("client"))
+            .ok_or(ApiError::NotFound("role"))
     }
 }
 
@@ -111,6 +114,13 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct PeerIp(pub Option<IpAddr>);
 
+impl PeerIp {
+    pub fn of(parts: &Parts) -> Self {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Self(peer.map(|ConnectInfo(addr)| addr.ip()))
+    }
+}
+
 impl<S> FromRequestParts<S> for PeerIp
 where
     S: Send + Sync,
@@ -118,7 +128,47 @@ where
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
-        Ok(Self(peer.map(|ConnectInfo(addr)| addr.ip())))
+        Ok(Self::of(parts))
+    }
+}
+
+/// The request's [`RequestId`], if the middleware gave it one (it always does in the service).
+#[derive(Debug, Clone)]
+pub struct CallerRequestId(pub Option<String>);
+
+impl<S> FromRequestParts<S> for CallerRequestId
+where
+    S: Send + Sync,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(RequestId::of(parts)))
+    }
+}
+
+/// The request's id: the caller's `X-Request-Id` when it is a plain token (1 to 64 of
+/// `A-Z a-z 0-9 . _ -`), else one the service made up. Set by the request middleware in
+/// [`crate::http`], sent back in the response's `X-Request-Id`, and recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Longest `X-Request-Id` taken from a caller.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+impl RequestId {
+    /// The caller's id if it is acceptable.
+    pub fn from_caller(value: &[u8]) -> Option<Self> {
+        let ok = !value.is_empty()
+            && value.len() <= MAX_REQUEST_ID_LEN
+            && value
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        ok.then(|| Self(String::from_utf8_lossy(value).into_owned()))
+    }
+
+    /// The id the middleware attached to the request, if any.
+    pub fn of(parts: &Parts) -> Option<String> {
+        parts.extensions.get::<Self>().map(|id| id.0.clone())
     }
 }

@@ -53,7 +53,7 @@ async fn lookup(
     match (&answer, &found) {
         (LookupResponse::Valid { key_id, .. }, _) => debug!(key_id, "lookup: valid"),
         (LookupResponse::Invalid { reason, .. }, Some(found)) => {
-            debug!(key_id = %found.key.id, reason = reason.as_str(), "lookup: invalid");
+            debug!(key_id = %found.credential.id, reason = reason.as_str(), "lookup: invalid");
         }
         (LookupResponse::Invalid { reason, .. }, None) => {
             debug!(

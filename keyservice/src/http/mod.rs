@@ -1,7 +1,9 @@
 //! The HTTP edge: one module per area, each owning its routes, plus what they share.
 //!
-//! - [`admin`] serves the keys API (admin secret).
-//! - [`clients`] serves the OAuth clients API (admin secret).
+//! - [`admin`] serves the keys API, [`clients`] the OAuth clients API and [`tenant_admins`] the
+//!   tenant admins API, all three through [`credentials`] (admin or tenant admin secret).
+//! - [`roles`] serves the roles API, [`audit`] the audit log and [`me`] `/v1/me` (admin or tenant
+//!   admin secret).
 //! - [`signing_keys`] lists and force-rotates the token signing keys (admin secret).
 //! - [`filter`] serves lookup and usage (filter token).
 //! - [`changes`] serves the revocation feed (filter token).
@@ -14,7 +16,7 @@
 //!   and serves it at `/openapi.json` with the explorer at `/docs`.
 //! - [`console`] serves the web console at `/console` (its files from the binary; not API
 //!   routes, so not in the document).
-//! - [`auth`] has the [`auth::AdminAuth`], [`auth::FilterAuth`] and [`auth::MetricsAuth`]
+//! - [`auth`] has the [`auth::Admin`], [`auth::FilterAuth`] and [`auth::MetricsAuth`]
 //!   extractors.
 //! - [`error`] has [`error::ApiError`], the one error response type, and its token endpoint
 //!   shape [`error::OAuthError`].
@@ -27,20 +29,25 @@
 //! that reason.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod changes;
 pub mod check;
 pub mod clients;
 pub mod console;
+pub mod credentials;
 pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod filter;
 pub mod health;
+pub mod me;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
+pub mod roles;
 pub mod signing_keys;
+pub mod tenant_admins;
 
 use std::time::{Duration, Instant};
 
@@ -53,7 +60,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
+use axum::http::HeaderValue;
+
 use self::error::ApiError;
+use self::extract::RequestId;
 use crate::metrics::Metrics;
 use crate::AppState;
 
@@ -73,6 +83,10 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(admin::router())
         .merge(clients::router())
+        .merge(tenant_admins::router())
+        .merge(roles::router())
+        .merge(audit::router())
+        .merge(me::router())
         .merge(signing_keys::router())
         .merge(filter::router())
         .merge(changes::router())
@@ -110,7 +124,32 @@ pub fn router(
             body_deadline,
         ))
         .layer(middleware::from_fn_with_state(metrics, log_request))
+        .layer(middleware::from_fn(request_id))
 }
+
+/// Gives every request an id (the caller's `X-Request-Id` if acceptable, else a fresh one; see
+/// [`RequestId`]), for handlers and the audit log, and sends it back in `X-Request-Id`.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| RequestId::from_caller(v.as_bytes()))
+        .or_else(|| {
+            crate::entropy::bytes::<8>()
+                .ok()
+                .map(|b| RequestId(crate::credentials::hex(&b)))
+        });
+    if let Some(id) = &id {
+        request.extensions_mut().insert(id.clone());
+    }
+    let mut response = next.run(request).await;
+    if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id.0).ok()) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+const REQUEST_ID: &str = "x-request-id";
 
 /// How long a request body may take, from the request head.
 #[derive(Debug, Clone, Copy)]

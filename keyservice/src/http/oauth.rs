@@ -30,10 +30,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use super::auth::{single_authorization, AuthorizationError};
+use super::auth::{record_failure, single_authorization, AuthorizationError};
 use super::error::{ApiError, ErrorBody, OAuthError, OAuthErrorBody};
-use super::extract::PeerIp;
-use crate::clients::{self, ClientId};
+use super::extract::{CallerRequestId, PeerIp};
+use crate::audit::{self, Action, Outcome};
+use crate::clients::ClientId;
+use crate::credentials::{self, Kind};
 use crate::ratelimit::Source;
 use crate::token::{self, AccessTokenClaims, ACCESS_TOKEN_TYP};
 use crate::{entropy, AppState};
@@ -94,10 +96,16 @@ struct TokenResponse {
 async fn issue_token(
     State(state): State<AppState>,
     PeerIp(peer): PeerIp,
+    CallerRequestId(request_id): CallerRequestId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let result = grant(&state, peer, &headers, body).await;
+    let caller = audit::Context {
+        actor: String::new(),
+        source: peer,
+        request_id,
+    };
+    let result = grant(&state, caller, &headers, body).await;
     state.metrics.record_token_request(match &result {
         Ok(_) => "issued",
         Err(e) => e.code(),
@@ -107,7 +115,7 @@ async fn issue_token(
 
 async fn grant(
     state: &AppState,
-    peer: Option<std::net::IpAddr>,
+    mut caller: audit::Context,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -129,7 +137,7 @@ async fn grant(
     let presented = presented_credentials(headers, &form)?;
 
     let client_id = ClientId::parse(&presented.client_id);
-    let source = Source::of(peer);
+    let source = Source::of(caller.source);
     if let Err(wait) = state.auth_failures.check(client_id.as_ref(), source, now) {
         warn!(
             client_id = client_id.as_ref().map(ClientId::as_str),
@@ -143,11 +151,11 @@ async fn grant(
         .into());
     }
     let found = match &client_id {
-        Some(id) => state.store.client_credentials(id).await?,
+        Some(id) => state.store.with_secrets(id).await?,
         None => None,
     };
     let presented_hash = KeyHash::of(presented.client_secret.as_bytes());
-    let client = match clients::authenticate(found.as_ref(), &presented_hash, now) {
+    let client = match credentials::authenticate(found.as_ref(), &presented_hash, now) {
         Ok(client) => client,
         Err(failure) => {
             if failure.is_guess() {
@@ -156,6 +164,17 @@ async fn grant(
                     .record_failure(client_id.as_ref(), source, now);
             }
             log_failure(client_id.as_ref(), source, failure.as_str());
+            // The client id only when well-formed: whatever else was sent stays out of the log.
+            caller.actor = client_id
+                .as_ref()
+                .map_or_else(|| "anonymous".to_owned(), ToString::to_string);
+            let mut event = audit::Event::new(&caller, now, Action::TokenFailure, Outcome::Failure);
+            if let Some(found) = &found {
+                event = event
+                    .target(Kind::Client.as_str(), &found.credential.id)
+                    .tenant(&found.credential.tenant);
+            }
+            record_failure(state, &event).await;
             return Err(OAuthError::InvalidClient.into());
         }
     };
@@ -175,8 +194,11 @@ async fn grant(
         )
         .into());
     }
-    let granted = token::grant_scope(&client.permissions, form.get("scope").map(String::as_str))
-        .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
+    let granted = token::grant_scope(
+        &client.effective_permissions(),
+        form.get("scope").map(String::as_str),
+    )
+    .map_err(|e| OAuthError::InvalidScope(e.to_string()))?;
 
     let signer = state.keyring.signer(now).ok_or_else(|| {
         ApiError::Internal("no signing key is active; check the key rotation logs".into())

@@ -1,5 +1,5 @@
 //! The admin signing-keys API: `GET /v1/signing-keys` lists the access-token signing keys (public
-//! facts only) and `POST /v1/signing-keys/rotate` forces a rotation now. Both take [`AdminAuth`].
+//! facts only) and `POST /v1/signing-keys/rotate` forces a rotation now. Both take [`Admin`] and are the super-admin's alone.
 //!
 //! A forced rotation is for a suspected key compromise or an urgent algorithm change, so unlike a
 //! scheduled one it is not pre-published: the new key signs at once. The old keys stay in the
@@ -14,8 +14,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::AdminAuth;
+use super::auth::Admin;
+use super::credentials::audited;
 use super::error::{ApiError, ErrorBody};
+use crate::audit::{self, Action, Outcome};
 use crate::rotation::KeySchedule;
 use crate::AppState;
 
@@ -100,14 +102,16 @@ fn list(state: &AppState, now: OffsetDateTime) -> SigningKeyList {
     security(("admin_secret" = [])),
     responses(
         (status = 200, description = "the signing keys", body = SigningKeyList),
-        (status = 401, description = "no or wrong admin secret", body = ErrorBody)
+        (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 403, description = "not the super-admin", body = ErrorBody)
     )
 )]
 async fn list_signing_keys(
-    _: AdminAuth,
+    admin: Admin,
     State(state): State<AppState>,
-) -> axum::Json<SigningKeyList> {
-    axum::Json(list(&state, state.clock.now()))
+) -> Result<axum::Json<SigningKeyList>, ApiError> {
+    admin.actor.is_super_admin()?;
+    Ok(axum::Json(list(&state, state.clock.now())))
 }
 
 /// Answers with every key after the rotation; the new one is `active`.
@@ -120,16 +124,28 @@ async fn list_signing_keys(
     responses(
         (status = 200, description = "every key after the rotation", body = SigningKeyList),
         (status = 401, description = "no or wrong admin secret", body = ErrorBody),
+        (status = 403, description = "not the super-admin", body = ErrorBody),
         (status = 500, description = "internal error", body = ErrorBody),
         (status = 503, description = "database unavailable", body = ErrorBody)
     )
 )]
 async fn rotate_signing_keys(
-    _: AdminAuth,
+    admin: Admin,
     State(state): State<AppState>,
 ) -> Result<axum::Json<SigningKeyList>, ApiError> {
     let now = state.clock.now();
-    let created = state.keyring.force_rotation(now).await?;
-    info!(kid = created.kid, "signing keys rotated by an operator");
-    Ok(axum::Json(list(&state, now)))
+    let event = audit::Event::new(
+        &admin.context,
+        now,
+        Action::SigningKeyRotate,
+        Outcome::Success,
+    );
+    let result = async {
+        admin.actor.is_super_admin()?;
+        let created = state.keyring.force_rotation(now, &event).await?;
+        info!(kid = created.kid, "signing keys rotated by an operator");
+        Ok(axum::Json(list(&state, now)))
+    }
+    .await;
+    audited(&state, &event, result).await
 }

@@ -32,12 +32,16 @@ use prometheus_client::metrics::family::Family;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::clients::{Client, ClientCredentials, ClientId, StoredSecret};
+use crate::audit::{self, Outcome};
+use crate::credentials::{
+    Credential, CredentialId, HeldRole, Kind, SecretMatch, StoredSecret, WithSecrets,
+};
 use crate::feed::{ChangeSignal, Cursor, LogHead, Page};
 use crate::keys::{
-    parse_permissions, DailyCount, Key, KeyId, KeyStatus, KeyUsage, Name, Permission, SecretMatch,
-    Tenant, UsageBooking,
+    parse_permissions, DailyCount, KeyId, KeyStatus, KeyUsage, Name, Permission, Tenant,
+    UsageBooking,
 };
+use crate::roles::{Description, Holder, Role, RoleId, RoleName};
 use crate::rotation::KeySchedule;
 use crate::signing::SigningAlg;
 
@@ -228,75 +232,235 @@ impl KeyCounts {
 /// a third of the time of grouping by status.
 type KeyTally = (i64, i64, i64);
 
-/// What happened to a change requested for one key or client (`T`).
+/// What happened to a change requested for one credential (`T`).
 #[derive(Debug)]
 pub enum Change<T> {
     Done(T),
     NotFound,
-    /// The key or client is revoked; revocation is final, so the change was not made.
+    /// The credential is revoked; revocation is final, so the change was not made.
     Revoked(T),
 }
 
+/// What happened to a new role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleInsert {
+    Done,
+    /// The tenant has a role of that name already.
+    NameTaken,
+}
+
+/// What happened to a role deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleDelete {
+    Deleted,
+    NotFound,
+    /// Credentials hold it; nothing was deleted.
+    InUse(Vec<Holder>),
+}
+
+/// The tables one [`Kind`] of credential lives in. The names are constants, never input, so the
+/// backends may format them into SQL.
+#[derive(Debug, Clone, Copy)]
+struct Tables {
+    credentials: &'static str,
+    secrets: &'static str,
+    /// The column of `secrets` naming the credential.
+    owner: &'static str,
+    /// The column holding the last use, or `NULL` for kinds whose use is not reported.
+    last_used: &'static str,
+}
+
+impl Tables {
+    fn of(kind: Kind) -> Self {
+        match kind {
+            Kind::Key => Self {
+                credentials: "keys",
+                secrets: "key_secrets",
+                owner: "key_id",
+                last_used: "c.last_used_at",
+            },
+            Kind::Client => Self {
+                credentials: "clients",
+                secrets: "client_secrets",
+                owner: "client_id",
+                last_used: "NULL",
+            },
+            Kind::TenantAdmin => Self {
+                credentials: "tenant_admins",
+                secrets: "tenant_admin_secrets",
+                owner: "admin_id",
+                last_used: "NULL",
+            },
+        }
+    }
+
+    /// The columns of a [`CredentialRow`] of table alias `c`, with `roles` computed by
+    /// `roles_sql` (the backend's JSON aggregate over `role_grants`).
+    fn columns(self, roles_sql: &str) -> String {
+        format!(
+            "c.id, c.name, c.tenant, c.permissions, c.secret_hint, c.created_at, c.expires_at, \
+             c.revoked_at, {} AS last_used_at, {roles_sql} AS roles",
+            self.last_used
+        )
+    }
+}
+
+/// A statement formatted from [`Tables`]' constant names and other constants only, never from
+/// input: what sqlx asks dynamic SQL to be marked as.
+fn sql(statement: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(statement)
+}
+
+/// A credential row of any kind; `roles` is a JSON array of `[name, [permission, ...]]`.
 #[derive(sqlx::FromRow)]
-struct KeyRow {
+struct CredentialRow {
     id: String,
     name: String,
     tenant: String,
     permissions: String,
+    secret_hint: Option<String>,
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+    roles: String,
 }
 
 #[derive(sqlx::FromRow)]
 struct SecretRow {
     #[sqlx(flatten)]
-    key: KeyRow,
+    credential: CredentialRow,
     retires_at: Option<i64>,
 }
 
-impl TryFrom<KeyRow> for Key {
-    type Error = StoreError;
-
-    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
-        Ok(Key {
-            id: KeyId::parse(&row.id).ok_or(StoreError::Corrupt("key id"))?,
-            name: Name::from_stored(row.name),
-            tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
-            permissions: decode_permissions(&row.permissions)?,
-            created_at: from_unix(row.created_at)?,
-            expires_at: row.expires_at.map(from_unix).transpose()?,
-            revoked_at: row.revoked_at.map(from_unix).transpose()?,
-        })
-    }
+fn credential<I: CredentialId>(row: CredentialRow) -> Result<Credential<I>, StoreError> {
+    Ok(Credential {
+        id: I::parse(&row.id).ok_or(StoreError::Corrupt("credential id"))?,
+        name: Name::from_stored(row.name),
+        tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
+        permissions: decode_permissions(&row.permissions)?,
+        roles: decode_held_roles(&row.roles)?,
+        secret_hint: row.secret_hint,
+        created_at: from_unix(row.created_at)?,
+        expires_at: row.expires_at.map(from_unix).transpose()?,
+        revoked_at: row.revoked_at.map(from_unix).transpose()?,
+        last_used_at: row.last_used_at.map(from_unix).transpose()?,
+    })
 }
 
-/// A `clients` row: the same columns as `keys` but `last_used_at`.
+fn decode_held_roles(json: &str) -> Result<Vec<HeldRole>, StoreError> {
+    let corrupt = || StoreError::Corrupt("held roles");
+    let rows: Vec<(String, Vec<String>)> = serde_json::from_str(json).map_err(|_| corrupt())?;
+    let mut roles = rows
+        .into_iter()
+        .map(|(name, permissions)| {
+            Ok(HeldRole {
+                name: RoleName::parse(name).map_err(|_| corrupt())?,
+                permissions: parse_permissions(permissions).map_err(|_| corrupt())?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    roles.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(roles)
+}
+
 #[derive(sqlx::FromRow)]
-struct ClientRow {
+struct RoleRow {
     id: String,
-    name: String,
     tenant: String,
+    name: String,
+    description: String,
     permissions: String,
     created_at: i64,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
+    updated_at: i64,
 }
 
-impl TryFrom<ClientRow> for Client {
+impl TryFrom<RoleRow> for Role {
     type Error = StoreError;
 
-    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
-        Ok(Client {
-            id: ClientId::parse(&row.id).ok_or(StoreError::Corrupt("client id"))?,
-            name: Name::from_stored(row.name),
+    fn try_from(row: RoleRow) -> Result<Self, StoreError> {
+        Ok(Role {
+            id: RoleId::parse(&row.id).ok_or(StoreError::Corrupt("role id"))?,
             tenant: Tenant::parse(row.tenant).map_err(|_| StoreError::Corrupt("tenant"))?,
+            name: RoleName::parse(row.name).map_err(|_| StoreError::Corrupt("role name"))?,
+            description: Description::from_stored(row.description),
             permissions: decode_permissions(&row.permissions)?,
             created_at: from_unix(row.created_at)?,
-            expires_at: row.expires_at.map(from_unix).transpose()?,
-            revoked_at: row.revoked_at.map(from_unix).transpose()?,
+            updated_at: from_unix(row.updated_at)?,
         })
     }
+}
+
+/// A holder as the backends list it: `(holder id, name)`.
+type HolderRow = (String, String);
+
+fn holder(row: HolderRow) -> Result<Holder, StoreError> {
+    let kind = Kind::of_id(&row.0).ok_or(StoreError::Corrupt("role holder id"))?;
+    Ok(Holder {
+        kind,
+        id: row.0,
+        name: row.1,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    tenant: Option<String>,
+    source: Option<String>,
+    outcome: String,
+    request_id: Option<String>,
+}
+
+impl TryFrom<AuditRow> for audit::Recorded {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        let outcome = [
+            Outcome::Success,
+            Outcome::Denied,
+            Outcome::NotFound,
+            Outcome::Conflict,
+            Outcome::Invalid,
+            Outcome::Failure,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == row.outcome)
+        .ok_or(StoreError::Corrupt("audit outcome"))?;
+        Ok(audit::Recorded {
+            seq: change_seq(row.seq)?,
+            event: audit::Event {
+                at: from_unix(row.at)?,
+                actor: row.actor,
+                action: row.action,
+                target_type: row.target_type,
+                target_id: row.target_id,
+                tenant: row.tenant,
+                source: row.source,
+                outcome,
+                request_id: row.request_id,
+            },
+        })
+    }
+}
+
+/// A new credential as the backends write it.
+struct NewCredential<'a> {
+    tables: Tables,
+    id: &'a str,
+    name: &'a str,
+    tenant: &'a str,
+    permissions: String,
+    secret_hint: Option<&'a str>,
+    created_at: i64,
+    expires_at: Option<i64>,
+    roles: &'a [RoleId],
+    secret: &'a KeyHash,
 }
 
 #[derive(sqlx::FromRow)]
@@ -396,6 +560,16 @@ fn change_seq(seq: i64) -> Result<u64, StoreError> {
     u64::try_from(seq).map_err(|_| StoreError::Corrupt("change number"))
 }
 
+fn converted<I: CredentialId>(
+    change: Change<CredentialRow>,
+) -> Result<Change<Credential<I>>, StoreError> {
+    Ok(match change {
+        Change::Done(row) => Change::Done(credential(row)?),
+        Change::NotFound => Change::NotFound,
+        Change::Revoked(row) => Change::Revoked(credential(row)?),
+    })
+}
+
 fn log_head(log_id: &str, last_seq: i64, trimmed_through: i64) -> Result<LogHead, StoreError> {
     Ok(LogHead {
         log_id: crate::feed::LogId::parse(log_id).ok_or(StoreError::Corrupt("change log id"))?,
@@ -444,26 +618,21 @@ fn usage(last_used: Option<i64>, rows: Vec<(String, i64)>) -> Result<KeyUsage, S
     })
 }
 
-fn client_credentials(
-    client: Client,
-    rows: Vec<(Vec<u8>, Option<i64>)>,
-) -> Result<ClientCredentials, StoreError> {
-    let secrets = rows
-        .into_iter()
+fn stored_secrets(rows: Vec<(Vec<u8>, Option<i64>)>) -> Result<Vec<StoredSecret>, StoreError> {
+    rows.into_iter()
         .map(|(hash, retires_at)| {
             Ok(StoredSecret {
-                hash: key_hash(hash, "client secret hash")?,
+                hash: key_hash(hash, "secret hash")?,
                 retires_at: retires_at.map(from_unix).transpose()?,
             })
         })
-        .collect::<Result<_, StoreError>>()?;
-    Ok(ClientCredentials { client, secrets })
+        .collect()
 }
 
-fn secret_match(row: SecretRow) -> Result<SecretMatch, StoreError> {
+fn secret_match<I: CredentialId>(row: SecretRow) -> Result<SecretMatch<I>, StoreError> {
     Ok(SecretMatch {
         retires_at: row.retires_at.map(from_unix).transpose()?,
-        key: Key::try_from(row.key)?,
+        credential: credential(row.credential)?,
     })
 }
 
@@ -577,18 +746,6 @@ impl KeyStore {
             .ok_or(StoreError::Corrupt("admin secret hash"))
     }
 
-    /// Stores a new key with its first secret.
-    pub async fn insert_key(&self, key: &Key, secret: &KeyHash) -> Result<(), StoreError> {
-        let permissions = encode_permissions(&key.permissions)?;
-        dispatch!(self.insert_key(key, &permissions, secret))
-    }
-
-    /// All keys, or those of one tenant, oldest first.
-    pub async fn list_keys(&self, tenant: Option<&Tenant>) -> Result<Vec<Key>, StoreError> {
-        let rows = dispatch!(self.list_keys(tenant.map(Tenant::as_str)))?;
-        rows.into_iter().map(Key::try_from).collect()
-    }
-
     /// How many keys are active, revoked and expired at `now`, counted by the database.
     pub async fn count_keys(&self, now: OffsetDateTime) -> Result<KeyCounts, StoreError> {
         let (total, revoked, expired) = dispatch!(self.count_keys(now))?;
@@ -601,56 +758,154 @@ impl KeyStore {
         })
     }
 
-    pub async fn get_key(&self, id: &KeyId) -> Result<Option<Key>, StoreError> {
-        dispatch!(self.get_key(id))?.map(Key::try_from).transpose()
+    /// Stores a new credential with its first secret and the roles it holds (ids of roles of
+    /// its tenant), and records `audit` in the same transaction.
+    pub async fn insert<I: CredentialId>(
+        &self,
+        credential: &Credential<I>,
+        roles: &[RoleId],
+        secret: &KeyHash,
+        audit: &audit::Event,
+    ) -> Result<(), StoreError> {
+        let new = NewCredential {
+            tables: Tables::of(I::KIND),
+            id: credential.id.as_str(),
+            name: credential.name.as_str(),
+            tenant: credential.tenant.as_str(),
+            permissions: encode_permissions(&credential.permissions)?,
+            secret_hint: credential.secret_hint.as_deref(),
+            created_at: unix(credential.created_at),
+            expires_at: credential.expires_at.map(unix),
+            roles,
+            secret,
+        };
+        dispatch!(self.insert_credential(&new, audit))
     }
 
-    /// Revokes a key; a second revocation keeps the first `revoked_at`. `None` if there is no
-    /// such key. The first revocation logs a change for each of the key's secrets.
-    pub async fn revoke_key(
+    /// All credentials of one kind, or those of one tenant, oldest first.
+    pub async fn list<I: CredentialId>(
         &self,
-        id: &KeyId,
+        tenant: Option<&Tenant>,
+    ) -> Result<Vec<Credential<I>>, StoreError> {
+        let rows =
+            dispatch!(self.list_credentials(Tables::of(I::KIND), tenant.map(Tenant::as_str)))?;
+        rows.into_iter().map(credential).collect()
+    }
+
+    pub async fn get<I: CredentialId>(&self, id: &I) -> Result<Option<Credential<I>>, StoreError> {
+        dispatch!(self.get_credential(Tables::of(I::KIND), id.as_str()))?
+            .map(credential)
+            .transpose()
+    }
+
+    /// Revokes a credential; a second revocation keeps the first `revoked_at` and records
+    /// nothing. `None` if there is no such credential. For a key, the first revocation logs a
+    /// change for each of its secrets.
+    pub async fn revoke<I: CredentialId>(
+        &self,
+        id: &I,
         now: OffsetDateTime,
-    ) -> Result<Option<Key>, StoreError> {
-        let (key, logged) = dispatch!(self.revoke_key(id, now))?;
+        audit: &audit::Event,
+    ) -> Result<Option<Credential<I>>, StoreError> {
+        let (row, logged) = dispatch!(self.revoke_credential(
+            I::KIND,
+            Tables::of(I::KIND),
+            id.as_str(),
+            now,
+            audit
+        ))?;
         self.signal(logged);
-        Ok(key)
+        row.map(credential).transpose()
     }
 
-    /// Sets a new expiry (`None`: never) on a key that is not revoked, logging a change for each
-    /// of its secrets.
-    pub async fn renew_key(
+    /// Sets a new expiry (`None`: never) on a credential that is not revoked; for a key, logs a
+    /// change for each of its secrets.
+    pub async fn renew<I: CredentialId>(
         &self,
-        id: &KeyId,
+        id: &I,
         expires_at: Option<OffsetDateTime>,
         now: OffsetDateTime,
-    ) -> Result<Change<Key>, StoreError> {
-        let (change, logged) = dispatch!(self.renew_key(id, expires_at, now))?;
+        audit: &audit::Event,
+    ) -> Result<Change<Credential<I>>, StoreError> {
+        let (change, logged) = dispatch!(self.renew_credential(
+            I::KIND,
+            Tables::of(I::KIND),
+            id.as_str(),
+            expires_at,
+            now,
+            audit
+        ))?;
         self.signal(logged);
-        Ok(change)
+        converted(change)
     }
 
-    /// Gives a key a new secret. Its older secrets retire at `retires_at` (or earlier, if they
-    /// were already retiring sooner), and a change is logged for each of them: their lookup
-    /// answers now expire at the grace end.
-    pub async fn rotate_secret(
+    /// Gives a credential a new secret. Its older secrets retire at `retires_at` (or earlier, if
+    /// they were already retiring sooner); for a key, a change is logged for each of them (their
+    /// lookup answers now expire at the grace end).
+    pub async fn rotate<I: CredentialId>(
         &self,
-        id: &KeyId,
+        id: &I,
         new_secret: &KeyHash,
+        secret_hint: &str,
         now: OffsetDateTime,
         retires_at: OffsetDateTime,
-    ) -> Result<Change<Key>, StoreError> {
-        let (change, logged) = dispatch!(self.rotate_secret(id, new_secret, now, retires_at))?;
+        audit: &audit::Event,
+    ) -> Result<Change<Credential<I>>, StoreError> {
+        let (change, logged) = dispatch!(self.rotate_credential(
+            I::KIND,
+            Tables::of(I::KIND),
+            id.as_str(),
+            (new_secret, secret_hint),
+            (now, retires_at),
+            audit
+        ))?;
         self.signal(logged);
-        Ok(change)
+        converted(change)
     }
 
-    /// Deletes a key with its secrets and usage, logging a change for each secret. `false` if
-    /// there was no such key.
-    pub async fn delete_key(&self, id: &KeyId, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let (deleted, logged) = dispatch!(self.delete_key(id, now))?;
+    /// Deletes a credential with its secrets, roles and (for a key) usage, logging a change for
+    /// each of a key's secrets. `false` if there was no such credential.
+    pub async fn delete<I: CredentialId>(
+        &self,
+        id: &I,
+        now: OffsetDateTime,
+        audit: &audit::Event,
+    ) -> Result<bool, StoreError> {
+        let (deleted, logged) = dispatch!(self.delete_credential(
+            I::KIND,
+            Tables::of(I::KIND),
+            id.as_str(),
+            now,
+            audit
+        ))?;
         self.signal(logged);
         Ok(deleted)
+    }
+
+    /// A credential with all its secrets, for authentication by id and secret (the token
+    /// endpoint).
+    pub async fn with_secrets<I: CredentialId>(
+        &self,
+        id: &I,
+    ) -> Result<Option<WithSecrets<I>>, StoreError> {
+        match dispatch!(self.credential_secrets(Tables::of(I::KIND), id.as_str()))? {
+            Some((row, secrets)) => Ok(Some(WithSecrets {
+                credential: credential(row)?,
+                secrets: stored_secrets(secrets)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// The credential of one kind one of whose secrets hashes to `hash`: a key's lookup, a tenant
+    /// admin's sign-in.
+    pub async fn find_secret<I: CredentialId>(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<SecretMatch<I>>, StoreError> {
+        dispatch!(self.find_secret(Tables::of(I::KIND), hash))?
+            .map(secret_match)
+            .transpose()
     }
 
     /// Tells the long-polls of this process about a committed change up to `logged`.
@@ -681,13 +936,6 @@ impl KeyStore {
         dispatch!(self.trim_changes(before))
     }
 
-    /// The key one of whose secrets hashes to `hash`.
-    pub async fn find_secret(&self, hash: &KeyHash) -> Result<Option<SecretMatch>, StoreError> {
-        dispatch!(self.find_secret(hash))?
-            .map(secret_match)
-            .transpose()
-    }
-
     /// Books a batch of usage with one statement per table, whatever its size. Bookings for
     /// keys that no longer exist are skipped. Returns how many were booked.
     pub async fn record_usage(&self, bookings: &[UsageBooking]) -> Result<usize, StoreError> {
@@ -705,62 +953,101 @@ impl KeyStore {
         }
     }
 
-    /// Stores a new client with its first secret.
-    pub async fn insert_client(&self, client: &Client, secret: &KeyHash) -> Result<(), StoreError> {
-        let permissions = encode_permissions(&client.permissions)?;
-        dispatch!(self.insert_client(client, &permissions, secret))
+    /// Stores a new role, recording `audit` with it, unless its tenant has one of that name.
+    pub async fn insert_role(
+        &self,
+        role: &Role,
+        audit: &audit::Event,
+    ) -> Result<RoleInsert, StoreError> {
+        let permissions = encode_permissions(&role.permissions)?;
+        dispatch!(self.insert_role(role, &permissions, audit))
     }
 
-    /// All clients, or those of one tenant, oldest first.
-    pub async fn list_clients(&self, tenant: Option<&Tenant>) -> Result<Vec<Client>, StoreError> {
-        let rows = dispatch!(self.list_clients(tenant.map(Tenant::as_str)))?;
-        rows.into_iter().map(Client::try_from).collect()
+    /// All roles, or those of one tenant, by tenant and name.
+    pub async fn list_roles(&self, tenant: Option<&Tenant>) -> Result<Vec<Role>, StoreError> {
+        let rows = dispatch!(self.list_roles(tenant.map(Tenant::as_str)))?;
+        rows.into_iter().map(Role::try_from).collect()
     }
 
-    pub async fn get_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-        dispatch!(self.get_client(id))?
-            .map(Client::try_from)
+    pub async fn get_role(&self, id: &RoleId) -> Result<Option<Role>, StoreError> {
+        dispatch!(self.get_role(id.as_str()))?
+            .map(Role::try_from)
             .transpose()
     }
 
-    /// Revokes a client; a second revocation keeps the first `revoked_at`. `None` if there is no
-    /// such client.
-    pub async fn revoke_client(
+    /// The roles of `tenant` with these names (those that exist).
+    pub async fn roles_named(
         &self,
-        id: &ClientId,
-        now: OffsetDateTime,
-    ) -> Result<Option<Client>, StoreError> {
-        dispatch!(self.revoke_client(id, now))?
-            .map(Client::try_from)
-            .transpose()
-    }
-
-    /// Gives a client a new secret. Its older secrets retire at `retires_at` (or earlier, if they
-    /// were already retiring sooner).
-    pub async fn rotate_client_secret(
-        &self,
-        id: &ClientId,
-        new_secret: &KeyHash,
-        now: OffsetDateTime,
-        retires_at: OffsetDateTime,
-    ) -> Result<Change<Client>, StoreError> {
-        dispatch!(self.rotate_client_secret(id, new_secret, now, retires_at))
-    }
-
-    /// Deletes a client with its secrets. `false` if there was no such client.
-    pub async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
-        dispatch!(self.delete_client(id))
-    }
-
-    /// A client with all its secrets, for authentication at the token endpoint.
-    pub async fn client_credentials(
-        &self,
-        id: &ClientId,
-    ) -> Result<Option<ClientCredentials>, StoreError> {
-        match dispatch!(self.client_credentials(id))? {
-            Some((client, rows)) => Ok(Some(client_credentials(client, rows)?)),
-            None => Ok(None),
+        tenant: &Tenant,
+        names: &[RoleName],
+    ) -> Result<Vec<Role>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
         }
+        let names: Vec<&str> = names.iter().map(RoleName::as_str).collect();
+        let names = serde_json::to_string(&names).map_err(StoreError::Encode)?;
+        let rows = dispatch!(self.roles_named(tenant.as_str(), &names))?;
+        rows.into_iter().map(Role::try_from).collect()
+    }
+
+    /// Sets a role's description and permissions, records `audit`, and logs a change for every
+    /// secret of every key holding it, so filters drop their cached answers. `None` if there is
+    /// no such role.
+    pub async fn update_role(
+        &self,
+        id: &RoleId,
+        description: &Description,
+        permissions: &[Permission],
+        now: OffsetDateTime,
+        audit: &audit::Event,
+    ) -> Result<Option<Role>, StoreError> {
+        let encoded = encode_permissions(permissions)?;
+        let (row, logged) =
+            dispatch!(self.update_role(id.as_str(), description.as_str(), &encoded, now, audit))?;
+        self.signal(logged);
+        row.map(Role::try_from).transpose()
+    }
+
+    /// Deletes a role no credential holds, recording `audit` with it.
+    pub async fn delete_role(
+        &self,
+        id: &RoleId,
+        audit: &audit::Event,
+    ) -> Result<RoleDelete, StoreError> {
+        match dispatch!(self.delete_role(id.as_str(), audit))? {
+            None => Ok(RoleDelete::NotFound),
+            Some(holders) if holders.is_empty() => Ok(RoleDelete::Deleted),
+            Some(holders) => Ok(RoleDelete::InUse(
+                holders.into_iter().map(holder).collect::<Result<_, _>>()?,
+            )),
+        }
+    }
+
+    /// Records an event on its own: a refusal or a failed authentication, where no change
+    /// carries it.
+    pub async fn record_audit(&self, event: &audit::Event) -> Result<(), StoreError> {
+        dispatch!(self.record_audit(event))
+    }
+
+    /// A page of the audit log, newest first, and whether there are more.
+    pub async fn audit_events(
+        &self,
+        filter: &audit::Filter,
+    ) -> Result<(Vec<audit::Recorded>, bool), StoreError> {
+        let limit = usize::try_from(filter.limit).unwrap_or(usize::MAX);
+        let rows = dispatch!(self.audit_events(filter))?;
+        let more = rows.len() > limit;
+        let page = rows
+            .into_iter()
+            .take(limit)
+            .map(audit::Recorded::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((page, more))
+    }
+
+    /// Deletes the audit events before `before`. Returns how many went.
+    pub async fn trim_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self.trim_audit(before))
     }
 
     /// Every signing key on record, private keys included, in activation order (then insertion).
@@ -773,17 +1060,18 @@ impl KeyStore {
     /// earlier `retires_at` later) and the new key; but only if the stored kids are still
     /// `planned_from`, checked in the same transaction after taking the rotation lock (SQLite's
     /// write lock; a PostgreSQL advisory lock), so replicas sharing a database rotate one at a
-    /// time and never both add a successor.
+    /// time and never both add a successor. An operator's `audit` event goes with it.
     pub async fn apply_rotation(
         &self,
         planned_from: &[String],
         new_key: Option<NewSigningKey<'_>>,
         retire: &[(String, OffsetDateTime)],
         delete: &[String],
+        audit: Option<&audit::Event>,
     ) -> Result<RotationWrite, StoreError> {
         let mut planned_from = planned_from.to_vec();
         planned_from.sort_unstable();
-        dispatch!(self.apply_rotation(&planned_from, new_key, retire, delete))
+        dispatch!(self.apply_rotation(&planned_from, new_key, retire, delete, audit))
     }
 }
 

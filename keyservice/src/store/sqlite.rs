@@ -17,12 +17,15 @@ use sqlx::Connection;
 use time::OffsetDateTime;
 
 use super::{
-    change_seq, hash_blob, key_hash, log_head, page, stored_seq, unix, Change, ClientRow, KeyRow,
-    KeyTally, NewSigningKey, RotationWrite, SecretRow, SigningKeyRow, StoreError,
+    change_seq, hash_blob, key_hash, log_head, page, sql, stored_seq, unix, AuditRow, Change,
+    CredentialRow, HolderRow, KeyTally, NewCredential, NewSigningKey, RoleInsert, RoleRow,
+    RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
 };
-use crate::clients::{Client, ClientId};
+use crate::audit;
+use crate::credentials::Kind;
 use crate::feed::{self, LogHead, Page, Read};
-use crate::keys::{Key, KeyId, UsageBooking};
+use crate::keys::{KeyId, UsageBooking};
+use crate::roles::Role;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -128,46 +131,411 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn insert_key(
+    pub(super) async fn insert_credential(
         &self,
-        key: &Key,
-        permissions: &str,
-        secret: &KeyHash,
+        new: &NewCredential<'_>,
+        audit: &audit::Event,
     ) -> Result<(), StoreError> {
+        let t = new.tables;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO keys (id, name, tenant, permissions, created_at, expires_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(key.id.as_str())
-        .bind(key.name.as_str())
-        .bind(key.tenant.as_str())
-        .bind(permissions)
-        .bind(unix(key.created_at))
-        .bind(key.expires_at.map(unix))
+        sqlx::query(sql(format!(
+            "INSERT INTO {} (id, name, tenant, permissions, secret_hint, created_at, expires_at, \
+             revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+            t.credentials
+        )))
+        .bind(new.id)
+        .bind(new.name)
+        .bind(new.tenant)
+        .bind(&new.permissions)
+        .bind(new.secret_hint)
+        .bind(new.created_at)
+        .bind(new.expires_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO key_secrets (hash, key_id, created_at, retires_at) VALUES (?, ?, ?, NULL)",
-        )
-        .bind(hash_blob(secret))
-        .bind(key.id.as_str())
-        .bind(unix(key.created_at))
+        sqlx::query(sql(format!(
+            "INSERT INTO {} (hash, {}, created_at, retires_at) VALUES (?, ?, ?, NULL)",
+            t.secrets, t.owner
+        )))
+        .bind(hash_blob(new.secret))
+        .bind(new.id)
+        .bind(new.created_at)
         .execute(&mut *tx)
         .await?;
+        for role in new.roles {
+            sqlx::query("INSERT INTO role_grants (holder_id, role_id) VALUES (?, ?)")
+                .bind(new.id)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub(super) async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRow>, StoreError> {
+    pub(super) async fn list_credentials(
+        &self,
+        t: Tables,
+        tenant: Option<&str>,
+    ) -> Result<Vec<CredentialRow>, StoreError> {
+        Ok(sqlx::query_as(sql(format!(
+            "SELECT {} FROM {} c WHERE ? IS NULL OR c.tenant = ? ORDER BY c.created_at, c.id",
+            t.columns(ROLES_SQL),
+            t.credentials
+        )))
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn get_credential(
+        &self,
+        t: Tables,
+        id: &str,
+    ) -> Result<Option<CredentialRow>, StoreError> {
+        fetch_credential(&mut *self.pool.acquire().await?, t, id).await
+    }
+
+    pub(super) async fn revoke_credential(
+        &self,
+        kind: Kind,
+        t: Tables,
+        id: &str,
+        now: OffsetDateTime,
+        audit: &audit::Event,
+    ) -> Result<(Option<CredentialRow>, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(mut row) = fetch_credential(&mut tx, t, id).await? else {
+            return Ok((None, None));
+        };
+        if row.revoked_at.is_some() {
+            return Ok((Some(row), None));
+        }
+        sqlx::query(sql(format!(
+            "UPDATE {} SET revoked_at = ? WHERE id = ?",
+            t.credentials
+        )))
+        .bind(unix(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let logged = log_secret_changes(&mut tx, kind, t, id, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        row.revoked_at = Some(unix(now));
+        Ok((Some(row), logged))
+    }
+
+    pub(super) async fn renew_credential(
+        &self,
+        kind: Kind,
+        t: Tables,
+        id: &str,
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        audit: &audit::Event,
+    ) -> Result<(Change<CredentialRow>, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(mut row) = fetch_credential(&mut tx, t, id).await? else {
+            return Ok((Change::NotFound, None));
+        };
+        if row.revoked_at.is_some() {
+            return Ok((Change::Revoked(row), None));
+        }
+        sqlx::query(sql(format!(
+            "UPDATE {} SET expires_at = ? WHERE id = ?",
+            t.credentials
+        )))
+        .bind(expires_at.map(unix))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let logged = log_secret_changes(&mut tx, kind, t, id, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        row.expires_at = expires_at.map(unix);
+        Ok((Change::Done(row), logged))
+    }
+
+    pub(super) async fn rotate_credential(
+        &self,
+        kind: Kind,
+        t: Tables,
+        id: &str,
+        (new_secret, secret_hint): (&KeyHash, &str),
+        (now, retires_at): (OffsetDateTime, OffsetDateTime),
+        audit: &audit::Event,
+    ) -> Result<(Change<CredentialRow>, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(mut row) = fetch_credential(&mut tx, t, id).await? else {
+            return Ok((Change::NotFound, None));
+        };
+        if row.revoked_at.is_some() {
+            return Ok((Change::Revoked(row), None));
+        }
+        // The old secrets' answers change (they now expire at the grace end); the new one has
+        // never been looked up.
+        let logged = log_secret_changes(&mut tx, kind, t, id, now).await?;
+        sqlx::query(sql(format!(
+            "UPDATE {} SET retires_at = MIN(IFNULL(retires_at, ?), ?) WHERE {} = ?",
+            t.secrets, t.owner
+        )))
+        .bind(unix(retires_at))
+        .bind(unix(retires_at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sql(format!(
+            "INSERT INTO {} (hash, {}, created_at, retires_at) VALUES (?, ?, ?, NULL)",
+            t.secrets, t.owner
+        )))
+        .bind(hash_blob(new_secret))
+        .bind(id)
+        .bind(unix(now))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sql(format!(
+            "UPDATE {} SET secret_hint = ? WHERE id = ?",
+            t.credentials
+        )))
+        .bind(secret_hint)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        row.secret_hint = Some(secret_hint.to_owned());
+        Ok((Change::Done(row), logged))
+    }
+
+    pub(super) async fn delete_credential(
+        &self,
+        kind: Kind,
+        t: Tables,
+        id: &str,
+        now: OffsetDateTime,
+        audit: &audit::Event,
+    ) -> Result<(bool, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Logged before the cascade removes the secrets.
+        let logged = log_secret_changes(&mut tx, kind, t, id, now).await?;
+        sqlx::query("DELETE FROM role_grants WHERE holder_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(sql(format!("DELETE FROM {} WHERE id = ?", t.credentials)))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok((false, None));
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok((true, logged))
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn credential_secrets(
+        &self,
+        t: Tables,
+        id: &str,
+    ) -> Result<Option<(CredentialRow, Vec<(Vec<u8>, Option<i64>)>)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = fetch_credential(&mut tx, t, id).await? else {
+            return Ok(None);
+        };
+        let secrets: Vec<(Vec<u8>, Option<i64>)> = sqlx::query_as(sql(format!(
+            "SELECT hash, retires_at FROM {} WHERE {} = ?",
+            t.secrets, t.owner
+        )))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((row, secrets)))
+    }
+
+    pub(super) async fn find_secret(
+        &self,
+        t: Tables,
+        hash: &KeyHash,
+    ) -> Result<Option<SecretRow>, StoreError> {
+        Ok(sqlx::query_as(sql(format!(
+            "SELECT {}, s.retires_at FROM {} s JOIN {} c ON c.id = s.{} WHERE s.hash = ?",
+            t.columns(ROLES_SQL),
+            t.secrets,
+            t.credentials,
+            t.owner
+        )))
+        .bind(hash_blob(hash))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn insert_role(
+        &self,
+        role: &Role,
+        permissions: &str,
+        audit: &audit::Event,
+    ) -> Result<RoleInsert, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query(
+            "INSERT INTO roles (id, tenant, name, description, permissions, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, name) DO NOTHING",
+        )
+        .bind(role.id.as_str())
+        .bind(role.tenant.as_str())
+        .bind(role.name.as_str())
+        .bind(role.description.as_str())
+        .bind(permissions)
+        .bind(unix(role.created_at))
+        .bind(unix(role.updated_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(RoleInsert::NameTaken);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(RoleInsert::Done)
+    }
+
+    pub(super) async fn list_roles(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<RoleRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys \
-             WHERE ? IS NULL OR tenant = ? ORDER BY created_at, id",
+            "SELECT id, tenant, name, description, permissions, created_at, updated_at FROM roles \
+             WHERE ? IS NULL OR tenant = ? ORDER BY tenant, name",
         )
         .bind(tenant)
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    pub(super) async fn get_role(&self, id: &str) -> Result<Option<RoleRow>, StoreError> {
+        fetch_role(&mut *self.pool.acquire().await?, id).await
+    }
+
+    pub(super) async fn roles_named(
+        &self,
+        tenant: &str,
+        names: &str,
+    ) -> Result<Vec<RoleRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, tenant, name, description, permissions, created_at, updated_at FROM roles \
+             WHERE tenant = ? AND name IN (SELECT value FROM json_each(?)) ORDER BY name",
+        )
+        .bind(tenant)
+        .bind(names)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn update_role(
+        &self,
+        id: &str,
+        description: &str,
+        permissions: &str,
+        now: OffsetDateTime,
+        audit: &audit::Event,
+    ) -> Result<(Option<RoleRow>, Option<u64>), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlx::query(
+            "UPDATE roles SET description = ?, permissions = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(description)
+        .bind(permissions)
+        .bind(unix(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok((None, None));
+        }
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT s.hash FROM role_grants g JOIN key_secrets s ON s.key_id = g.holder_id \
+             WHERE g.role_id = ? ORDER BY s.key_id, s.created_at, s.hash",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let hashes = hashes
+            .into_iter()
+            .map(|h| key_hash(h, "key secret hash"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let logged = log_changes(&mut tx, &hashes, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        let row = fetch_role(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((row, logged))
+    }
+
+    pub(super) async fn delete_role(
+        &self,
+        id: &str,
+        audit: &audit::Event,
+    ) -> Result<Option<Vec<HolderRow>>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if fetch_role(&mut tx, id).await?.is_none() {
+            return Ok(None);
+        }
+        let holders: Vec<HolderRow> = sqlx::query_as(HOLDERS_SQL)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if !holders.is_empty() {
+            return Ok(Some(holders));
+        }
+        sqlx::query("DELETE FROM roles WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(Some(Vec::new()))
+    }
+
+    pub(super) async fn record_audit(&self, event: &audit::Event) -> Result<(), StoreError> {
+        insert_audit(&mut *self.pool.acquire().await?, event).await
+    }
+
+    pub(super) async fn audit_events(
+        &self,
+        filter: &audit::Filter,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, at, actor, action, target_type, target_id, tenant, source, outcome, \
+             request_id FROM audit_events \
+             WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR actor = ?2) \
+             AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR target_id = ?4) \
+             AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6) \
+             AND (?7 IS NULL OR seq < ?7) \
+             ORDER BY seq DESC LIMIT ?8",
+        )
+        .bind(filter.tenant.as_deref())
+        .bind(filter.actor.as_deref())
+        .bind(filter.action.as_deref())
+        .bind(filter.target_id.as_deref())
+        .bind(filter.since.map(unix))
+        .bind(filter.until.map(unix))
+        .bind(filter.before.map(stored_seq).transpose()?)
+        .bind(i64::from(filter.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn trim_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM audit_events WHERE at < ?")
+            .bind(unix(before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// All keys, the revoked ones, and those expired at `now` but not revoked, in one pass.
@@ -179,122 +547,6 @@ impl SqliteStore {
         .bind(unix(now))
         .fetch_one(&self.pool)
         .await?)
-    }
-
-    pub(super) async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRow>, StoreError> {
-        fetch_key(&mut *self.pool.acquire().await?, id).await
-    }
-
-    pub(super) async fn revoke_key(
-        &self,
-        id: &KeyId,
-        now: OffsetDateTime,
-    ) -> Result<(Option<Key>, Option<u64>), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(key) = fetch_key(&mut tx, id).await? else {
-            return Ok((None, None));
-        };
-        let key = Key::try_from(key)?;
-        if key.revoked_at.is_some() {
-            return Ok((Some(key), None));
-        }
-        sqlx::query("UPDATE keys SET revoked_at = ? WHERE id = ?")
-            .bind(unix(now))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let hashes = key_hashes(&mut tx, id).await?;
-        let logged = log_changes(&mut tx, &hashes, now).await?;
-        tx.commit().await?;
-        Ok((
-            Some(Key {
-                revoked_at: Some(now),
-                ..key
-            }),
-            logged,
-        ))
-    }
-
-    pub(super) async fn renew_key(
-        &self,
-        id: &KeyId,
-        expires_at: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-    ) -> Result<(Change<Key>, Option<u64>), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(key) = fetch_key(&mut tx, id).await? else {
-            return Ok((Change::NotFound, None));
-        };
-        let key = Key::try_from(key)?;
-        if key.revoked_at.is_some() {
-            return Ok((Change::Revoked(key), None));
-        }
-        sqlx::query("UPDATE keys SET expires_at = ? WHERE id = ?")
-            .bind(expires_at.map(unix))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let hashes = key_hashes(&mut tx, id).await?;
-        let logged = log_changes(&mut tx, &hashes, now).await?;
-        tx.commit().await?;
-        Ok((Change::Done(Key { expires_at, ..key }), logged))
-    }
-
-    pub(super) async fn rotate_secret(
-        &self,
-        id: &KeyId,
-        new_secret: &KeyHash,
-        now: OffsetDateTime,
-        retires_at: OffsetDateTime,
-    ) -> Result<(Change<Key>, Option<u64>), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(key) = fetch_key(&mut tx, id).await? else {
-            return Ok((Change::NotFound, None));
-        };
-        let key = Key::try_from(key)?;
-        if key.revoked_at.is_some() {
-            return Ok((Change::Revoked(key), None));
-        }
-        let old_hashes = key_hashes(&mut tx, id).await?;
-        sqlx::query(
-            "UPDATE key_secrets SET retires_at = MIN(IFNULL(retires_at, ?), ?) WHERE key_id = ?",
-        )
-        .bind(unix(retires_at))
-        .bind(unix(retires_at))
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO key_secrets (hash, key_id, created_at, retires_at) VALUES (?, ?, ?, NULL)",
-        )
-        .bind(hash_blob(new_secret))
-        .bind(id.as_str())
-        .bind(unix(now))
-        .execute(&mut *tx)
-        .await?;
-        let logged = log_changes(&mut tx, &old_hashes, now).await?;
-        tx.commit().await?;
-        Ok((Change::Done(key), logged))
-    }
-
-    pub(super) async fn delete_key(
-        &self,
-        id: &KeyId,
-        now: OffsetDateTime,
-    ) -> Result<(bool, Option<u64>), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Read before the cascade removes them.
-        let hashes = key_hashes(&mut tx, id).await?;
-        let done = sqlx::query("DELETE FROM keys WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok((false, None));
-        }
-        let logged = log_changes(&mut tx, &hashes, now).await?;
-        tx.commit().await?;
-        Ok((true, logged))
     }
 
     pub(super) async fn read_changes(
@@ -343,19 +595,6 @@ impl SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(deleted)
-    }
-
-    pub(super) async fn find_secret(
-        &self,
-        hash: &KeyHash,
-    ) -> Result<Option<SecretRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT k.id, k.name, k.tenant, k.permissions, k.created_at, k.expires_at, k.revoked_at, \
-             s.retires_at FROM key_secrets s JOIN keys k ON k.id = s.key_id WHERE s.hash = ?",
-        )
-        .bind(hash_blob(hash))
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     /// Two statements whatever the batch's size: the bookings go in as one JSON array, which
@@ -420,134 +659,6 @@ impl SqliteStore {
         Ok(Some((last_used, rows)))
     }
 
-    pub(super) async fn insert_client(
-        &self,
-        client: &Client,
-        permissions: &str,
-        secret: &KeyHash,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO clients (id, name, tenant, permissions, created_at, expires_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(client.id.as_str())
-        .bind(client.name.as_str())
-        .bind(client.tenant.as_str())
-        .bind(permissions)
-        .bind(unix(client.created_at))
-        .bind(client.expires_at.map(unix))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO client_secrets (hash, client_id, created_at, retires_at) \
-             VALUES (?, ?, ?, NULL)",
-        )
-        .bind(hash_blob(secret))
-        .bind(client.id.as_str())
-        .bind(unix(client.created_at))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(super) async fn list_clients(
-        &self,
-        tenant: Option<&str>,
-    ) -> Result<Vec<ClientRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at \
-             FROM clients WHERE ? IS NULL OR tenant = ? ORDER BY created_at, id",
-        )
-        .bind(tenant)
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn get_client(&self, id: &ClientId) -> Result<Option<ClientRow>, StoreError> {
-        fetch_client(&mut *self.pool.acquire().await?, id).await
-    }
-
-    pub(super) async fn revoke_client(
-        &self,
-        id: &ClientId,
-        now: OffsetDateTime,
-    ) -> Result<Option<ClientRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE clients SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
-             RETURNING id, name, tenant, permissions, created_at, expires_at, revoked_at",
-        )
-        .bind(unix(now))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn rotate_client_secret(
-        &self,
-        id: &ClientId,
-        new_secret: &KeyHash,
-        now: OffsetDateTime,
-        retires_at: OffsetDateTime,
-    ) -> Result<Change<Client>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(client) = fetch_client(&mut tx, id).await? else {
-            return Ok(Change::NotFound);
-        };
-        let client = Client::try_from(client)?;
-        if client.revoked_at.is_some() {
-            return Ok(Change::Revoked(client));
-        }
-        sqlx::query(
-            "UPDATE client_secrets SET retires_at = MIN(IFNULL(retires_at, ?), ?) \
-             WHERE client_id = ?",
-        )
-        .bind(unix(retires_at))
-        .bind(unix(retires_at))
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO client_secrets (hash, client_id, created_at, retires_at) \
-             VALUES (?, ?, ?, NULL)",
-        )
-        .bind(hash_blob(new_secret))
-        .bind(id.as_str())
-        .bind(unix(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Change::Done(client))
-    }
-
-    pub(super) async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM clients WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    #[allow(clippy::type_complexity)]
-    pub(super) async fn client_credentials(
-        &self,
-        id: &ClientId,
-    ) -> Result<Option<(Client, Vec<(Vec<u8>, Option<i64>)>)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let Some(client) = fetch_client(&mut tx, id).await? else {
-            return Ok(None);
-        };
-        let rows: Vec<(Vec<u8>, Option<i64>)> =
-            sqlx::query_as("SELECT hash, retires_at FROM client_secrets WHERE client_id = ?")
-                .bind(id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(Some((Client::try_from(client)?, rows)))
-    }
-
     pub(super) async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT kid, alg, private_der, created_at, activates_at, retires_at \
@@ -563,6 +674,7 @@ impl SqliteStore {
         new_key: Option<NewSigningKey<'_>>,
         retire: &[(String, OffsetDateTime)],
         delete: &[String],
+        audit: Option<&audit::Event>,
     ) -> Result<RotationWrite, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let stored: Vec<String> = sqlx::query_scalar("SELECT kid FROM signing_keys ORDER BY kid")
@@ -602,22 +714,12 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some(event) = audit {
+            insert_audit(&mut tx, event).await?;
+        }
         tx.commit().await?;
         Ok(RotationWrite::Written)
     }
-}
-
-/// The hashes of every secret of a key, current and rotated out.
-async fn key_hashes(conn: &mut SqliteConnection, id: &KeyId) -> Result<Vec<KeyHash>, StoreError> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT hash FROM key_secrets WHERE key_id = ? ORDER BY created_at, hash",
-    )
-    .bind(id.as_str())
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter()
-        .map(|hash| key_hash(hash, "key secret hash"))
-        .collect()
 }
 
 /// Appends one change per hash, inside the caller's write transaction, numbering each from the
@@ -656,27 +758,87 @@ async fn fetch_log_head(conn: &mut SqliteConnection) -> Result<LogHead, StoreErr
     log_head(&log_id, last_seq, trimmed_through)
 }
 
-async fn fetch_client(
+/// The roles a credential (`c`) holds, as a JSON array of `[name, [permission, ...]]`.
+const ROLES_SQL: &str = "(SELECT json_group_array(json_array(r.name, json(r.permissions))) \
+     FROM role_grants g JOIN roles r ON r.id = g.role_id WHERE g.holder_id = c.id)";
+
+/// Every credential holding a role: `(id, name)`.
+const HOLDERS_SQL: &str =
+    "SELECT k.id, k.name FROM role_grants g JOIN keys k ON k.id = g.holder_id \
+     WHERE g.role_id = ?1 \
+     UNION ALL SELECT c.id, c.name FROM role_grants g JOIN clients c ON c.id = g.holder_id \
+     WHERE g.role_id = ?1 \
+     UNION ALL SELECT a.id, a.name FROM role_grants g JOIN tenant_admins a ON a.id = g.holder_id \
+     WHERE g.role_id = ?1 ORDER BY 1";
+
+async fn fetch_credential(
     conn: &mut SqliteConnection,
-    id: &ClientId,
-) -> Result<Option<ClientRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM clients \
-         WHERE id = ?",
-    )
-    .bind(id.as_str())
+    t: Tables,
+    id: &str,
+) -> Result<Option<CredentialRow>, StoreError> {
+    Ok(sqlx::query_as(sql(format!(
+        "SELECT {} FROM {} c WHERE c.id = ?",
+        t.columns(ROLES_SQL),
+        t.credentials
+    )))
+    .bind(id)
     .fetch_optional(conn)
     .await?)
 }
 
-async fn fetch_key(conn: &mut SqliteConnection, id: &KeyId) -> Result<Option<KeyRow>, StoreError> {
+async fn fetch_role(conn: &mut SqliteConnection, id: &str) -> Result<Option<RoleRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, name, tenant, permissions, created_at, expires_at, revoked_at FROM keys \
+        "SELECT id, tenant, name, description, permissions, created_at, updated_at FROM roles \
          WHERE id = ?",
     )
-    .bind(id.as_str())
+    .bind(id)
     .fetch_optional(conn)
     .await?)
+}
+
+/// For a kind the filter caches, logs a change for every secret of credential `id`, current and
+/// rotated out, inside the caller's write transaction.
+async fn log_secret_changes(
+    conn: &mut SqliteConnection,
+    kind: Kind,
+    t: Tables,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    if !kind.is_cached_at_the_edge() {
+        return Ok(None);
+    }
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(sql(format!(
+        "SELECT hash FROM {} WHERE {} = ? ORDER BY created_at, hash",
+        t.secrets, t.owner
+    )))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let hashes = rows
+        .into_iter()
+        .map(|hash| key_hash(hash, "secret hash"))
+        .collect::<Result<Vec<_>, _>>()?;
+    log_changes(conn, &hashes, now).await
+}
+
+async fn insert_audit(conn: &mut SqliteConnection, event: &audit::Event) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, actor, action, target_type, target_id, tenant, source, \
+         outcome, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(unix(event.at))
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(event.target_type.as_deref())
+    .bind(event.target_id.as_deref())
+    .bind(event.tenant.as_deref())
+    .bind(event.source.as_deref())
+    .bind(event.outcome.as_str())
+    .bind(event.request_id.as_deref())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -34,10 +34,14 @@ async fn create_client_returns_the_secret_once_with_the_client_view(backend: Bac
         "name": "billing",
         "tenant": "acme",
         "permissions": ["orders:read", "orders:*"],
+        "roles": [],
+        "effective_permissions": ["orders:read", "orders:*"],
         "status": "active",
+        "prefix": format!("{}…", &created["client_secret"].as_str().unwrap()[..9]),
         "created_at": rfc3339(start_time()),
         "expires_at": rfc3339(default_expiry),
         "revoked_at": null,
+        "last_used_at": null,
     });
     let mut without_secret = created.clone();
     without_secret

@@ -158,7 +158,10 @@ async fn a_json_array_in_place_of_an_object_is_refused(backend: Backend) {
     for (path, body) in [
         (format!("/v1/keys/{id}/renew"), json!([null, null])),
         (format!("/v1/keys/{id}/rotate"), json!([60])),
-        ("/v1/keys".to_owned(), json!(["ci", "acme", [], null, null])),
+        (
+            "/v1/keys".to_owned(),
+            json!(["ci", "acme", [], [], null, null]),
+        ),
     ] {
         let response = app.admin_post(&path, &body).await;
         let status = response.status();

@@ -155,6 +155,22 @@ impl TestDb {
         }
     }
 
+    /// Runs `sql` behind the service's back and says how it went, as the database words it.
+    pub async fn try_execute(&self, sql: &'static str) -> Result<(), String> {
+        let result = match self.database() {
+            Database::Sqlite(path) => {
+                let url = format!("sqlite://{}", path.display());
+                let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&mut db).await.map(drop)
+            }
+            Database::Postgres(url) => {
+                let mut db = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+                sqlx::query(sql).execute(&mut db).await.map(drop)
+            }
+        };
+        result.map_err(|e| e.to_string())
+    }
+
     /// Runs `sql` on the database behind the service's back, on a connection of its own.
     pub async fn execute(&self, sql: &'static str) {
         match self.database() {
@@ -318,6 +334,9 @@ pub async fn prepare_with(
         auth_failures: FailurePolicy::default(),
         limits: options.limits,
         change_log_retention: Retention::from_secs(CHANGE_LOG_RETENTION_SECS).unwrap(),
+        audit_retention: keygate_keyservice::audit::Retention::days(
+            keygate_keyservice::audit::DEFAULT_RETENTION_DAYS,
+        ),
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
         hide_docs: options.hide_docs,
@@ -338,6 +357,52 @@ impl TestApp {
 
     pub fn as_admin(&self, request: RequestBuilder) -> RequestBuilder {
         request.bearer_auth(&self.admin_secret)
+    }
+
+    /// A request with `secret` as the bearer token (a tenant admin's, a wrong one).
+    pub async fn call(
+        &self,
+        secret: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(secret);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Creates a role as the super-admin and returns it.
+    pub async fn create_role(&self, tenant: &str, name: &str, permissions: &[&str]) -> Value {
+        let response = self
+            .admin_post(
+                "/v1/roles",
+                &json!({"tenant": tenant, "name": name, "description": "", "permissions": permissions}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    /// Creates a tenant admin as the super-admin and returns the 201 body (with `secret`).
+    pub async fn create_tenant_admin(&self, body: &Value) -> Value {
+        let response = self.admin_post("/v1/tenant-admins", body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    /// The audit events matching `query` (e.g. `action=key.create`), newest first, as the
+    /// super-admin reads them.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let response = self.admin_get(&format!("/v1/audit?{query}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let page: Value = response.json().await.unwrap();
+        page["events"].as_array().unwrap().clone()
     }
 
     pub async fn admin_get(&self, path: &str) -> Response {

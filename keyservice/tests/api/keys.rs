@@ -25,15 +25,20 @@ async fn create_key_returns_the_secret_once_with_the_key_view(backend: Backend) 
     assert_eq!(location, format!("/v1/keys/{id}"));
     assert!(ApiKey::parse(created["secret"].as_str().unwrap()).is_ok());
     let default_expiry = start_time() + Duration::seconds(DEFAULT_KEY_TTL_SECS as i64);
+    let secret = created["secret"].as_str().unwrap();
     let view = json!({
         "id": id,
         "name": "ci",
         "tenant": "acme",
         "permissions": ["orders:read", "orders:*"],
+        "roles": [],
+        "effective_permissions": ["orders:read", "orders:*"],
         "status": "active",
+        "prefix": format!("{}…", &secret[..7]),
         "created_at": rfc3339(start_time()),
         "expires_at": rfc3339(default_expiry),
         "revoked_at": null,
+        "last_used_at": null,
     });
     let mut without_secret = created.clone();
     without_secret.as_object_mut().unwrap().remove("secret");

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod auth;
 mod changes;
 mod check;
@@ -20,6 +21,8 @@ mod metrics;
 mod names;
 mod openapi;
 mod replicas;
+mod roles;
 mod storage;
+mod tenant_admins;
 mod tokens;
 mod usage;

@@ -274,7 +274,7 @@ async fn documented_bounds_are_the_services_constants(backend: Backend) {
     let app = spawn_app(backend).await;
     let doc = document(&app).await;
     let schemas = &doc["components"]["schemas"];
-    for schema in ["CreateKeyRequest", "CreateClientRequest", "RenewRequest"] {
+    for schema in ["CreateCredentialRequest", "RenewRequest"] {
         assert_eq!(
             schemas[schema]["properties"]["expires_in_secs"]["maximum"],
             keygate_keyservice::keys::MAX_KEY_LIFETIME_SECS,
@@ -288,6 +288,18 @@ async fn documented_bounds_are_the_services_constants(backend: Backend) {
     assert_eq!(
         schemas["Permission"]["maxLength"],
         keygate_core::permission::MAX_PERMISSION_LEN
+    );
+    assert_eq!(
+        schemas["CreateCredentialRequest"]["properties"]["roles"]["maxItems"],
+        keygate_keyservice::roles::MAX_ROLES
+    );
+    assert_eq!(
+        schemas["CreateRoleRequest"]["properties"]["name"]["maxLength"],
+        keygate_keyservice::roles::MAX_ROLE_NAME_LEN
+    );
+    assert_eq!(
+        schemas["UpdateRoleRequest"]["properties"]["description"]["maxLength"],
+        keygate_keyservice::roles::MAX_DESCRIPTION_CHARS
     );
 }
 
