@@ -1,8 +1,9 @@
 //! The web console in a real browser (Debian's Chromium, driven by playwright-core from
 //! `tests/console/console.test.mjs`) against the real stack: sign in with the admin secret,
 //! create an API key, read its secret from the page, see it pass Envoy, revoke it in the console
-//! (confirming the dialog) and see Envoy refuse it; a name holding markup renders as text;
-//! sign-out forgets the secret. Screenshots of every page land in `target/console-screenshots/`.
+//! (confirming the dialog) and see Envoy refuse it; a name holding markup renders as text; roles
+//! (a held one lists its holders), a tenant admin who sees only its tenant and cannot grant a role
+//! above its own, the audit log; sign-out forgets the secret. Screenshots of every page land in `target/console-screenshots/`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -79,6 +80,8 @@ async fn the_console_creates_a_key_that_passes_envoy_and_revokes_it_in_the_brows
         "6-confirm-revoke",
         "7-roles",
         "8-audit",
+        "9-tenant-admin-create",
+        "10-role-in-use",
     ] {
         let path = screenshots.join(format!("{shot}.png"));
         assert!(path.is_file(), "no screenshot {}", path.display());
