@@ -3,7 +3,8 @@
 //! create an API key, read its secret from the page, see it pass Envoy, revoke it in the console
 //! (confirming the dialog) and see Envoy refuse it; a name holding markup renders as text; roles
 //! (a held one lists its holders), a tenant admin who sees only its tenant and cannot grant a role
-//! above its own, the audit log; sign-out forgets the secret. Screenshots of every page land in `target/console-screenshots/`.
+//! above its own, the audit log; sign-out forgets the secret. Screenshots of every page land in
+//! `target/console-screenshots/`.
 
 use std::process::Stdio;
 use std::time::Duration;
