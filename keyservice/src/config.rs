@@ -189,6 +189,16 @@ pub struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub hide_docs: bool,
+
+    /// Serve no web console (`/console`): it 404s. The console has no powers of its own (it calls
+    /// the same API with the secret its user signs in with); hide it where nobody should sign in
+    /// from a browser.
+    #[arg(
+        long,
+        env = "KEYGATE_HIDE_CONSOLE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub hide_console: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,6 +240,8 @@ pub struct Config {
     pub log_filter: String,
     /// `--hide-docs`: no `/openapi.json`, no `/docs`.
     pub hide_docs: bool,
+    /// `--hide-console`: no `/console`.
+    pub hide_console: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -371,6 +383,7 @@ impl Cli {
             log_format: self.log_format,
             log_filter: self.log,
             hide_docs: self.hide_docs,
+            hide_console: self.hide_console,
         })
     }
 }
@@ -637,6 +650,8 @@ mod tests {
             "KEYGATE_CHANGE_LOG_RETENTION_SECS",
             "KEYGATE_LOG_FORMAT",
             "KEYGATE_LOG",
+            "KEYGATE_HIDE_DOCS",
+            "KEYGATE_HIDE_CONSOLE",
         ] {
             assert!(help.contains(var), "--help does not mention {var}");
         }

@@ -98,6 +98,8 @@ pub struct AppState {
     pub(crate) metrics: Metrics,
     /// `--hide-docs`: the router leaves out `/openapi.json` and `/docs`.
     pub(crate) hide_docs: bool,
+    /// `--hide-console`: the router leaves out `/console`.
+    pub(crate) hide_console: bool,
 }
 
 impl AppState {
@@ -165,9 +167,15 @@ pub fn app(state: AppState) -> Router {
     } else {
         http::Docs::Served
     };
+    let console = if state.hide_console {
+        http::console::Console::Hidden
+    } else {
+        http::console::Console::Served
+    };
     http::router(
         state.limits.request_body_timeout,
         docs,
+        console,
         state.metrics.clone(),
     )
     .with_state(state)

@@ -79,6 +79,7 @@ async fn build(
             failure_audit: Arc::default(),
             metrics,
             hide_docs: config.hide_docs,
+            hide_console: config.hide_console,
         },
         generated_admin_secret,
     })

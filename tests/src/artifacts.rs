@@ -12,7 +12,9 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+/// `CARGO_TARGET_DIR` (relative to the workspace root), else `target/`: where the binaries are,
+/// and where tests leave what a person should look at afterwards.
+pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace_root().join(dir),
         None => workspace_root().join("target"),
@@ -84,4 +86,27 @@ pub fn wasm_failure_template() -> PathBuf {
 /// An Envoy config with no filter at all: for testing the harness on its own.
 pub fn passthrough_template() -> PathBuf {
     workspace_root().join("tests/fixtures/passthrough.yaml")
+}
+
+/// `node`: `NODE_BIN`, else the one on `PATH`.
+pub fn node() -> PathBuf {
+    std::env::var_os("NODE_BIN").map_or_else(|| PathBuf::from("node"), PathBuf::from)
+}
+
+/// The browser test of the web console, once Chromium (`CHROMIUM_BIN`, else `/usr/bin/chromium`)
+/// and its `node_modules` (playwright-core) are there: `scripts/ensure-chromium.sh` installs both.
+pub fn console_test_script() -> Result<PathBuf> {
+    let dir = workspace_root().join("tests/console");
+    existing(
+        std::env::var_os("CHROMIUM_BIN")
+            .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from),
+        "Chromium",
+        "run `make chromium` (or set CHROMIUM_BIN)",
+    )?;
+    existing(
+        dir.join("node_modules/playwright-core/package.json"),
+        "playwright-core",
+        "run `make chromium` (scripts/ensure-chromium.sh)",
+    )?;
+    Ok(dir.join("console.test.mjs"))
 }

@@ -14,6 +14,8 @@
 //! - [`metrics`] serves `/metrics` (metrics token).
 //! - [`openapi`] has the OpenAPI document's frame ([`openapi::ApiDoc`]: info, security schemes)
 //!   and serves it at `/openapi.json` with the explorer at `/docs`.
+//! - [`console`] serves the web console at `/console` (its files from the binary; not API
+//!   routes, so not in the document).
 //! - [`auth`] has the [`auth::Admin`], [`auth::FilterAuth`] and [`auth::MetricsAuth`]
 //!   extractors.
 //! - [`error`] has [`error::ApiError`], the one error response type, and its token endpoint
@@ -32,6 +34,7 @@ pub mod auth;
 pub mod changes;
 pub mod check;
 pub mod clients;
+pub mod console;
 pub mod credentials;
 pub mod discovery;
 pub mod error;
@@ -96,11 +99,20 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// All routes, with JSON 404/405 answers, the body size limit and deadline (see
 /// [`body_deadline`]), and a log line and the request metrics per request.
-pub fn router(body_timeout: Duration, docs: Docs, metrics: Metrics) -> Router<AppState> {
+pub fn router(
+    body_timeout: Duration,
+    docs: Docs,
+    console: console::Console,
+    metrics: Metrics,
+) -> Router<AppState> {
     let (api, document) = api().split_for_parts();
     let router = match docs {
         Docs::Served => api.merge(openapi::docs_router(document)),
         Docs::Hidden => api,
+    };
+    let router = match console {
+        console::Console::Served => router.merge(console::router()),
+        console::Console::Hidden => router,
     };
     router
         .fallback(|| async { ApiError::NotFound("route") })

@@ -204,6 +204,8 @@ pub struct Options {
     pub metrics_token: Option<String>,
     /// `--hide-docs`.
     pub hide_docs: bool,
+    /// `--hide-console`.
+    pub hide_console: bool,
 }
 
 impl Default for Options {
@@ -216,6 +218,7 @@ impl Default for Options {
             limits: ConnectionLimits::default(),
             metrics_token: None,
             hide_docs: false,
+            hide_console: false,
         }
     }
 }
@@ -337,6 +340,7 @@ pub async fn prepare_with(
         log_format: LogFormat::Pretty,
         log_filter: "info".into(),
         hide_docs: options.hide_docs,
+        hide_console: options.hide_console,
     };
     startup::prepare(&config, clock).await
 }

@@ -8,6 +8,7 @@ mod auth;
 mod changes;
 mod check;
 mod clients;
+mod console;
 mod discovery;
 mod errors;
 mod full_disk;

@@ -5,6 +5,7 @@
 
 mod auth;
 mod config;
+mod console;
 mod database;
 mod demo;
 mod harness;
