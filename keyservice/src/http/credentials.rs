@@ -103,7 +103,9 @@ pub(super) struct CreateCredentialRequest {
         example = "acme"
     )]
     tenant: String,
-    /// Granted directly; at most 100.
+    /// Granted directly; at most 100. None (absent or empty): the credential holds what its
+    /// roles grant, or passes only routes that require no permission.
+    #[serde(default)]
     #[schema(value_type = Vec<keygate_core::permission::Permission>, max_items = 100)]
     permissions: Vec<String>,
     /// Names of roles of the same tenant; at most 20.

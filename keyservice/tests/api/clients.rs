@@ -62,7 +62,7 @@ async fn create_client_rejects_invalid_fields_and_stores_nothing(backend: Backen
         json!({"name": "ci", "tenant": "acme", "permissions": ["a b"]}),
         json!({"name": "ci", "tenant": "acme", "permissions": [], "expires_in_secs": 0}),
         json!({"name": "ci", "tenant": "acme", "permissions": [], "expires_in_secs": 5, "never_expires": true}),
-        json!({"name": "ci", "tenant": "acme"}),
+        json!({"tenant": "acme", "permissions": []}),
         json!({"name": "ci", "tenant": "acme", "permissions": [], "client_secret": "mine"}),
     ];
     for body in bad_bodies {
