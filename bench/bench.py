@@ -4,8 +4,9 @@ bench/run.sh's header for what is measured and how to read the table.
 
 Phases: fixtures (keys seeded in bulk, tokens minted) -> every Envoy started and every row checked
 -> interleaved rounds of all rows -> paired windows (close rows) -> single-connection latency ->
-cache memory -> key service alone -> revocation (bench/revocation.py) -> native benchmarks ->
-report (bench/results/).
+forged-token flood (valid tokens beside one forged token, sent over and over) -> cache memory ->
+key service alone -> revocation (bench/revocation.py) -> native benchmarks -> report
+(bench/results/).
 """
 
 from __future__ import annotations
@@ -563,11 +564,11 @@ class Bench:
                                "valid_hits": rose("jwt_cache_hit")})
             out["envoys"][name] = {"label": label, "alone": alone, "flooded": flooded,
                                    "floods": floods}
+            remembered = (sum(f["remembered"] for f in floods)
+                          / max(sum(f["requests"] for f in floods), 1))
             log(f"flood {name}: valid {med_of(alone, 'rps'):.0f} req/s alone, "
-                f"{med_of(flooded, 'rps'):.0f} flooded; forged "
-                f"{med_of(floods, 'rps'):.0f} req/s, "
-                f"{sum(f['remembered'] for f in floods) / max(sum(f['requests'] for f in floods), 1):.0%}"
-                " remembered")
+                f"{med_of(flooded, 'rps'):.0f} flooded; forged {med_of(floods, 'rps'):.0f} req/s, "
+                f"{remembered:.0%} remembered")
         return out
 
     def memory(self, kg_hit_row: R.Row) -> dict:

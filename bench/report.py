@@ -309,7 +309,8 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
       "cache, so every credential is evicted before it recurs")
     w("- keygate config: defaults (cache 10,000 entries, ttl 60 s, usage reports every 10 s), "
       "10 route rules (1,000 in row 3b), one JWT provider with an inline JWKS of six keys "
-      "(EdDSA, ES256, ES384, RS256, RS512, PS256); the key service answers with cache_ttl_secs 3600")
+      "(EdDSA, ES256, ES384, RS256, RS512, PS256); the key service answers with "
+      "cache_ttl_secs 3600")
     w(f"- noise guards: a window waits up to 10 s for both CPUs to be free of other work (at most "
       f"{s.quiet_budget:.0f} s per run); a window where other work took over 10% of a CPU is "
       f"run again (at most {s.retry_budget} reruns per run)")
@@ -424,11 +425,12 @@ def render_flood(flood: dict | None) -> str:
     forged token, with and without remembered refusals."""
     if not flood:
         return ""
-    lines = [f"\n## Valid {flood['alg']} tokens beside a flood of one forged {flood['alg']} token\n",
+    alg = flood["alg"]
+    rounds = len(next(iter(flood["envoys"].values()))["alone"])
+    lines = [f"\n## Valid {alg} tokens beside a flood of one forged {alg} token\n",
              f"Valid cached tokens on {flood['connections']} connections, alone and while another "
-             f"client sends one token with a tampered signature on as many; "
-             f"{len(next(iter(flood['envoys'].values()))['alone'])} rounds of {flood['seconds']} s, "
-             "medians.\n",
+             "client sends one token with a tampered signature on as many; "
+             f"{rounds} rounds of {flood['seconds']} s, medians.\n",
              "| keygate | valid req/s alone | valid req/s flooded | valid p99 ms alone | "
              "valid p99 ms flooded | forged req/s | forged copies remembered |",
              "|---|---|---|---|---|---|---|"]
