@@ -56,16 +56,25 @@ fn eddsa(count: usize) -> Result<Signer> {
     })
 }
 
-/// An ECDSA signer on `curve` (P-256 or P-384), whose coordinates are `size` bytes each.
-fn ecdsa(
-    name: &'static str,
-    algorithm: Algorithm,
-    kid: &'static str,
-    signing: &'static ring_sig::EcdsaSigningAlgorithm,
-    curve: &str,
-    size: usize,
-    count: usize,
-) -> Result<Signer> {
+/// An ECDSA signer for `algorithm`: ES256 (P-256) or ES384 (P-384).
+fn ecdsa(algorithm: Algorithm, count: usize) -> Result<Signer> {
+    let (name, kid, signing, curve, size) = match algorithm {
+        Algorithm::ES256 => (
+            "ES256",
+            "bench-es256",
+            &ring_sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+            "P-256",
+            32,
+        ),
+        Algorithm::ES384 => (
+            "ES384",
+            "bench-es384",
+            &ring_sig::ECDSA_P384_SHA384_FIXED_SIGNING,
+            "P-384",
+            48,
+        ),
+        other => return Err(anyhow!("{other:?} is not an ECDSA algorithm")),
+    };
     let rng = SystemRandom::new();
     let pkcs8 =
         ring_sig::EcdsaKeyPair::generate_pkcs8(signing, &rng).map_err(|e| anyhow!("{e}"))?;
@@ -85,16 +94,6 @@ fn ecdsa(
         jwk: json!({"kty": "EC", "crv": curve, "x": b64(x), "y": b64(y)}),
         count,
     })
-}
-
-fn es256(count: usize) -> Result<Signer> {
-    let signing = &ring_sig::ECDSA_P256_SHA256_FIXED_SIGNING;
-    ecdsa("ES256", Algorithm::ES256, "bench-es256", signing, "P-256", 32, count)
-}
-
-fn es384(count: usize) -> Result<Signer> {
-    let signing = &ring_sig::ECDSA_P384_SHA384_FIXED_SIGNING;
-    ecdsa("ES384", Algorithm::ES384, "bench-es384", signing, "P-384", 48, count)
 }
 
 /// A 2048-bit RSA signer for `algorithm` (RS256, RS512 or PS256), each with its own key.
@@ -124,8 +123,8 @@ pub fn run(args: &Mint) -> Result<()> {
     fs::create_dir_all(&args.dir)?;
     let signers = [
         eddsa(args.count)?,
-        es256(args.count)?,
-        es384(args.count)?,
+        ecdsa(Algorithm::ES256, args.count)?,
+        ecdsa(Algorithm::ES384, args.count)?,
         rsa("RS256", Algorithm::RS256, "bench-rs256", args.rsa_count)?,
         rsa("RS512", Algorithm::RS512, "bench-rs512", args.rsa_count)?,
         rsa("PS256", Algorithm::PS256, "bench-ps256", args.rsa_count)?,
