@@ -137,7 +137,8 @@ pub const REJECTED_TTL_SECS: u64 = 300;
 /// `capacity` other tokens refused after it, each costing a full verification: what sending
 /// distinct tokens costs anyway, so eviction buys a flood nothing. A token pushed out is simply
 /// verified again. Memory: at most `capacity` entries of a tag, a time and a [`JwtError`]
-/// (about 100 bytes each with the map's and the queue's overhead).
+/// (100 to 150 bytes each with the map's and the queue's overhead: at most about 600 KiB per
+/// worker at the default 4,096).
 ///
 /// Never makes a valid token fail: only refusals that depend on nothing but the token's bytes,
 /// the keys and the configuration (fixed for a worker's life) are kept, or that time can only
