@@ -4,8 +4,9 @@ bench/run.sh's header for what is measured and how to read the table.
 
 Phases: fixtures (keys seeded in bulk, tokens minted) -> every Envoy started and every row checked
 -> interleaved rounds of all rows -> paired windows (close rows) -> single-connection latency ->
-cache memory -> key service alone -> revocation (bench/revocation.py) -> native benchmarks ->
-report (bench/results/).
+forged-token flood (valid tokens beside one forged token, sent over and over) -> cache memory ->
+key service alone -> revocation (bench/revocation.py) -> native benchmarks -> report
+(bench/results/).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +49,8 @@ NOOP_WASM = TARGET / "wasm32-wasip1" / "release" / "noop_filter.wasm"
 
 #: A window during which other processes took more than this share of a CPU is run again (at
 #: most RETRIES_PER_RUN times, and Settings.retry_budget times per run).
-# keygate adds its per-request counters (cache_hit, jwt_cache_hit, allowed, public) to Envoy's on
+# keygate adds its per-request counters (cache_hit, jwt_cache_hit, jwt_rejected_cache_hit,
+# allowed, public) to Envoy's on
 # each worker's tick (at most 1 s apart): a row's path check reads them after waiting this long.
 COUNTER_FLUSH_S = 1.1
 NOISY = 0.10
@@ -55,6 +58,13 @@ RETRIES_PER_RUN = 2
 #: Longest wait before one window for both CPUs to be free of other work (Bench.wait_quiet); the
 #: run's total wait is Settings.quiet_budget.
 QUIET_MAX_WAIT = 10.0
+#: The forged-token flood (Bench.flood): valid tokens of this algorithm, each a verified-token
+#: cache hit, while a second client sends one forged token of it over and over; against keygate
+#: as configured by default (a refused token is remembered per worker) and with the worker caches
+#: off (`cache.worker_max_entries: 0`: nothing remembered, every forged copy verified).
+FLOOD_ALG = "ES256"
+FLOOD_ENVOYS = (("keygate", "refusals remembered (default)"),
+                ("keygate-shared", "worker caches off: every forged copy verified"))
 
 
 @dataclass
@@ -181,11 +191,11 @@ def make_fixtures(s: Settings, work: Path) -> Fixtures:
     t0 = time.monotonic()
     tool("mint-jwts", "--dir", str(work / "jwt"), "--count", str(s.jwt_tokens),
          "--rsa-count", str(s.rsa_tokens), "--issuer", R.ISSUER, "--audience", R.AUDIENCE)
-    log(f"minted {s.jwt_tokens:,} EdDSA/ES256 and {s.rsa_tokens:,} RS256 tokens in "
-        f"{time.monotonic() - t0:.1f} s")
+    log(f"minted {s.jwt_tokens:,} EdDSA/ES256/ES384 and {s.rsa_tokens:,} RS256/RS512/PS256 "
+        f"tokens in {time.monotonic() - t0:.1f} s")
     with open(secrets_file) as f:
         all_secrets = f.read().splitlines()
-    tokens = {alg: work / "jwt" / f"tokens-{alg}.txt" for alg in R.ALGORITHMS}
+    tokens = {alg: work / "jwt" / f"tokens-{alg}.txt" for alg in R.NEW_TOKEN_ALGORITHMS}
     hit_token = {alg: p.read_text().split("\n", 1)[0] for alg, p in tokens.items()}
     return Fixtures(
         work=work,
@@ -293,7 +303,7 @@ def define_rows(fx: Fixtures) -> list[R.Row]:
         rows.append(R.Row(f"kg-jwt-hit-{alg}", "5", f"keygate JWT {alg}, cache hit", "keygate",
                           R.Static("authorization", "Bearer " + fx.hit_token[alg]),
                           bad="Bearer " + fx.bad_token[alg], expect=("jwt_cache_hit", 0.99)))
-    for alg in R.ALGORITHMS:
+    for alg in R.NEW_TOKEN_ALGORITHMS:
         rows.append(R.Row(f"kg-jwt-new-{alg}", "6", f"keygate JWT {alg}, new token each request",
                           "keygate-miss",
                           R.Cycle(fx.tokens[alg], "authorization", fx.hit_token[alg], "Bearer "),
@@ -305,7 +315,7 @@ def define_rows(fx: Fixtures) -> list[R.Row]:
                           "jwt_authn-cache",
                           R.Static("authorization", "Bearer " + fx.hit_token[alg]),
                           bad="Bearer " + fx.bad_token[alg]))
-    for alg in R.ALGORITHMS:
+    for alg in R.NEW_TOKEN_ALGORITHMS:
         rows.append(R.Row(f"jwt-authn-{alg}", "8", f"Envoy jwt_authn {alg}, no cache, new token each request",
                           "jwt_authn",
                           R.Cycle(fx.tokens[alg], "authorization", fx.hit_token[alg], "Bearer "),
@@ -313,6 +323,11 @@ def define_rows(fx: Fixtures) -> list[R.Row]:
     rows.append(R.Row("ext-authz", "9", "Envoy ext_authz (HTTP) -> key service /v1/check",
                       "ext_authz", key, bad=fx.unknown_key, keyservice=True))
     return rows
+
+
+def med_of(runs: list[dict], key: str) -> float:
+    values = sorted(r[key] for r in runs)
+    return values[len(values) // 2] if values else 0.0
 
 
 def _first(path: Path) -> str:
@@ -389,9 +404,11 @@ class Bench:
             row.offset += result.requests + connections
         return result
 
-    def measure(self, row: R.Row, seconds: int, connections: int, warmup: int = 0) -> dict:
+    def measure(self, row: R.Row, seconds: int, connections: int, warmup: int = 0,
+                quiet: bool = True) -> dict:
         envoy = self.envoys[row.envoy]
-        self.wait_quiet()
+        if quiet:
+            self.wait_quiet()
         if warmup:
             self.send(row, warmup, connections)
             if row.expect:
@@ -498,6 +515,60 @@ class Bench:
                 log(f"  other work took {worst:.0%} of a CPU in this round; running it again")
             for k in keys:
                 out[k].append(window[k])
+        return out
+
+    def flood(self) -> dict:
+        """Valid traffic's req/s and latency alone, then while another client floods one forged
+        token (a tampered signature, so each copy that is verified costs a full verification),
+        for each of FLOOD_ENVOYS; windows alternate, so drift hits both alike. Each side gets
+        half of s.connections."""
+        s, fx = self.s, self.fx
+        half = max(s.connections // 2, 1)
+        out: dict = {"alg": FLOOD_ALG, "connections": half, "seconds": s.pair_seconds,
+                     "envoys": {}}
+        for name, label in FLOOD_ENVOYS:
+            envoy = self.envoys[name]
+            valid = R.Row(f"flood-valid-{name}", "f", label, name,
+                          R.Static("authorization", "Bearer " + fx.hit_token[FLOOD_ALG]))
+            forged = R.Row(f"flood-forged-{name}", "f", label, name,
+                           R.Static("authorization", "Bearer " + fx.bad_token[FLOOD_ALG]))
+            self.send(valid, 1, half)  # the valid token verified and cached
+            alone, flooded, floods = [], [], []
+            for _ in range(s.pair_rounds):
+                alone.append(self.measure(valid, s.pair_seconds, half))
+                time.sleep(COUNTER_FLUSH_S)
+                before = keygate_counters(envoy)
+                result: dict = {}
+                flooder = threading.Thread(target=lambda: result.update(
+                    run=self.send(forged, s.pair_seconds + 2, half)))
+                flooder.start()
+                time.sleep(0.5)
+                # The flood is the other work now: no waiting for quiet CPUs.
+                flooded.append(self.measure(valid, s.pair_seconds, half, quiet=False))
+                flooder.join()
+                time.sleep(COUNTER_FLUSH_S)
+                after = keygate_counters(envoy)
+                run = result.get("run")
+                if run is None or run.requests == 0:
+                    raise BenchError(f"flood on {name}: the flooding client sent nothing")
+
+                def rose(counter: str) -> int:
+                    return after.get(counter, 0) - before.get(counter, 0)
+
+                refused = rose("jwt_rejected.bad_signature")
+                if refused < 0.9 * run.requests:
+                    raise BenchError(f"flood on {name}: {refused} of {run.requests} forged "
+                                     "copies were refused as bad signatures")
+                floods.append({"rps": run.rps, "requests": run.requests, "refused": refused,
+                               "remembered": rose("jwt_rejected_cache_hit"),
+                               "valid_hits": rose("jwt_cache_hit")})
+            out["envoys"][name] = {"label": label, "alone": alone, "flooded": flooded,
+                                   "floods": floods}
+            remembered = (sum(f["remembered"] for f in floods)
+                          / max(sum(f["requests"] for f in floods), 1))
+            log(f"flood {name}: valid {med_of(alone, 'rps'):.0f} req/s alone, "
+                f"{med_of(flooded, 'rps'):.0f} flooded; forged {med_of(floods, 'rps'):.0f} req/s, "
+                f"{remembered:.0%} remembered")
         return out
 
     def memory(self, kg_hit_row: R.Row) -> dict:
@@ -788,6 +859,9 @@ def main(only: str | None = None) -> int:
         finish(work)
         return 0
 
+    if only == "flood":
+        return flood_only(s, work, info)
+
     t0 = time.monotonic()
     fx = make_fixtures(s, work)
     phase("fixtures", t0)
@@ -812,6 +886,12 @@ def main(only: str | None = None) -> int:
         latency = bench.paired(by_key, ["baseline", "noop", "kg-key-hit"], s.latency_rounds,
                                s.latency_seconds, 1)
         phase("paired windows", t0)
+
+        t0 = time.monotonic()
+        log(f"forged-token flood: valid {FLOOD_ALG} hits beside one forged token, "
+            f"{s.pair_rounds} x {s.pair_seconds} s")
+        flooded = bench.flood()
+        phase("forged-token flood", t0)
 
         t0 = time.monotonic()
         log(f"cache memory: warming {s.warm_keys:,} keys through the filter")
@@ -849,8 +929,49 @@ def main(only: str | None = None) -> int:
                     for r in rows],
            "paired": paired, "latency": latency, "memory": memory, "keyservice_alone": alone,
            "native_ns": natives, "keygate": usage, "usage_report_statuses": usage_statuses,
-           "envoy_rss_kib": rss, "revocation": revoked}
+           "envoy_rss_kib": rss, "revocation": revoked, "flood": flooded}
     save(raw, time.strftime("%Y%m%d-%H%M%S"), latest=True)
+    finish(work)
+    return 0
+
+
+def flood_only(s: Settings, work: Path, info: dict) -> int:
+    """The forged-token flood alone (`bench/bench.py --only flood`): a few tokens minted, the two
+    Envoys it uses, no key service (JWT hits never call it). Printed, not saved."""
+    tool("mint-jwts", "--dir", str(work / "jwt"), "--count", "10", "--rsa-count", "1",
+         "--issuer", R.ISSUER, "--audience", R.AUDIENCE)
+    tokens = {alg: work / "jwt" / f"tokens-{alg}.txt" for alg in R.NEW_TOKEN_ALGORITHMS}
+    hit_token = {alg: _first(p) for alg, p in tokens.items()}
+    none = work / "none.txt"
+    none.write_text("")
+    fx = Fixtures(work=work, admin_secret="", filter_token="bench-filter-" + secrets.token_hex(16),
+                  hit_key="", unknown_key="", cycle_keys=none, warm_1k=none, warm_rest=none,
+                  warm_all=none, api_key_auth_keys=[], hashes=none,
+                  jwks=json.loads((work / "jwt" / "jwks.json").read_text()), tokens=tokens,
+                  hit_token=hit_token,
+                  bad_token={alg: tampered(t) for alg, t in hit_token.items()},
+                  alone_db=none, db=none)
+    bench = Bench(s, fx)
+    names = [name for name, _ in FLOOD_ENVOYS]
+    try:
+        base = (BENCH / "envoy" / "base.yaml").read_text()
+        for name, (filters, clusters) in envoy_filters(s, fx, free_port()).items():
+            if name not in names:
+                continue
+            admin, listen = free_port(), free_port()
+            path = work / f"envoy-{name}.yaml"
+            path.write_text(render(base, {
+                "ADMIN_PORT": str(admin), "LISTEN_PORT": str(listen),
+                "HTTP_FILTERS": json.dumps(filters), "CLUSTERS": json.dumps(clusters)}))
+            envoy_validate(ENVOY_BIN, path)
+            bench.envoys[name] = Envoy(name, ENVOY_BIN, path, work, admin, listen)
+        for envoy in bench.envoys.values():
+            envoy.wait_ready()
+        flooded = bench.flood()
+    finally:
+        bench.stop_all()
+    print(report.render_flood(flooded))
+    log(f"machine: {info['cpu']}, git {info['git']}")
     finish(work)
     return 0
 
@@ -896,8 +1017,8 @@ def render_raw(raw: dict) -> str:
     return report.render(s, raw["machine"], rows, raw["paired"], raw["latency"], raw["memory"],
                          raw["keyservice_alone"], raw["native_ns"], raw["keygate"],
                          raw["phases"], raw["wall_seconds"], raw.get("usage_report_statuses", {}),
-                         raw.get("envoy_rss_kib", {})) + revocation.render_section(
-                             raw.get("revocation"))
+                         raw.get("envoy_rss_kib", {})) + report.render_flood(
+                             raw.get("flood")) + revocation.render_section(raw.get("revocation"))
 
 
 if __name__ == "__main__":
@@ -908,10 +1029,13 @@ if __name__ == "__main__":
     # Only the key service phase (its own fixtures; no Envoy, no .wasm needed):
     #   bench/bench.py --only keyservice
     only = None
-    if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] == "keyservice":
-        only = "keyservice"
+    # Only the forged-token flood (a few tokens minted, two Envoys; needs the .wasm):
+    #   bench/bench.py --only flood
+    if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in ("keyservice", "flood"):
+        only = sys.argv[2]
     elif len(sys.argv) > 1:
-        print("usage: bench/bench.py [--only keyservice | --render RESULTS.json]", file=sys.stderr)
+        print("usage: bench/bench.py [--only keyservice|flood | --render RESULTS.json]",
+              file=sys.stderr)
         sys.exit(2)
     try:
         sys.exit(main(only))

@@ -148,11 +148,13 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
         targets.append((f"JWT cache hit {alg} ≥ native jwt_authn with cache (row 8)",
                         f"{m['rps'] / native['rps']:.2f}× ({fmt_int(m['rps'])} vs "
                         f"{fmt_int(native['rps'])} req/s)", m["rps"] >= native["rps"]))
-    for alg in ("EdDSA", "ES256", "RS256"):
+    for alg in R.NEW_TOKEN_ALGORITHMS:
+        if f"kg-jwt-new-{alg}" not in sums:  # a run from before the row existed
+            continue
         m = sums[f"kg-jwt-new-{alg}"]
         native = sums[f"jwt-authn-{alg}"]
         label = f"JWT uncached {alg} (row 6) within 2× of native jwt_authn without cache"
-        if alg == "RS256":
+        if alg in R.RSA_ALGORITHMS:
             label += " (not a target; for reference)"
         targets.append((label,
                         f"{m['rps'] / native['rps']:.2f}× its req/s ({fmt_int(m['rps'])} vs "
@@ -302,12 +304,13 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
       f"paired {s.pair_rounds} × {s.pair_seconds} s; single-connection {s.latency_rounds} × "
       f"{s.latency_seconds} s")
     w(f"- keys in the database {s.db_keys:,}; row 4 cycles {s.cycle_keys:,} keys; tokens per "
-      f"algorithm {s.jwt_tokens:,} (RS256 {s.rsa_tokens:,}); rows 4 and 6 run with "
+      f"algorithm {s.jwt_tokens:,} (RS256, RS512, PS256 {s.rsa_tokens:,}); rows 4 and 6 run with "
       f"cache.max_entries and jwt.cache_max_entries {R.MISS_CACHE_ENTRIES:,} and no worker "
       "cache, so every credential is evicted before it recurs")
     w("- keygate config: defaults (cache 10,000 entries, ttl 60 s, usage reports every 10 s), "
-      "10 route rules (1,000 in row 3b), one JWT provider with an inline JWKS of three keys "
-      "(EdDSA, ES256, RS256); the key service answers with cache_ttl_secs 3600")
+      "10 route rules (1,000 in row 3b), one JWT provider with an inline JWKS of six keys "
+      "(EdDSA, ES256, ES384, RS256, RS512, PS256); the key service answers with "
+      "cache_ttl_secs 3600")
     w(f"- noise guards: a window waits up to 10 s for both CPUs to be free of other work (at most "
       f"{s.quiet_budget:.0f} s per run); a window where other work took over 10% of a CPU is "
       f"run again (at most {s.retry_budget} reruns per run)")
@@ -415,3 +418,30 @@ def render_keyservice_only(s, info, alone, phases, wall) -> str:
     out.append("- phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
     out.append("")
     return "\n".join(out)
+
+
+def render_flood(flood: dict | None) -> str:
+    """The forged-token flood (bench.py Bench.flood): valid traffic alone and beside a flood of one
+    forged token, with and without remembered refusals."""
+    if not flood:
+        return ""
+    alg = flood["alg"]
+    rounds = len(next(iter(flood["envoys"].values()))["alone"])
+    lines = [f"\n## Valid {alg} tokens beside a flood of one forged {alg} token\n",
+             f"Valid cached tokens on {flood['connections']} connections, alone and while another "
+             "client sends one token with a tampered signature on as many; "
+             f"{rounds} rounds of {flood['seconds']} s, medians.\n",
+             "| keygate | valid req/s alone | valid req/s flooded | valid p99 ms alone | "
+             "valid p99 ms flooded | forged req/s | forged copies remembered |",
+             "|---|---|---|---|---|---|---|"]
+    for e in flood["envoys"].values():
+        remembered = sum(f["remembered"] for f in e["floods"]) / max(
+            sum(f["requests"] for f in e["floods"]), 1)
+        lines.append(
+            f"| {e['label']} | {fmt_int(med(r['rps'] for r in e['alone']))} | "
+            f"{fmt_int(med(r['rps'] for r in e['flooded']))} | "
+            f"{med(r['p99_ms'] for r in e['alone']):.2f} | "
+            f"{med(r['p99_ms'] for r in e['flooded']):.2f} | "
+            f"{fmt_int(med(f['rps'] for f in e['floods']))} | {remembered:.0%} |")
+    return "\n".join(lines) + "\n"
+

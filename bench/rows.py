@@ -15,7 +15,12 @@ from pathlib import Path
 ISSUER = "https://issuer.bench"
 AUDIENCE = "bench-api"
 PATH = "/orders/42"
+#: The cache-hit rows' algorithms (a hit costs the same whatever signed the token).
 ALGORITHMS = ("EdDSA", "ES256", "RS256")
+#: The "new token each request" rows': every algorithm keygate verifies with a public key.
+NEW_TOKEN_ALGORITHMS = ("EdDSA", "ES256", "ES384", "RS256", "RS512", "PS256")
+#: Minted `--rsa-count` tokens each (RSA signing is the slow part), and slow to verify.
+RSA_ALGORITHMS = ("RS256", "RS512", "PS256")
 #: Small caches for the "every request new" rows: with thousands of distinct credentials cycling
 #: through 1,000 entries (250 four-way buckets), a credential is always evicted before it recurs.
 #: Those rows also run with no worker cache, which would keep the first credentials it saw and

@@ -20,7 +20,8 @@
 #   3c the same with the worker cache off (cache.worker_max_entries 0: every hit reads shared data)
 #   4  keygate API key, every request a new valid key (each a callout to the key service)
 #   5  keygate JWT cache hit, EdDSA/ES256/RS256
-#   6  keygate JWT, every request a new token (signature verified each time)
+#   6  keygate JWT, every request a new token (signature verified each time): EdDSA, ES256, ES384,
+#      RS256, RS512, PS256 (and row 8 without cache for each)
 #   7  Envoy api_key_auth with 1,000 keys    8  Envoy jwt_authn, with and without jwt_cache_config
 #   9  Envoy ext_authz (HTTP) calling the key service's /v1/check on every request
 # Before anything is timed, every row must refuse a request without a credential and one with a
@@ -35,6 +36,10 @@
 # the pairwise differences), and their latency at one connection (no queueing). On a shared
 # machine each window first waits (bounded) for both CPUs to be free of other processes, and a
 # window where others took over 10% of a CPU is run again (bounded); the report shows how much.
+# Then a forged-token flood: valid cached ES256 tokens alone and while a second client sends one
+# tampered ES256 token over and over, against keygate's defaults (the refusal remembered) and with
+# the worker caches off (every copy verified); `python3 bench/bench.py --only flood` runs only this
+# (after `make wasm` and `cargo build --release -p keygate-bench`).
 # Then: Envoy RSS with 1,000 and 1,000,000 keys cached (warmed through the filter), the hit cost at
 # both sizes; the key service alone, on SQLite and on PostgreSQL (when keygate-server has
 # --database-url): lookups/s and p99 over 1,000 and over 1M keys seeded in bulk (100k in a quick

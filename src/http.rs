@@ -168,11 +168,12 @@ impl RequestFilter {
         if let Some(outcome) = worker.tokens.local(&tag, now) {
             return token_hit(worker, &outcome, required, strip, now);
         }
-        // A token whose signature already failed here is refused as it was then, unverified.
-        if worker.forged.borrow().contains(&tag, now) {
-            worker.metrics.inc(worker.metrics.jwt_forged_cached);
-            let verdict = worker.reject_token(tag, &JwtError::BadSignature, now);
-            return carry_out(worker, verdict, &strip, now);
+        // A token already refused here after its signature check (a forged one, say) is refused
+        // as it was then, unverified.
+        let remembered = worker.rejected.borrow().refusal(&tag, now).cloned();
+        if let Some(error) = remembered {
+            worker.metrics.jwt_rejected_cache_hit.count();
+            return carry_out(worker, worker.refuse_token(&error), &strip, now);
         }
         let hash = KeyHash::of(token.as_bytes());
         if let Some(outcome) = worker.cache_shared(&worker.tokens, tag, &hash, now) {

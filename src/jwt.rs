@@ -60,13 +60,12 @@ impl Worker {
                     *state.keys.borrow_mut() = Some(Rc::new(parsed));
                     *state.document.borrow_mut() = Some(bytes);
                     state.generation.set(Some(schedule.generation));
-                    // A signature that failed under the old keys may verify under the new.
-                    self.forged.borrow_mut().clear();
-                    self.tokens.relayout(CacheLayout::tokens(
-                        &self.config.jwt.cache,
-                        fp,
-                        self.keys_digest(),
-                    ));
+                    // A signature that failed under the old keys may verify under the new, and a
+                    // token verified with a key that is gone is verified again.
+                    let digest = self.keys_digest();
+                    self.rejected.borrow_mut().keys_are(digest);
+                    self.tokens
+                        .relayout(CacheLayout::tokens(&self.config.jwt.cache, fp, digest));
                 }
                 Ok(_) => log::warn!(
                     "provider {}: shared JWKS has no usable key",
@@ -267,9 +266,16 @@ impl Worker {
         decision::judge(&outcome, required)
     }
 
-    /// Refuses a token, and remembers it if it was forged (`keygate_core::local::ForgedTokens`).
+    /// Refuses a token its verification refused, and remembers how if the refusal lasts
+    /// (`keygate_core::local::RejectedTokens`).
     pub fn reject_token(&self, tag: TokenTag, error: &JwtError, now: u64) -> Verdict {
-        self.forged.borrow_mut().note(tag, error, now);
+        self.rejected.borrow_mut().note(tag, error, now);
+        self.refuse_token(error)
+    }
+
+    /// The refusal of a token for `error`, counted: the same answer whether it was just
+    /// verified or remembered.
+    pub fn refuse_token(&self, error: &JwtError) -> Verdict {
         self.metrics.jwt_rejected(error.reason());
         log::debug!("token rejected: {}", error.reason());
         decision::token_rejected(error)

@@ -1,6 +1,7 @@
 //! The filter's Envoy stats (proxy-wasm counters). Envoy shows them under `wasmcustom.keygate.*`.
 //!
-//! The counters a served request bumps (`allowed`, `public`, `cache_hit`, `jwt_cache_hit`) are
+//! The counters a served request bumps (`allowed`, `public`, `cache_hit`, `jwt_cache_hit`, and
+//! `jwt_rejected_cache_hit`, which a flood of one forged token bumps on every request) are
 //! [`Tally`]s: counted in the worker's memory and added to Envoy's counters by
 //! [`Metrics::flush`] on the root context's tick, one host call per counter per tick instead of
 //! one per request. Envoy's view of them lags by at most one tick (1 s; 250 ms with the
@@ -24,8 +25,9 @@ pub struct Metrics {
     jwt_rejected: Vec<(&'static str, u32)>,
     pub jwt_verified: u32,
     pub jwt_cache_hit: Tally,
-    /// Tokens refused because their signature had already failed on this worker.
-    pub jwt_forged_cached: u32,
+    /// Tokens refused as this worker had refused them before, without verifying
+    /// (`keygate_core::local::RejectedTokens`): a flood of one forged token shows here.
+    pub jwt_rejected_cache_hit: Tally,
     pub jwks_fetch: u32,
     pub jwks_fetch_failure: u32,
     pub cache_hit: Tally,
@@ -67,7 +69,7 @@ impl Metrics {
             jwt_rejected,
             jwt_verified: host::define_counter("keygate.jwt_verified")?,
             jwt_cache_hit: Tally::define("keygate.jwt_cache_hit")?,
-            jwt_forged_cached: host::define_counter("keygate.jwt_forged_cached")?,
+            jwt_rejected_cache_hit: Tally::define("keygate.jwt_rejected_cache_hit")?,
             jwks_fetch: host::define_counter("keygate.jwks_fetch")?,
             jwks_fetch_failure: host::define_counter("keygate.jwks_fetch_failure")?,
             allowed: Tally::define("keygate.allowed")?,
@@ -117,6 +119,7 @@ impl Metrics {
             &self.public,
             &self.cache_hit,
             &self.jwt_cache_hit,
+            &self.jwt_rejected_cache_hit,
         ] {
             let n = tally.pending.take();
             if n == 0 {

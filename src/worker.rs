@@ -19,7 +19,7 @@ use keygate_core::feed::Seen;
 use keygate_core::jwks::ParkedToken;
 use keygate_core::jwt::Jwks;
 use keygate_core::key::KeyHash;
-use keygate_core::local::{ForgedTokens, LocalCache, Tagger, TokenTag};
+use keygate_core::local::{LocalCache, RejectedTokens, Tagger, TokenTag};
 use keygate_core::lookups::Lookups;
 use keygate_core::usage::UsageBook;
 
@@ -34,9 +34,9 @@ pub struct Worker {
     /// The verified-token cache, kept in the worker under each token's tag.
     pub tokens: Cache<TokenTag>,
     pub tagger: Tagger,
-    /// Tokens whose signature failed here, refused again without verifying; emptied whenever
-    /// the keys change.
-    pub forged: RefCell<ForgedTokens>,
+    /// Tokens refused here after their signature was checked (forged ones first of all),
+    /// refused again the same way without verifying; emptied whenever the keys change.
+    pub rejected: RefCell<RejectedTokens>,
     pub metrics: Metrics,
     /// Per JWT provider, in config order: this worker's copy of its keys.
     pub providers: Vec<ProviderKeys>,
@@ -153,7 +153,7 @@ impl Worker {
             ),
             // std seeds each RandomState from the host's randomness (WASI random_get).
             tagger: Tagger::new(RandomState::new(), RandomState::new()),
-            forged: RefCell::new(ForgedTokens::new(config.worker_cache_entries)),
+            rejected: RefCell::new(RejectedTokens::new(config.worker_cache_entries)),
             providers,
             parked: RefCell::new(Vec::new()),
             lookups: RefCell::new(Lookups::new(

@@ -17,9 +17,10 @@
 //! [`TokenTag`], so that a hit does not have to SHA-256 a whole token (the costliest step of a
 //! token cache hit as Wasm).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, RandomState};
 
+use crate::cache::KeysDigest;
 use crate::decision::Outcome;
 use crate::jwt::JwtError;
 
@@ -113,63 +114,141 @@ impl<K: Eq + Hash + Copy, V> LocalCache<K, V> {
     }
 }
 
-/// How long a worker remembers a forged token, in seconds. A signature that failed under a set
-/// of keys fails under it forever, so this only turns the set over; the set is emptied when
-/// the keys change (`clear`).
-pub const FORGED_TTL_SECS: u64 = 300;
+/// How long a worker remembers a rejected token, in seconds. Every refusal remembered stays
+/// true for as long as the keys do ([`RejectedTokens::remembers`]), so this only turns the set
+/// over; the set is emptied when the keys change ([`RejectedTokens::keys_are`]).
+pub const REJECTED_TTL_SECS: u64 = 300;
 
-/// The tokens whose signature failed on this worker, by [`TokenTag`]: the same forged token sent
-/// again is refused after a map lookup, without verifying its signature again (an ES256 or
-/// RS256 verification costs hundreds of microseconds as Wasm; the lookup well under one).
+/// The tokens this worker refused after checking their signature, by [`TokenTag`], with the
+/// refusal: the same token sent again is refused the same way after a map lookup, without
+/// verifying its signature again (an ES256 or RS256 verification costs hundreds of microseconds
+/// as Wasm; the lookup well under one). A flood of one forged token then costs one verification
+/// per worker per [`REJECTED_TTL_SECS`].
 ///
-/// Per worker, in Wasm memory, rather than in shared data: remembering costs no host call and no
-/// shared-data write, so a flood of distinct forged tokens cannot make every worker contend on
-/// shared data either, and each worker verifies a given forged token at most once per
-/// [`FORGED_TTL_SECS`]. Bounded like [`LocalCache`] (it is one): a full set admits new tokens
-/// only as old ones go stale, and a token left out is simply verified again.
+/// Per worker, in Wasm memory, rather than in shared data: a hit then costs no host call, and
+/// remembering costs no shared-data write, so a flood of distinct forged tokens cannot make every
+/// worker contend on shared data's locks either. The price is that each worker verifies a given
+/// token once (Envoy runs a few workers), which is nothing against a flood.
 ///
-/// Only [`JwtError::BadSignature`] is remembered. Every other refusal is either cheaper than a
-/// verification (it comes before it) or depends on the time (`exp`, `nbf`), and a token refused
-/// for an unknown `kid` may pass once the keys are refetched. A bad signature depends on the
-/// token's bytes and the keys alone, so the caller must [`clear`](Self::clear) the set when the
-/// keys it verifies with change.
+/// Bounded at `capacity` tokens, oldest out first. All entries live equally long, so the oldest
+/// is also the first to go stale. Unlike [`LocalCache`], a full set still admits: otherwise
+/// `capacity` distinct forged tokens sent once per TTL (a one-off cost) would keep the set full
+/// and leave a flood of one token unremembered. Here, to push a token out an attacker must have
+/// `capacity` other tokens refused after it, each costing a full verification: what sending
+/// distinct tokens costs anyway, so eviction buys a flood nothing. A token pushed out is simply
+/// verified again. Memory: at most `capacity` entries of a tag, a time and a [`JwtError`]
+/// (100 to 150 bytes each with the map's and the queue's overhead: at most about 600 KiB per
+/// worker at the default 4,096).
+///
+/// Never makes a valid token fail: only refusals that depend on nothing but the token's bytes,
+/// the keys and the configuration (fixed for a worker's life) are kept, or that time can only
+/// make more true (`Expired`); the set is emptied when the keys change; and a tag is 128 keyed
+/// bits, so no token can be crafted to share a valid one's. What is not remembered, and why:
+/// - refusals found before the signature check (malformed, `alg: none`, unknown `kid`, no
+///   matching key, ...): they cost a parse, no more than the lookup saves, and an unknown `kid`
+///   may be known after the next fetch;
+/// - `NotYetValid` and `IssuedInFuture`: time makes them false.
 #[derive(Debug)]
-pub struct ForgedTokens {
-    seen: LocalCache<TokenTag, ()>,
+pub struct RejectedTokens {
+    refused: HashMap<TokenTag, (u64, JwtError)>,
+    /// Tags in the order they were remembered, with their `fresh_until`: an item whose time is
+    /// not its tag's in `refused` any more is a leftover of an earlier stay, dropped when it
+    /// comes out.
+    order: VecDeque<(TokenTag, u64)>,
+    capacity: usize,
+    /// The keys the refusals were found with.
+    keys: KeysDigest,
 }
 
-impl ForgedTokens {
+impl RejectedTokens {
     /// A set of at most `capacity` tokens (`cache.worker_max_entries`); 0 remembers none.
     pub fn new(capacity: usize) -> Self {
         Self {
-            seen: LocalCache::new(capacity),
+            refused: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+            keys: KeysDigest::default(),
         }
     }
 
-    /// True when `tag`'s token failed its signature check here within [`FORGED_TTL_SECS`].
-    pub fn contains(&self, tag: &TokenTag, now: u64) -> bool {
-        self.seen.get(tag, now).is_some()
+    /// Whether a refusal for `error` is remembered: it must hold for as long as the keys do.
+    /// Every variant is named, so a new one needs a decision.
+    pub fn remembers(error: &JwtError) -> bool {
+        match error {
+            // Found after the signature check, from the token, the keys and the configuration.
+            JwtError::BadSignature
+            | JwtError::WrongIssuer
+            | JwtError::WrongAudience
+            | JwtError::MissingClaim(_)
+            | JwtError::InvalidClaim(_) => true,
+            // Past `exp` plus the skew now, past it at every later time.
+            JwtError::Expired => true,
+            // Time makes these false.
+            JwtError::NotYetValid | JwtError::IssuedInFuture => false,
+            // Found before any signature check: as cheap as a lookup, and `UnknownKid` may pass
+            // after a refetch. (A payload that is not JSON under a good signature is also
+            // `Malformed`: only the key's owner can make one.)
+            JwtError::TooLarge { .. }
+            | JwtError::Malformed(_)
+            | JwtError::AlgNone
+            | JwtError::UnsupportedAlgorithm
+            | JwtError::Crit
+            | JwtError::UnknownKid
+            | JwtError::NoMatchingKey
+            | JwtError::AmbiguousKey
+            | JwtError::AlgorithmMismatch => false,
+        }
     }
 
-    /// Notes how `tag`'s token was refused; remembers it if its signature failed.
+    /// How `tag`'s token was refused here within [`REJECTED_TTL_SECS`], if it was.
+    pub fn refusal(&self, tag: &TokenTag, now: u64) -> Option<&JwtError> {
+        match self.refused.get(tag) {
+            Some((fresh_until, error)) if now < *fresh_until => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Notes how `tag`'s token was refused at `now`, with the keys last given to
+    /// [`keys_are`](Self::keys_are); remembers it if [`remembers`](Self::remembers) says so.
     pub fn note(&mut self, tag: TokenTag, error: &JwtError, now: u64) {
-        if *error == JwtError::BadSignature {
-            self.seen
-                .put(tag, now.saturating_add(FORGED_TTL_SECS), (), now);
+        if self.capacity == 0 || !Self::remembers(error) || self.refusal(&tag, now).is_some() {
+            return;
         }
+        while let Some(&(oldest, fresh_until)) = self.order.front() {
+            if fresh_until > now && self.order.len() < self.capacity {
+                break;
+            }
+            self.order.pop_front();
+            if self
+                .refused
+                .get(&oldest)
+                .is_some_and(|(t, _)| *t == fresh_until)
+            {
+                self.refused.remove(&oldest);
+            }
+        }
+        let fresh_until = now.saturating_add(REJECTED_TTL_SECS);
+        self.refused.insert(tag, (fresh_until, error.clone()));
+        self.order.push_back((tag, fresh_until));
     }
 
-    /// Forgets every token: the keys changed, and a signature that failed may now verify.
-    pub fn clear(&mut self) {
-        self.seen.clear();
+    /// Tells the set which keys tokens are verified with now (the digest the verified-token
+    /// cache is named by). Different keys forget every token: a signature that failed may now
+    /// verify.
+    pub fn keys_are(&mut self, keys: KeysDigest) {
+        if self.keys != keys {
+            self.keys = keys;
+            self.refused.clear();
+            self.order.clear();
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.refused.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.refused.is_empty()
     }
 }
 
@@ -300,61 +379,202 @@ mod tests {
         Tagger::new(RandomState::new(), RandomState::new())
     }
 
-    #[test]
-    fn a_token_with_a_bad_signature_is_remembered_for_the_ttl_and_not_after() {
-        let t = tagger();
-        let mut forged = ForgedTokens::new(10);
-        forged.note(t.tag("a.b.forged"), &JwtError::BadSignature, NOW);
-        assert!(forged.contains(&t.tag("a.b.forged"), NOW));
-        assert!(forged.contains(&t.tag("a.b.forged"), NOW + FORGED_TTL_SECS - 1));
-        assert!(!forged.contains(&t.tag("a.b.forged"), NOW + FORGED_TTL_SECS));
-        assert!(!forged.contains(&t.tag("a.b.other"), NOW));
+    /// The digest of a made-up JWKS document numbered `n`.
+    fn keys(n: u64) -> KeysDigest {
+        let document = n.to_le_bytes();
+        KeysDigest::of([Some(&document[..])])
+    }
+
+    fn rejected(capacity: usize) -> RejectedTokens {
+        let mut r = RejectedTokens::new(capacity);
+        r.keys_are(keys(1));
+        r
     }
 
     #[test]
-    fn only_a_bad_signature_is_remembered() {
+    fn a_token_with_a_bad_signature_is_refused_again_the_same_way_for_the_ttl_and_not_after() {
         let t = tagger();
-        let mut forged = ForgedTokens::new(10);
+        let mut r = rejected(10);
+        r.note(t.tag("a.b.forged"), &JwtError::BadSignature, NOW);
+        let forged = t.tag("a.b.forged");
+        assert_eq!(r.refusal(&forged, NOW), Some(&JwtError::BadSignature));
+        assert!(r.refusal(&forged, NOW + REJECTED_TTL_SECS - 1).is_some());
+        assert_eq!(r.refusal(&forged, NOW + REJECTED_TTL_SECS), None);
+        assert_eq!(r.refusal(&t.tag("a.b.other"), NOW), None);
+    }
+
+    #[test]
+    fn refusals_found_after_the_signature_that_time_cannot_undo_are_remembered_with_their_reason() {
+        let t = tagger();
+        let mut r = rejected(10);
         for (n, error) in [
             JwtError::Expired,
-            JwtError::NotYetValid,
-            JwtError::UnknownKid,
             JwtError::WrongAudience,
-            JwtError::Malformed("payload is not a JSON object"),
-            JwtError::AlgNone,
+            JwtError::WrongIssuer,
+            JwtError::MissingClaim("sub".to_owned()),
+            JwtError::InvalidClaim("exp".to_owned()),
         ]
         .iter()
         .enumerate()
         {
-            let token = format!("a.b.{n}");
-            forged.note(t.tag(&token), error, NOW);
-            assert!(!forged.contains(&t.tag(&token), NOW), "{error}");
+            let tag = t.tag(&format!("a.b.{n}"));
+            r.note(tag, error, NOW);
+            assert_eq!(r.refusal(&tag, NOW), Some(error), "{error}");
         }
-        assert!(forged.is_empty());
     }
 
     #[test]
-    fn the_forged_set_is_bounded_and_emptied_when_the_keys_change() {
+    fn refusals_time_can_undo_or_found_before_the_signature_are_not_remembered() {
         let t = tagger();
-        let mut forged = ForgedTokens::new(100);
+        let mut r = rejected(10);
+        for (n, error) in [
+            JwtError::NotYetValid,
+            JwtError::IssuedInFuture,
+            JwtError::UnknownKid,
+            JwtError::NoMatchingKey,
+            JwtError::AmbiguousKey,
+            JwtError::AlgorithmMismatch,
+            JwtError::Malformed("payload is not a JSON object"),
+            JwtError::AlgNone,
+            JwtError::UnsupportedAlgorithm,
+            JwtError::Crit,
+            JwtError::TooLarge { limit: 8192 },
+        ]
+        .iter()
+        .enumerate()
+        {
+            let tag = t.tag(&format!("a.b.{n}"));
+            r.note(tag, error, NOW);
+            assert_eq!(r.refusal(&tag, NOW), None, "{error}");
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn new_keys_forget_every_refusal_and_the_same_keys_keep_them() {
+        let t = tagger();
+        let mut r = rejected(10);
+        r.note(t.tag("a.b.c"), &JwtError::BadSignature, NOW);
+        r.keys_are(keys(1));
+        assert!(r.refusal(&t.tag("a.b.c"), NOW).is_some());
+        r.keys_are(keys(2));
+        assert_eq!(r.refusal(&t.tag("a.b.c"), NOW), None);
+        assert!(r.is_empty());
+        // Back to the first keys: what was forgotten stays forgotten, and is verified again.
+        r.keys_are(keys(1));
+        assert_eq!(r.refusal(&t.tag("a.b.c"), NOW), None);
+    }
+
+    #[test]
+    fn a_full_set_admits_a_new_token_in_place_of_the_oldest() {
+        let t = tagger();
+        let mut r = rejected(100);
         for n in 0..1_000 {
-            forged.note(t.tag(&format!("a.b.{n}")), &JwtError::BadSignature, NOW);
-            assert!(forged.len() <= 100);
+            r.note(t.tag(&format!("a.b.{n}")), &JwtError::BadSignature, NOW);
+            assert!(r.len() <= 100 && r.order.len() <= 100);
         }
-        assert!(forged.contains(&t.tag("a.b.0"), NOW));
-        // Room frees as entries go stale.
-        let later = NOW + FORGED_TTL_SECS;
-        forged.note(t.tag("a.b.late"), &JwtError::BadSignature, later);
-        assert!(forged.contains(&t.tag("a.b.late"), later));
-        forged.clear();
-        assert!(!forged.contains(&t.tag("a.b.late"), later));
+        assert_eq!(r.refusal(&t.tag("a.b.899"), NOW), None);
+        for n in 900..1_000 {
+            assert!(r.refusal(&t.tag(&format!("a.b.{n}")), NOW).is_some());
+        }
+        // A set filled once cannot keep out the token flooded next.
+        r.note(t.tag("a.b.flood"), &JwtError::BadSignature, NOW + 1);
+        assert!(r.refusal(&t.tag("a.b.flood"), NOW + 1).is_some());
     }
 
     #[test]
-    fn capacity_zero_remembers_no_forged_token() {
+    fn a_token_noted_again_after_its_entry_went_stale_is_remembered_anew() {
         let t = tagger();
-        let mut forged = ForgedTokens::new(0);
-        forged.note(t.tag("a.b.c"), &JwtError::BadSignature, NOW);
-        assert!(!forged.contains(&t.tag("a.b.c"), NOW));
+        let mut r = rejected(2);
+        let tag = t.tag("a.b.c");
+        r.note(tag, &JwtError::BadSignature, NOW);
+        let later = NOW + REJECTED_TTL_SECS;
+        r.note(tag, &JwtError::BadSignature, later);
+        r.note(t.tag("a.b.d"), &JwtError::BadSignature, later);
+        assert!(r.refusal(&tag, later + REJECTED_TTL_SECS - 1).is_some());
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn capacity_zero_remembers_no_rejected_token() {
+        let t = tagger();
+        let mut r = rejected(0);
+        r.note(t.tag("a.b.c"), &JwtError::BadSignature, NOW);
+        assert_eq!(r.refusal(&t.tag("a.b.c"), NOW), None);
+    }
+
+    /// Random notes, key changes and clock steps on a small set, against what it promises: never
+    /// over capacity; a refusal it gives is the last one noted for that token since the keys
+    /// last changed, within the TTL; and a token stays until `capacity` other tokens were
+    /// remembered after it (each of which cost a verification), its TTL ends, or the keys change.
+    #[test]
+    fn random_use_keeps_the_bound_and_the_promises() {
+        const CAPACITY: usize = 8;
+        let t = tagger();
+        let errors = [
+            JwtError::BadSignature,
+            JwtError::Expired,
+            JwtError::NotYetValid,
+            JwtError::UnknownKid,
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut r = rejected(CAPACITY);
+        let mut generation = 1;
+        let mut now = NOW;
+        // Per token: when it was last remembered and with what, and the remembered notes since.
+        let mut noted: HashMap<u64, (u64, JwtError)> = HashMap::new();
+        let mut log: Vec<u64> = Vec::new();
+        for _ in 0..20_000 {
+            match next(100) {
+                0 => {
+                    let before = generation;
+                    generation += next(2);
+                    r.keys_are(keys(generation));
+                    if generation != before {
+                        noted.clear();
+                        log.clear();
+                    }
+                }
+                1..=10 => now += next(REJECTED_TTL_SECS / 2),
+                _ => {
+                    let token = next(20);
+                    let tag = t.tag(&format!("h.p.{token}"));
+                    let error = &errors[usize::try_from(next(4)).unwrap_or(0)];
+                    let fresh = r.refusal(&tag, now).is_some();
+                    r.note(tag, error, now);
+                    if RejectedTokens::remembers(error) && !fresh {
+                        noted.insert(token, (now, error.clone()));
+                        log.push(token);
+                    }
+                }
+            }
+            assert!(r.len() <= CAPACITY && r.order.len() <= CAPACITY);
+            for token in 0..20 {
+                let tag = t.tag(&format!("h.p.{token}"));
+                let got = r.refusal(&tag, now);
+                let Some((at, error)) = noted.get(&token) else {
+                    assert_eq!(got, None, "token {token} was never remembered");
+                    continue;
+                };
+                let within_ttl = now < at + REJECTED_TTL_SECS;
+                if !within_ttl {
+                    assert_eq!(got, None);
+                    continue;
+                }
+                if let Some(got) = got {
+                    assert_eq!(got, error);
+                }
+                let last = log.iter().rposition(|n| n == &token).unwrap_or(0);
+                if log.len() - last - 1 < CAPACITY {
+                    assert!(got.is_some(), "token {token} pushed out too soon");
+                }
+            }
+        }
     }
 }

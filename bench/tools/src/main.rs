@@ -53,14 +53,15 @@ enum Command {
         #[arg(long)]
         hash_count: u64,
     },
-    /// Writes `jwks.json` and `tokens-<ALG>.txt` (EdDSA, ES256, RS256) into `dir`.
+    /// Writes `jwks.json` and `tokens-<ALG>.txt` (EdDSA, ES256, ES384, RS256, RS512, PS256) into
+    /// `dir`.
     MintJwts {
         #[arg(long)]
         dir: PathBuf,
         /// Tokens per algorithm.
         #[arg(long)]
         count: usize,
-        /// RS256 tokens, when fewer are wanted (RSA signing is the slow part).
+        /// RS256, RS512 and PS256 tokens, when fewer are wanted (RSA signing is the slow part).
         #[arg(long)]
         rsa_count: Option<usize>,
         #[arg(long)]

@@ -1,4 +1,5 @@
-//! `mint-jwts`: one key pair per algorithm, their public JWKS, and many distinct tokens each.
+//! `mint-jwts`: one key pair per algorithm (EdDSA, ES256, ES384, RS256, RS512, PS256), their
+//! public JWKS, and many distinct tokens each (`rsa_count` for the RSA ones, `count` for the rest).
 //!
 //! Every token differs (`jti`, `sub`), so a verifier that caches by token sees each one as new.
 //! Signing runs on every core; RSA signing dominates.
@@ -55,35 +56,59 @@ fn eddsa(count: usize) -> Result<Signer> {
     })
 }
 
-fn es256(count: usize) -> Result<Signer> {
+/// An ECDSA signer for `algorithm`: ES256 (P-256) or ES384 (P-384).
+fn ecdsa(algorithm: Algorithm, count: usize) -> Result<Signer> {
+    let (name, kid, signing, curve, size) = match algorithm {
+        Algorithm::ES256 => (
+            "ES256",
+            "bench-es256",
+            &ring_sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+            "P-256",
+            32,
+        ),
+        Algorithm::ES384 => (
+            "ES384",
+            "bench-es384",
+            &ring_sig::ECDSA_P384_SHA384_FIXED_SIGNING,
+            "P-384",
+            48,
+        ),
+        other => return Err(anyhow!("{other:?} is not an ECDSA algorithm")),
+    };
     let rng = SystemRandom::new();
-    let alg = &ring_sig::ECDSA_P256_SHA256_FIXED_SIGNING;
-    let pkcs8 = ring_sig::EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|e| anyhow!("{e}"))?;
-    let pair = ring_sig::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng)
+    let pkcs8 =
+        ring_sig::EcdsaKeyPair::generate_pkcs8(signing, &rng).map_err(|e| anyhow!("{e}"))?;
+    let pair = ring_sig::EcdsaKeyPair::from_pkcs8(signing, pkcs8.as_ref(), &rng)
         .map_err(|e| anyhow!("{e}"))?;
-    // Uncompressed point: 0x04, then X and Y, 32 bytes each.
+    // Uncompressed point: 0x04, then X and Y, `size` bytes each.
     let point = pair.public_key().as_ref();
     let (x, y) = point
-        .get(1..33)
-        .zip(point.get(33..65))
-        .context("unexpected P-256 public key encoding")?;
+        .get(1..1 + size)
+        .zip(point.get(1 + size..1 + 2 * size))
+        .with_context(|| format!("unexpected {curve} public key encoding"))?;
     Ok(Signer {
-        name: "ES256",
-        algorithm: Algorithm::ES256,
-        kid: "bench-es256",
+        name,
+        algorithm,
+        kid,
         key: EncodingKey::from_ec_der(pkcs8.as_ref()),
-        jwk: json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)}),
+        jwk: json!({"kty": "EC", "crv": curve, "x": b64(x), "y": b64(y)}),
         count,
     })
 }
 
-fn rs256(count: usize) -> Result<Signer> {
+/// A 2048-bit RSA signer for `algorithm` (RS256, RS512 or PS256), each with its own key.
+fn rsa(
+    name: &'static str,
+    algorithm: Algorithm,
+    kid: &'static str,
+    count: usize,
+) -> Result<Signer> {
     let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)?;
     let der = private.to_pkcs1_der()?;
     Ok(Signer {
-        name: "RS256",
-        algorithm: Algorithm::RS256,
-        kid: "bench-rs256",
+        name,
+        algorithm,
+        kid,
         key: EncodingKey::from_rsa_der(der.as_bytes()),
         jwk: json!({
             "kty": "RSA",
@@ -98,8 +123,11 @@ pub fn run(args: &Mint) -> Result<()> {
     fs::create_dir_all(&args.dir)?;
     let signers = [
         eddsa(args.count)?,
-        es256(args.count)?,
-        rs256(args.rsa_count)?,
+        ecdsa(Algorithm::ES256, args.count)?,
+        ecdsa(Algorithm::ES384, args.count)?,
+        rsa("RS256", Algorithm::RS256, "bench-rs256", args.rsa_count)?,
+        rsa("RS512", Algorithm::RS512, "bench-rs512", args.rsa_count)?,
+        rsa("PS256", Algorithm::PS256, "bench-ps256", args.rsa_count)?,
     ];
     let keys: Vec<Value> = signers
         .iter()

@@ -536,7 +536,7 @@ async fn bad_tokens_are_rejected_with_401() -> anyhow::Result<()> {
 #[tokio::test]
 async fn forged_token_sent_again_is_refused_identically_without_a_second_verification(
 ) -> anyhow::Result<()> {
-    // One worker, so the second copy reaches the VM that refused the first.
+    // One worker, so every copy reaches the VM that refused the first.
     let stack = Stack::start_with(StackOptions {
         workers: 1,
         ..StackOptions::new(jwt_filter_config())
@@ -555,20 +555,39 @@ async fn forged_token_sent_again_is_refused_identically_without_a_second_verific
 
     let first = stack.get("/orders/1", &header).await?;
     assert_invalid_token(&first, "bad_signature", &forged);
-    assert_eq!(stack.counter("keygate.jwt_forged_cached").await?, 0);
+    assert_eq!(
+        flushed_counter(&stack, "keygate.jwt_rejected_cache_hit").await?,
+        0
+    );
     let rejected = stack.counter("keygate.jwt_rejected.bad_signature").await?;
 
-    let second = stack.get("/orders/1", &header).await?;
-    assert_invalid_token(&second, "bad_signature", &forged);
-    assert_eq!(second.body, first.body, "the second refusal differs");
+    // The same forged token N times: verified once, then N - 1 lookups, each answered as the
+    // first; the genuine token still passes in between.
+    const N: u64 = 20;
+    for n in 1..N {
+        let again = stack.get("/orders/1", &header).await?;
+        assert_invalid_token(&again, "bad_signature", &forged);
+        assert_eq!(again.body, first.body, "copy {n}: the refusal differs");
+        assert_eq!(
+            again.header("www-authenticate"),
+            first.header("www-authenticate")
+        );
+        if n % 5 == 0 {
+            upstream_of(
+                &stack
+                    .get("/orders/1", &[("authorization", &bearer(&valid))])
+                    .await?,
+            );
+        }
+    }
     assert_eq!(
-        second.header("www-authenticate"),
-        first.header("www-authenticate")
+        flushed_counter(&stack, "keygate.jwt_rejected_cache_hit").await?,
+        N - 1
     );
-    assert_eq!(stack.counter("keygate.jwt_forged_cached").await?, 1);
     assert_eq!(
         stack.counter("keygate.jwt_rejected.bad_signature").await?,
-        rejected + 1
+        rejected + N - 1,
+        "a remembered refusal is counted like a verified one"
     );
     // Another forgery of the same token is not the same token: verified, and refused.
     let other = with_payload(&valid, |c| c["permissions"] = json!(["admin"]));
@@ -576,12 +595,86 @@ async fn forged_token_sent_again_is_refused_identically_without_a_second_verific
         .get("/orders/1", &[("authorization", &bearer(&other))])
         .await?;
     assert_invalid_token(&reply, "bad_signature", &other);
-    assert_eq!(stack.counter("keygate.jwt_forged_cached").await?, 1);
+    assert_eq!(
+        flushed_counter(&stack, "keygate.jwt_rejected_cache_hit").await?,
+        N - 1
+    );
+
+    // A genuine token past its expiry stays expired: remembered too, with its own reason.
+    let mut claims = idp::claims("svc", "acme", &["orders:read"]);
+    claims["exp"] = json!(idp::unix_now() - 3600);
+    let expired = key.sign(&claims)?;
+    let expired_bearer = bearer(&expired);
+    let expired_header = [("authorization", expired_bearer.as_str())];
+    let first_expired = stack.get("/orders/1", &expired_header).await?;
+    assert_invalid_token(&first_expired, "expired", &expired);
+    let again = stack.get("/orders/1", &expired_header).await?;
+    assert_invalid_token(&again, "expired", &expired);
+    assert_eq!(again.body, first_expired.body);
+    assert_eq!(
+        flushed_counter(&stack, "keygate.jwt_rejected_cache_hit").await?,
+        N
+    );
     // The genuine token is untouched by its forgeries.
     upstream_of(
         &stack
             .get("/orders/1", &[("authorization", &bearer(&valid))])
             .await?,
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_refused_under_old_keys_passes_once_the_idp_publishes_its_key_under_the_same_kid(
+) -> anyhow::Result<()> {
+    // The IdP replaces a key's material but keeps its kid. A token signed with the new material
+    // fails the old key's signature check, so the filter remembers it as forged; once the JWKS
+    // is refetched that memory must not refuse it.
+    let stack = Stack::start_with(StackOptions {
+        workers: 1,
+        ..StackOptions::new(config_with(&[fast_idp_provider()]))
+    })
+    .await?;
+    let old = stack.idp_key();
+    upstream_of(
+        &stack
+            .get(
+                "/orders/1",
+                &[(
+                    "authorization",
+                    &bearer(&old.token("svc", "acme", &["orders:read"])?),
+                )],
+            )
+            .await?,
+    );
+    let replacement = IdpKey::generate(old.kid())?;
+    let token = replacement.token("svc", "acme", &["orders:read"])?;
+    let header = bearer(&token);
+    let header = [("authorization", header.as_str())];
+    for _ in 0..2 {
+        let reply = stack.get("/orders/1", &header).await?;
+        assert_invalid_token(&reply, "bad_signature", &token);
+    }
+    assert_eq!(
+        flushed_counter(&stack, "keygate.jwt_rejected_cache_hit").await?,
+        1,
+        "the second copy was not remembered"
+    );
+
+    stack.idp().publish(&[&replacement]);
+    let published_at = Instant::now();
+    eventually(
+        Duration::from_secs(REFRESH_SECS + 20),
+        "the token signed with the republished key to pass",
+        || async {
+            let reply = stack.get("/orders/1", &header).await.ok()?;
+            (reply.status == 200).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "the republished key's token passed {:?} after the JWKS changed (refresh_secs {REFRESH_SECS})",
+        published_at.elapsed()
     );
     Ok(())
 }

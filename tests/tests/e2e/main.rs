@@ -64,8 +64,8 @@ fn assert_unauthorized(reply: &Reply, reason: &str, credential: Option<&str>) {
     );
 }
 
-/// The filter adds its per-request counters (`allowed`, `public`, `cache_hit`, `jwt_cache_hit`)
-/// to Envoy's on each worker's tick, which is at most 1 s apart.
+/// The filter adds its per-request counters (`allowed`, `public`, `cache_hit`, `jwt_cache_hit`,
+/// `jwt_rejected_cache_hit`) to Envoy's on each worker's tick, which is at most 1 s apart.
 const COUNTER_FLUSH: Duration = Duration::from_millis(1200);
 
 /// A per-request counter once every worker has flushed what it counted before this call.
