@@ -52,62 +52,29 @@ const JS: &str = "text/javascript; charset=utf-8";
 const INDEX_HTML: &[u8] = include_bytes!("../../console/index.html");
 
 /// Every file the console loads; anything else under [`ASSETS_PATH`] is 404.
+/// An [`Asset`] of `keyservice/console/`, embedded under its file name.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../../console/", $name)),
+        }
+    };
+}
+
 pub const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.js",
-        content_type: JS,
-        body: include_bytes!("../../console/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: JS,
-        body: include_bytes!("../../console/api.js"),
-    },
-    Asset {
-        name: "dom.js",
-        content_type: JS,
-        body: include_bytes!("../../console/dom.js"),
-    },
-    Asset {
-        name: "dialogs.js",
-        content_type: JS,
-        body: include_bytes!("../../console/dialogs.js"),
-    },
-    Asset {
-        name: "forms.js",
-        content_type: JS,
-        body: include_bytes!("../../console/forms.js"),
-    },
-    Asset {
-        name: "tokens.js",
-        content_type: JS,
-        body: include_bytes!("../../console/tokens.js"),
-    },
-    Asset {
-        name: "chart.js",
-        content_type: JS,
-        body: include_bytes!("../../console/chart.js"),
-    },
-    Asset {
-        name: "roles.js",
-        content_type: JS,
-        body: include_bytes!("../../console/roles.js"),
-    },
-    Asset {
-        name: "audit.js",
-        content_type: JS,
-        body: include_bytes!("../../console/audit.js"),
-    },
-    Asset {
-        name: "console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../console/console.css"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../../console/favicon.svg"),
-    },
+    asset!("app.js", JS),
+    asset!("api.js", JS),
+    asset!("dom.js", JS),
+    asset!("dialogs.js", JS),
+    asset!("forms.js", JS),
+    asset!("tokens.js", JS),
+    asset!("chart.js", JS),
+    asset!("roles.js", JS),
+    asset!("audit.js", JS),
+    asset!("console.css", "text/css; charset=utf-8"),
+    asset!("favicon.svg", "image/svg+xml"),
 ];
 
 /// `/console` (and `/console/`) and its files, each answer with the security headers.
