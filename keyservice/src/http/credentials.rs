@@ -358,7 +358,7 @@ pub(super) async fn revoke<I: Served>(
     let mut event = change_event(&admin, now, Action::Revoke(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
-        event = event.clone().tenant(&target.tenant);
+        event.tenant = Some(target.tenant.to_string());
         let revoked = state
             .store
             .revoke(&id, now, &event)
@@ -381,7 +381,7 @@ pub(super) async fn renew<I: Served>(
     let mut event = change_event(&admin, now, Action::Renew(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
-        event = event.clone().tenant(&target.tenant);
+        event.tenant = Some(target.tenant.to_string());
         // Extending a credential's life hands out its power again.
         admin.actor.may_grant(&target.effective_permissions())?;
         let expires_at = keys::expiry(
@@ -408,7 +408,7 @@ pub(super) async fn rotate<I: Served>(
     let mut event = change_event(&admin, now, Action::Rotate(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
-        event = event.clone().tenant(&target.tenant);
+        event.tenant = Some(target.tenant.to_string());
         // A new secret is the credential's whole power in the caller's hands.
         admin.actor.may_grant(&target.effective_permissions())?;
         let retires_at = keys::grace_end(now, request.grace_period_secs)?;
@@ -448,7 +448,7 @@ pub(super) async fn delete<I: Served>(
     let mut event = change_event(&admin, now, Action::Delete(I::KIND), &id);
     let result = async {
         let target = visible(&admin, &state, &id).await?;
-        event = event.clone().tenant(&target.tenant);
+        event.tenant = Some(target.tenant.to_string());
         if !state.store.delete(&id, now, &event).await? {
             return Err(ApiError::NotFound(I::KIND.noun()));
         }

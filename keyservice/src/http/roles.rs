@@ -264,7 +264,7 @@ async fn update_role(
         .target("role", &id);
     let result = async {
         let role = visible(&admin, &state, &id).await?;
-        event = event.clone().tenant(&role.tenant);
+        event.tenant = Some(role.tenant.to_string());
         let description = Description::parse(request.description).map_err(ValidationError::from)?;
         let permissions = keys::parse_permissions(request.permissions)?;
         admin.actor.may_grant(&permissions)?;
@@ -306,7 +306,7 @@ async fn delete_role(
         .target("role", &id);
     let result = async {
         let role = visible(&admin, &state, &id).await?;
-        event = event.clone().tenant(&role.tenant);
+        event.tenant = Some(role.tenant.to_string());
         match state.store.delete_role(&id, &event).await? {
             RoleDelete::Deleted => {
                 tracing::info!(role_id = %id, actor = admin.actor.id(), "role deleted");

@@ -22,7 +22,7 @@ mod sqlite;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use keygate_core::key::KeyHash;
@@ -262,6 +262,7 @@ pub enum RoleDelete {
 /// backends may format them into SQL.
 #[derive(Debug, Clone, Copy)]
 struct Tables {
+    kind: Kind,
     credentials: &'static str,
     secrets: &'static str,
     /// The column of `secrets` naming the credential.
@@ -274,18 +275,21 @@ impl Tables {
     fn of(kind: Kind) -> Self {
         match kind {
             Kind::Key => Self {
+                kind,
                 credentials: "keys",
                 secrets: "key_secrets",
                 owner: "key_id",
                 last_used: "c.last_used_at",
             },
             Kind::Client => Self {
+                kind,
                 credentials: "clients",
                 secrets: "client_secrets",
                 owner: "client_id",
                 last_used: "NULL",
             },
             Kind::TenantAdmin => Self {
+                kind,
                 credentials: "tenant_admins",
                 secrets: "tenant_admin_secrets",
                 owner: "admin_id",
@@ -309,6 +313,26 @@ impl Tables {
 /// input: what sqlx asks dynamic SQL to be marked as.
 fn sql(statement: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(statement)
+}
+
+/// A statement formatted once per [`Kind`] from [`Tables`]' constants and kept for the life of
+/// the process, for queries on the lookup path: no formatting or allocation per query after the
+/// first, and a `&'static str` sqlx takes as it is.
+struct PerKind([OnceLock<String>; 3]);
+
+impl PerKind {
+    const fn new() -> Self {
+        Self([OnceLock::new(), OnceLock::new(), OnceLock::new()])
+    }
+
+    fn get(&'static self, t: Tables, format: impl FnOnce(Tables) -> String) -> &'static str {
+        let slot = match t.kind {
+            Kind::Key => 0,
+            Kind::Client => 1,
+            Kind::TenantAdmin => 2,
+        };
+        self.0[slot].get_or_init(|| format(t))
+    }
 }
 
 /// A credential row of any kind; `roles` is a JSON array of `[name, [permission, ...]]`.

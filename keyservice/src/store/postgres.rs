@@ -38,8 +38,8 @@ use tokio::sync::watch;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, sql, stored_seq, unix, AuditRow, Change,
-    CredentialRow, DatabaseUrl, HolderRow, KeyTally, NewCredential, NewSigningKey, RoleInsert,
-    RoleRow, RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
+    CredentialRow, DatabaseUrl, HolderRow, KeyTally, NewCredential, NewSigningKey, PerKind,
+    RoleInsert, RoleRow, RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
 };
 use crate::audit;
 use crate::credentials::Kind;
@@ -448,16 +448,20 @@ impl PgStore {
         t: Tables,
         hash: &KeyHash,
     ) -> Result<Option<SecretRow>, StoreError> {
-        Ok(sqlx::query_as(sql(format!(
-            "SELECT {}, s.retires_at FROM {} s JOIN {} c ON c.id = s.{} WHERE s.hash = $1",
-            t.columns(ROLES_SQL),
-            t.secrets,
-            t.credentials,
-            t.owner
-        )))
-        .bind(hash_blob(hash))
-        .fetch_optional(&self.pool)
-        .await?)
+        static FIND_SECRET: PerKind = PerKind::new();
+        let statement = FIND_SECRET.get(t, |t| {
+            format!(
+                "SELECT {}, s.retires_at FROM {} s JOIN {} c ON c.id = s.{} WHERE s.hash = $1",
+                t.columns(ROLES_SQL),
+                t.secrets,
+                t.credentials,
+                t.owner
+            )
+        });
+        Ok(sqlx::query_as(statement)
+            .bind(hash_blob(hash))
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub(super) async fn insert_role(

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, sql, stored_seq, unix, AuditRow, Change,
-    CredentialRow, HolderRow, KeyTally, NewCredential, NewSigningKey, RoleInsert, RoleRow,
+    CredentialRow, HolderRow, KeyTally, NewCredential, NewSigningKey, PerKind, RoleInsert, RoleRow,
     RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
 };
 use crate::audit;
@@ -362,16 +362,20 @@ impl SqliteStore {
         t: Tables,
         hash: &KeyHash,
     ) -> Result<Option<SecretRow>, StoreError> {
-        Ok(sqlx::query_as(sql(format!(
-            "SELECT {}, s.retires_at FROM {} s JOIN {} c ON c.id = s.{} WHERE s.hash = ?",
-            t.columns(ROLES_SQL),
-            t.secrets,
-            t.credentials,
-            t.owner
-        )))
-        .bind(hash_blob(hash))
-        .fetch_optional(&self.pool)
-        .await?)
+        static FIND_SECRET: PerKind = PerKind::new();
+        let statement = FIND_SECRET.get(t, |t| {
+            format!(
+                "SELECT {}, s.retires_at FROM {} s JOIN {} c ON c.id = s.{} WHERE s.hash = ?",
+                t.columns(ROLES_SQL),
+                t.secrets,
+                t.credentials,
+                t.owner
+            )
+        });
+        Ok(sqlx::query_as(statement)
+            .bind(hash_blob(hash))
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub(super) async fn insert_role(
