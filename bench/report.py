@@ -222,9 +222,9 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
     w("## Close rows, paired\n")
     w(f"{n_pairs} rounds of {s.pair_seconds} s windows alternating baseline, no-op, host-call "
       "probe (2b), keygate hit (10 and 1,000 rules, worker cache off), order reversed every "
-      "round; medians of the per-round differences. Row 2b makes the 9 host calls keygate makes on an API key hit "
-      "served by the worker's own cache (get all request headers, clock, remove the key header, "
-      "set 4 identity headers, bump 2 counters) and nothing else, so keygate's cost splits into "
+      "round; medians of the per-round differences. Row 2b makes the 6 host calls keygate makes on an API key hit "
+      "served by the worker's own cache (get all request headers, remove the key header, "
+      "set 4 identity headers; the clock and counters are per tick) and nothing else, so keygate's cost splits into "
       "host calls (2b − 2) and its own Wasm work (3 − 2b).\n")
     w("| comparison | req/s ratio | Δ Envoy CPU µs/req | Δ p99 ms |")
     w("|---|---:|---:|---:|")
