@@ -326,6 +326,8 @@ pub struct RawForwarding {
     pub header_prefix: String,
     #[serde(default = "default_true")]
     pub strip_credentials: bool,
+    #[serde(default = "IdentityHeader::all")]
+    pub identity_headers: Vec<IdentityHeader>,
 }
 
 impl Default for RawForwarding {
@@ -333,6 +335,52 @@ impl Default for RawForwarding {
         Self {
             header_prefix: default_header_prefix(),
             strip_credentials: true,
+            identity_headers: IdentityHeader::all(),
+        }
+    }
+}
+
+/// One identity header an allowed request may carry upstream, named by what follows
+/// `forwarding.header_prefix`. Each is one header write per allowed request, so an operator
+/// whose upstream reads only some of them can send only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityHeader {
+    /// `api_key` or `jwt`.
+    Auth,
+    /// The API key's id.
+    KeyId,
+    /// The token's `sub`.
+    Subject,
+    /// The name of the JWT provider that issued the token.
+    Provider,
+    /// The credential's tenant, when it has one.
+    Tenant,
+    /// The credential's permissions, comma-separated (always sent when chosen, even empty).
+    Permissions,
+}
+
+impl IdentityHeader {
+    pub fn all() -> Vec<Self> {
+        vec![
+            Self::Auth,
+            Self::KeyId,
+            Self::Subject,
+            Self::Provider,
+            Self::Tenant,
+            Self::Permissions,
+        ]
+    }
+
+    /// The header's name after the prefix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::KeyId => "key-id",
+            Self::Subject => "subject",
+            Self::Provider => "provider",
+            Self::Tenant => "tenant",
+            Self::Permissions => "permissions",
         }
     }
 }
@@ -515,6 +563,15 @@ pub struct Forwarding {
     /// Lowercase. Client headers starting with it are always removed.
     pub header_prefix: String,
     pub strip_credentials: bool,
+    /// The identity headers an allowed request gets, each at most once; client headers under
+    /// the prefix are removed whether or not they are chosen here.
+    pub identity_headers: Vec<IdentityHeader>,
+}
+
+impl Forwarding {
+    pub fn sends(&self, header: IdentityHeader) -> bool {
+        self.identity_headers.contains(&header)
+    }
 }
 
 impl FilterConfig {
@@ -659,9 +716,18 @@ fn compile_forwarding(raw: RawForwarding) -> Result<Forwarding, ConfigError> {
             "must be a header-name prefix of at least 3 characters, such as x-keygate-",
         ));
     }
+    for (i, header) in raw.identity_headers.iter().enumerate() {
+        if raw.identity_headers[..i].contains(header) {
+            return Err(ConfigError::new(
+                format!("forwarding.identity_headers[{i}]"),
+                format!("{} is listed twice", header.suffix()),
+            ));
+        }
+    }
     Ok(Forwarding {
         header_prefix: prefix,
         strip_credentials: raw.strip_credentials,
+        identity_headers: raw.identity_headers,
     })
 }
 
@@ -1046,6 +1112,14 @@ mod tests {
             (
                 r#""api_keys":{"headers":[],"query_params":[],"bearer":false}"#,
                 "api_keys",
+            ),
+            (
+                r#""forwarding":{"identity_headers":["key-id","email"]}"#,
+                "forwarding.identity_headers[1]",
+            ),
+            (
+                r#""forwarding":{"identity_headers":["tenant","key-id","tenant"]}"#,
+                "forwarding.identity_headers[2]",
             ),
             (
                 r#""forwarding":{"header_prefix":"x"}"#,

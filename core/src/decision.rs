@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::cache::{Answer, Identity, Principal};
-use crate::config::{FailureMode, FilterConfig, Provider, Unmatched};
+use crate::config::{FailureMode, FilterConfig, Forwarding, IdentityHeader, Provider, Unmatched};
 use crate::credential::{self, Credential, CredentialError, Strip};
 use crate::hostmap::{self, Header};
 use crate::jwt::{JwtError, VerifiedToken};
@@ -273,7 +273,7 @@ impl Outcome {
     pub fn prepare(cfg: &FilterConfig, answer: Answer) -> Self {
         match answer {
             Answer::Valid(identity) => Self::Valid(Rc::new(Grant {
-                identity_headers: identity_headers(&cfg.forwarding.header_prefix, &identity),
+                identity_headers: identity_headers(&cfg.forwarding, &identity),
                 provider: match &identity.principal {
                     Principal::Jwt { provider, .. } => {
                         cfg.jwt.providers.iter().position(|p| p.name() == provider)
@@ -418,21 +418,29 @@ fn fits_permissions_header(permission: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b',')
 }
 
-fn identity_headers(prefix: &str, id: &Identity) -> Vec<(String, String)> {
-    let mut h = Vec::with_capacity(5);
+fn identity_headers(forwarding: &Forwarding, id: &Identity) -> Vec<(String, String)> {
+    let mut h = Vec::with_capacity(forwarding.identity_headers.len());
+    let mut add = |header: IdentityHeader, value: String| {
+        if forwarding.sends(header) {
+            h.push((
+                format!("{}{}", forwarding.header_prefix, header.suffix()),
+                value,
+            ));
+        }
+    };
     match &id.principal {
         Principal::ApiKey { key_id } => {
-            h.push((format!("{prefix}auth"), "api_key".to_owned()));
-            h.push((format!("{prefix}key-id"), header_safe(key_id)));
+            add(IdentityHeader::Auth, "api_key".to_owned());
+            add(IdentityHeader::KeyId, header_safe(key_id));
         }
         Principal::Jwt { subject, provider } => {
-            h.push((format!("{prefix}auth"), "jwt".to_owned()));
-            h.push((format!("{prefix}subject"), header_safe(subject)));
-            h.push((format!("{prefix}provider"), header_safe(provider)));
+            add(IdentityHeader::Auth, "jwt".to_owned());
+            add(IdentityHeader::Subject, header_safe(subject));
+            add(IdentityHeader::Provider, header_safe(provider));
         }
     }
     if let Some(tenant) = &id.tenant {
-        h.push((format!("{prefix}tenant"), header_safe(tenant)));
+        add(IdentityHeader::Tenant, header_safe(tenant));
     }
     let permissions: Vec<&str> = id
         .permissions
@@ -440,7 +448,7 @@ fn identity_headers(prefix: &str, id: &Identity) -> Vec<(String, String)> {
         .map(String::as_str)
         .filter(|p| fits_permissions_header(p))
         .collect();
-    h.push((format!("{prefix}permissions"), permissions.join(",")));
+    add(IdentityHeader::Permissions, permissions.join(","));
     h
 }
 
@@ -692,6 +700,44 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn only_the_chosen_identity_headers_are_sent_in_their_fixed_order() {
+        let cfg = FilterConfig::from_json(
+            br#"{"key_service": {"cluster": "ks", "token": "t"},
+                 "forwarding": {"identity_headers": ["permissions", "key-id", "subject"]},
+                 "routes": [{"prefix": "/", "permissions": []}]}"#,
+        )
+        .unwrap();
+        let v = judge(&Outcome::prepare(&cfg, identity(&["a", "b"])), &[]);
+        let Verdict::Allow(grant) = v else {
+            panic!("{v:?}")
+        };
+        // A key has no subject: the headers chosen are those this credential has.
+        assert_eq!(
+            grant.identity_headers,
+            [
+                ("x-keygate-key-id".to_owned(), "key_1".to_owned()),
+                ("x-keygate-permissions".to_owned(), "a,b".to_owned()),
+            ]
+        );
+        // Client headers under the prefix are still removed, chosen or not.
+        let spoofed = [h("x-keygate-tenant", "evil"), h("x-keygate-auth", "jwt")];
+        assert_eq!(spoofed_headers(&cfg, &spoofed).count(), 2);
+
+        let none = FilterConfig::from_json(
+            br#"{"key_service": {"cluster": "ks", "token": "t"},
+                 "forwarding": {"identity_headers": []},
+                 "routes": [{"prefix": "/", "permissions": []}]}"#,
+        )
+        .unwrap();
+        let v = judge(&Outcome::prepare(&none, identity(&["a"])), &[]);
+        let Verdict::Allow(grant) = v else {
+            panic!("{v:?}")
+        };
+        assert!(grant.identity_headers.is_empty());
+        assert_eq!(grant.key_id.as_deref(), Some("key_1"));
     }
 
     #[test]

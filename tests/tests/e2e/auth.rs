@@ -371,3 +371,44 @@ async fn repeated_query_keys_with_different_values_are_rejected() -> anyhow::Res
     assert!(stack.upstream_requests().is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn only_the_chosen_identity_headers_reach_the_upstream_and_spoofed_ones_never(
+) -> anyhow::Result<()> {
+    let mut config = base_filter_config();
+    config["forwarding"] = json!({"identity_headers": ["key-id", "tenant"]});
+    let stack = Stack::start(config).await?;
+    let (id, secret) = stack.create_key("acme", &["orders:read"]).await?;
+
+    // The client sends the headers the filter was told not to set: they must not survive.
+    let reply = stack
+        .get(
+            "/orders/42",
+            &[
+                ("x-api-key", &secret),
+                ("x-keygate-permissions", "admin"),
+                ("x-keygate-auth", "jwt"),
+            ],
+        )
+        .await?;
+
+    assert_eq!(reply.status, 200, "{}", reply.summary());
+    let upstream = reply
+        .upstream()
+        .expect("the answer comes from the upstream");
+    let mut identity: Vec<_> = upstream
+        .headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("x-keygate-"))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    identity.sort_unstable();
+    assert_eq!(
+        identity,
+        [
+            ("x-keygate-key-id", id.as_str()),
+            ("x-keygate-tenant", "acme")
+        ]
+    );
+    Ok(())
+}
