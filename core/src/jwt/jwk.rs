@@ -16,13 +16,14 @@ use p256::ecdsa::signature::Verifier as _;
 // rsa's own sha2 (0.11) only names the digest (its OID and size); the hashing is sha2 0.10's.
 use rsa::sha2 as rsa_sha2;
 use rsa::traits::PublicKeyParts;
-use rsa::{BoxedUint, Pkcs1v15Sign, Pss, PublicKey};
+use rsa::{BoxedUint, Pkcs1v15Sign, PublicKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::alg::Algorithm;
 use super::b64;
 use super::json::{self, JsonError};
+use super::rsassa;
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -321,43 +322,33 @@ impl Jwk {
     ) -> Result<(), BadSignature> {
         let ok = match (&self.material, self.alg) {
             (Material::Rsa(key), alg) => {
-                // The rsa crate also checks that the signature is exactly as long as the modulus.
-                let result = match alg {
-                    Algorithm::Rs256 => key.verify(
-                        Pkcs1v15Sign::new::<rsa_sha2::Sha256>(),
-                        &Sha256::digest(signing_input),
-                        signature,
-                    ),
-                    Algorithm::Rs384 => key.verify(
-                        Pkcs1v15Sign::new::<rsa_sha2::Sha384>(),
-                        &Sha384::digest(signing_input),
-                        signature,
-                    ),
-                    Algorithm::Rs512 => key.verify(
-                        Pkcs1v15Sign::new::<rsa_sha2::Sha512>(),
-                        &Sha512::digest(signing_input),
-                        signature,
-                    ),
-                    // RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the hash;
-                    // `Pss::new` sets exactly that and the check insists on that salt length.
-                    Algorithm::Ps256 => key.verify(
-                        Pss::<rsa_sha2::Sha256>::new(),
-                        &Sha256::digest(signing_input),
-                        signature,
-                    ),
-                    Algorithm::Ps384 => key.verify(
-                        Pss::<rsa_sha2::Sha384>::new(),
-                        &Sha384::digest(signing_input),
-                        signature,
-                    ),
-                    Algorithm::Ps512 => key.verify(
-                        Pss::<rsa_sha2::Sha512>::new(),
-                        &Sha512::digest(signing_input),
-                        signature,
-                    ),
-                    _ => return Err(BadSignature),
-                };
-                result.is_ok()
+                let input = signing_input;
+                // Both checks refuse a signature that is not exactly as long as the modulus.
+                match alg {
+                    Algorithm::Rs256 => {
+                        let prefix = Pkcs1v15Sign::new::<rsa_sha2::Sha256>().prefix;
+                        rsassa::pkcs1v15(key, &prefix, &Sha256::digest(input), signature)
+                    }
+                    Algorithm::Rs384 => {
+                        let prefix = Pkcs1v15Sign::new::<rsa_sha2::Sha384>().prefix;
+                        rsassa::pkcs1v15(key, &prefix, &Sha384::digest(input), signature)
+                    }
+                    Algorithm::Rs512 => {
+                        let prefix = Pkcs1v15Sign::new::<rsa_sha2::Sha512>().prefix;
+                        rsassa::pkcs1v15(key, &prefix, &Sha512::digest(input), signature)
+                    }
+                    // RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the hash.
+                    Algorithm::Ps256 => {
+                        rsassa::pss::<Sha256>(key, &Sha256::digest(input), signature)
+                    }
+                    Algorithm::Ps384 => {
+                        rsassa::pss::<Sha384>(key, &Sha384::digest(input), signature)
+                    }
+                    Algorithm::Ps512 => {
+                        rsassa::pss::<Sha512>(key, &Sha512::digest(input), signature)
+                    }
+                    _ => false,
+                }
             }
             // JWS ECDSA signatures are the fixed-width R || S (RFC 7518 section 3.4), never DER;
             // `from_slice` takes exactly that width and rejects zero scalars.

@@ -21,6 +21,7 @@ mod error;
 mod json;
 pub mod jwk;
 pub mod policy;
+mod rsassa;
 mod verify;
 
 #[cfg(test)]
