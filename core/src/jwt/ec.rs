@@ -24,6 +24,7 @@ use primeorder::elliptic_curve::{BatchNormalize, FieldBytes, Group, NonZeroScala
 use primeorder::{
     AffinePoint, PrimeCurveParams, ProjectivePoint, Radix16Decomposition, Radix16Digits,
 };
+use sha2::{Digest, Sha256, Sha384};
 
 // `verify` has no low-s check: JOSE has none, and the crates' own verification skips it for
 // these curves.
@@ -126,9 +127,28 @@ fn lincomb<C: Curve>(a: &Scalar<C>, q: &Table<C>, b: &Scalar<C>) -> ProjectivePo
     even + odd
 }
 
+/// ES256: `signature` is the JWS `R || S`, 64 bytes; `key` is the JWK's table.
+pub(crate) fn verify_es256(key: &Table<NistP256>, input: &[u8], signature: &[u8]) -> bool {
+    // `from_slice` takes exactly the fixed width and rejects r, s outside [1, n-1].
+    p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| {
+        let (r, s) = sig.split_scalars();
+        let digest: [u8; 32] = Sha256::digest(input).into();
+        verify_prehashed(key, &digest.into(), &r, &s)
+    })
+}
+
+/// ES384: `signature` is the JWS `R || S`, 96 bytes; `key` is the JWK's table.
+pub(crate) fn verify_es384(key: &Table<NistP384>, input: &[u8], signature: &[u8]) -> bool {
+    p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| {
+        let (r, s) = sig.split_scalars();
+        let digest: [u8; 48] = Sha384::digest(input).into();
+        verify_prehashed(key, &digest.into(), &r, &s)
+    })
+}
+
 /// ECDSA verification of a prehashed message: `digest` is exactly as long as the field elements
 /// (SHA-256 for P-256, SHA-384 for P-384), so reducing it mod n is `bytes2scalar`.
-pub(crate) fn verify<C: Curve>(
+fn verify_prehashed<C: Curve>(
     q: &Table<C>,
     digest: &FieldBytes<C>,
     r: &NonZeroScalar<C>,
@@ -147,4 +167,132 @@ where
     }
     let x = point.to_affine().x();
     **r == <Scalar<C> as Reduce<FieldBytes<C>>>::reduce(&x)
+}
+
+/// Agreement with the crates' own verification (`VerifyingKey::verify`, `verify_prehash`) on
+/// random keys, messages and signatures, valid and corrupted. Deterministic: the randomness is a
+/// SHA-256 counter, so a failure names a reproducible case.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+    use p256::ecdsa::signature::{Signer, Verifier};
+
+    /// Deterministic bytes: SHA-256 of (label, case, counter).
+    struct Bytes {
+        label: &'static str,
+        case: u32,
+        counter: u32,
+    }
+
+    impl Bytes {
+        fn next(&mut self, len: usize) -> Vec<u8> {
+            let mut out = Vec::with_capacity(len);
+            while out.len() < len {
+                let block = Sha256::new()
+                    .chain_update(self.label)
+                    .chain_update(self.case.to_be_bytes())
+                    .chain_update(self.counter.to_be_bytes())
+                    .finalize();
+                self.counter += 1;
+                out.extend_from_slice(&block);
+            }
+            out.truncate(len);
+            out
+        }
+    }
+
+    macro_rules! agreement_tests {
+        ($name:ident, $curve:ident, $c:ty, $width:expr, $verify:ident) => {
+            #[test]
+            fn $name() {
+                use $curve::ecdsa::{Signature, SigningKey, VerifyingKey};
+                use $curve::elliptic_curve::PrimeField as _;
+                const CASES: u32 = 24;
+                let mut checked = 0;
+                let mut accepted = 0;
+                let mut check = |table: &Table<_>, key: &VerifyingKey, msg: &[u8], sig: &[u8]| {
+                    let theirs =
+                        Signature::from_slice(sig).is_ok_and(|sig| key.verify(msg, &sig).is_ok());
+                    assert_eq!(
+                        $verify(table, msg, sig),
+                        theirs,
+                        "msg {msg:02x?} sig {sig:02x?}"
+                    );
+                    checked += 1;
+                    accepted += usize::from(theirs);
+                };
+                for case in 0..CASES {
+                    let mut rng = Bytes {
+                        label: stringify!($name),
+                        case,
+                        counter: 0,
+                    };
+                    let Ok(signer) = SigningKey::from_slice(&rng.next($width)) else {
+                        continue;
+                    };
+                    let key = *signer.verifying_key();
+                    let table = Table::new(&key.as_affine().into());
+                    let len = usize::from(rng.next(1)[0]);
+                    let msg = rng.next(len);
+                    let sig: Signature = signer.sign(&msg);
+                    let bytes = sig.to_bytes().to_vec();
+                    check(&table, &key, &msg, &bytes);
+                    // One flipped bit in the signature, then in the message.
+                    let bit = usize::from(u16::from_be_bytes([rng.next(1)[0], rng.next(1)[0]]));
+                    let mut flipped = bytes.clone();
+                    flipped[bit / 8 % (2 * $width)] ^= 1 << (bit % 8);
+                    check(&table, &key, &msg, &flipped);
+                    let mut other_msg = msg.clone();
+                    other_msg.push(0);
+                    if let Some(byte) = other_msg.get_mut(bit / 8 % len.max(1)) {
+                        *byte ^= 1 << (bit % 8);
+                    }
+                    check(&table, &key, &other_msg, &bytes);
+                    // The high-s twin (s -> n - s) verifies: JOSE has no low-s rule.
+                    let twin = Signature::from_scalars(sig.r(), -sig.s()).unwrap();
+                    check(&table, &key, &msg, &twin.to_bytes());
+                    // r and s swapped; random bytes; another key's table.
+                    let mut swapped = bytes[$width..].to_vec();
+                    swapped.extend_from_slice(&bytes[..$width]);
+                    check(&table, &key, &msg, &swapped);
+                    check(&table, &key, &msg, &rng.next(2 * $width));
+                    let other = Table::new(&(ProjectivePoint::GENERATOR * *sig.r()));
+                    assert!(!$verify(&other, &msg, &bytes));
+                    // Digests at and around the edges of the reduction mod n.
+                    let n = $curve::Scalar::ZERO - $curve::Scalar::ONE;
+                    let mut n_bytes = n.to_repr();
+                    for digest in [
+                        vec![0; $width],
+                        vec![0xff; $width],
+                        n_bytes.to_vec(),
+                        {
+                            // n itself (n - 1 + 1 in the last byte, no carry for these n).
+                            n_bytes[$width - 1] = n_bytes[$width - 1].wrapping_add(1);
+                            n_bytes.to_vec()
+                        },
+                        rng.next($width),
+                    ] {
+                        let sig: Signature = signer.sign_prehash(&digest).unwrap();
+                        for sig in [sig, Signature::from_scalars(sig.r(), -sig.s()).unwrap()] {
+                            let (r, s) = sig.split_scalars();
+                            let ours = verify_prehashed(
+                                &table,
+                                &FieldBytes::<$c>::try_from(&digest[..]).unwrap(),
+                                &r,
+                                &s,
+                            );
+                            assert!(ours);
+                            assert!(key.verify_prehash(&digest, &sig).is_ok());
+                        }
+                    }
+                }
+                assert!(checked > 5 * CASES as usize && accepted >= 2 * (CASES as usize) * 3 / 4);
+            }
+        };
+    }
+
+    agreement_tests!(es256_agrees_with_p256, p256, NistP256, 32, verify_es256);
+    agreement_tests!(es384_agrees_with_p384, p384, NistP384, 48, verify_es384);
 }

@@ -365,21 +365,12 @@ impl Jwk {
                 };
                 result.is_ok()
             }
-            // JWS ECDSA signatures are the fixed-width R || S (RFC 7518 section 3.4), never DER;
-            // `from_slice` takes exactly that width and rejects zero scalars and scalars >= n.
+            // JWS ECDSA signatures are the fixed-width R || S (RFC 7518 section 3.4), never DER.
             (Material::P256(key), Algorithm::Es256) => {
-                p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| {
-                    let (r, s) = sig.split_scalars();
-                    let digest: [u8; 32] = Sha256::digest(signing_input).into();
-                    ec::verify(key, &digest.into(), &r, &s)
-                })
+                ec::verify_es256(key, signing_input, signature)
             }
             (Material::P384(key), Algorithm::Es384) => {
-                p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| {
-                    let (r, s) = sig.split_scalars();
-                    let digest: [u8; 48] = Sha384::digest(signing_input).into();
-                    ec::verify(key, &digest.into(), &r, &s)
-                })
+                ec::verify_es384(key, signing_input, signature)
             }
             // `verify_strict` also refuses small-order points and non-canonical encodings.
             (Material::Ed25519(key), Algorithm::EdDsa) => {
