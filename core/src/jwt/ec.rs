@@ -2,10 +2,11 @@
 //!
 //! The crates' own `VerifyingKey::verify` computes `u1·G + u2·Q` by building w-NAF tables for
 //! both G and Q on every call, then about 256 (P-256) or 384 (P-384) doublings. A JWKS key lives
-//! for days and only public data is involved, so here each key gets a fixed-base comb table when
-//! the JWKS is parsed (the generator's once per VM): `u1·G + u2·Q` is then one mixed addition per
-//! nonzero radix-16 digit of u1 and u2 and four doublings. Memory: (bytes + 1) · 8 affine points
-//! per key, about 17 KiB for P-256 and 38 KiB for P-384.
+//! for days and only public data is involved, so here each key gets a fixed-base comb table the
+//! first time it verifies (the generator's once per VM): `u1·G + u2·Q` is then one mixed addition
+//! per nonzero radix-16 digit of u1 and u2 and four doublings. A table costs about four
+//! verifications to build and (bytes + 1) · 8 affine points of memory: about 17 KiB for P-256,
+//! 38 KiB for P-384.
 //!
 //! Everything else is the `ecdsa` crate's `hazmat::verify_prehashed`, step for step: `r` and `s`
 //! come from `Signature::from_slice` (each in [1, n-1]), no low-s rule (neither curve sets
@@ -39,7 +40,7 @@ fn digit_count<C: PrimeCurveParams>() -> usize {
 /// Multiples of one point for a comb: row `i` holds `j · 256^i · P` for `j` in 1..=8, affine.
 /// Digit `2i` of a scalar picks from row `i`, digit `2i + 1` from row `i` too, into a second sum
 /// multiplied by 16 at the end (the layout of primeorder's `BasepointTable`).
-pub(crate) struct Table<C: PrimeCurveParams> {
+struct Table<C: PrimeCurveParams> {
     points: Vec<AffinePoint<C>>,
 }
 
@@ -51,20 +52,22 @@ impl<C: PrimeCurveParams> Clone for Table<C> {
     }
 }
 
-const ROW: usize = 8;
-
 impl<C: PrimeCurveParams> Table<C> {
-    pub(crate) fn new(point: &ProjectivePoint<C>) -> Self {
+    fn new(point: &ProjectivePoint<C>) -> Self {
         let rows = digit_count::<C>() / 2 + 1;
-        let mut multiples = Vec::with_capacity(rows * ROW);
+        let mut multiples = Vec::with_capacity(rows * 8);
         let mut base = *point;
         for _ in 0..rows {
-            let mut multiple = base;
-            for _ in 0..ROW {
-                multiples.push(multiple);
-                multiple += base;
-            }
-            for _ in 0..8 {
+            // 1..=8 times `base` with doublings where they do: 4 doublings and 3 additions.
+            let b2 = base.double();
+            let b3 = b2 + base;
+            let b4 = b2.double();
+            let b6 = b3.double();
+            let b8 = b4.double();
+            multiples.extend([base, b2, b3, b4, b4 + base, b6, b6 + base, b8]);
+            // 256 · base = 2^5 · 8 · base.
+            base = b8;
+            for _ in 0..5 {
                 base = base.double();
             }
         }
@@ -81,7 +84,7 @@ impl<C: PrimeCurveParams> Table<C> {
             return;
         };
         // Always present: `row` and `j` are in range by construction.
-        if let Some(p) = self.points.get(row * ROW + j) {
+        if let Some(p) = self.points.get(row * 8 + j) {
             if digit > 0 {
                 *acc += p;
             } else {
@@ -91,8 +94,38 @@ impl<C: PrimeCurveParams> Table<C> {
     }
 }
 
+/// A JWK's public key and its comb table, built on the key's first verification: a JWKS may hold
+/// keys that are never used (rotation), and `Jwks::parse` also runs where keys are only checked.
+pub(crate) struct Key<C: PrimeCurveParams> {
+    point: AffinePoint<C>,
+    table: OnceLock<Table<C>>,
+}
+
+impl<C: PrimeCurveParams> Clone for Key<C> {
+    fn clone(&self) -> Self {
+        Self {
+            point: self.point,
+            table: self.table.clone(),
+        }
+    }
+}
+
+impl<C: PrimeCurveParams> Key<C> {
+    /// `point` is a valid public key (on the curve, not the identity).
+    pub(crate) fn new(point: AffinePoint<C>) -> Self {
+        Self {
+            point,
+            table: OnceLock::new(),
+        }
+    }
+
+    fn table(&self) -> &Table<C> {
+        self.table.get_or_init(|| Table::new(&self.point.into()))
+    }
+}
+
 /// A curve whose generator table is built once per VM.
-pub(crate) trait Curve: PrimeCurveParams {
+trait Curve: PrimeCurveParams {
     fn generator_table() -> &'static Table<Self>;
 }
 
@@ -128,21 +161,21 @@ fn lincomb<C: Curve>(a: &Scalar<C>, q: &Table<C>, b: &Scalar<C>) -> ProjectivePo
 }
 
 /// ES256: `signature` is the JWS `R || S`, 64 bytes; `key` is the JWK's table.
-pub(crate) fn verify_es256(key: &Table<NistP256>, input: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify_es256(key: &Key<NistP256>, input: &[u8], signature: &[u8]) -> bool {
     // `from_slice` takes exactly the fixed width and rejects r, s outside [1, n-1].
     p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| {
         let (r, s) = sig.split_scalars();
         let digest: [u8; 32] = Sha256::digest(input).into();
-        verify_prehashed(key, &digest.into(), &r, &s)
+        verify_prehashed(key.table(), &digest.into(), &r, &s)
     })
 }
 
 /// ES384: `signature` is the JWS `R || S`, 96 bytes; `key` is the JWK's table.
-pub(crate) fn verify_es384(key: &Table<NistP384>, input: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify_es384(key: &Key<NistP384>, input: &[u8], signature: &[u8]) -> bool {
     p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| {
         let (r, s) = sig.split_scalars();
         let digest: [u8; 48] = Sha384::digest(input).into();
-        verify_prehashed(key, &digest.into(), &r, &s)
+        verify_prehashed(key.table(), &digest.into(), &r, &s)
     })
 }
 
@@ -212,7 +245,7 @@ mod tests {
                 const CASES: u32 = 24;
                 let mut checked = 0;
                 let mut accepted = 0;
-                let mut check = |table: &Table<_>, key: &VerifyingKey, msg: &[u8], sig: &[u8]| {
+                let mut check = |table: &Key<_>, key: &VerifyingKey, msg: &[u8], sig: &[u8]| {
                     let theirs =
                         Signature::from_slice(sig).is_ok_and(|sig| key.verify(msg, &sig).is_ok());
                     assert_eq!(
@@ -233,7 +266,7 @@ mod tests {
                         continue;
                     };
                     let key = *signer.verifying_key();
-                    let table = Table::new(&key.as_affine().into());
+                    let table = Key::new(*key.as_affine());
                     let len = usize::from(rng.next(1)[0]);
                     let msg = rng.next(len);
                     let sig: Signature = signer.sign(&msg);
@@ -258,7 +291,7 @@ mod tests {
                     swapped.extend_from_slice(&bytes[..$width]);
                     check(&table, &key, &msg, &swapped);
                     check(&table, &key, &msg, &rng.next(2 * $width));
-                    let other = Table::new(&(ProjectivePoint::GENERATOR * *sig.r()));
+                    let other = Key::new((ProjectivePoint::GENERATOR * *sig.r()).to_affine());
                     assert!(!$verify(&other, &msg, &bytes));
                     // Digests at and around the edges of the reduction mod n.
                     let n = $curve::Scalar::ZERO - $curve::Scalar::ONE;
@@ -278,7 +311,7 @@ mod tests {
                         for sig in [sig, Signature::from_scalars(sig.r(), -sig.s()).unwrap()] {
                             let (r, s) = sig.split_scalars();
                             let ours = verify_prehashed(
-                                &table,
+                                table.table(),
                                 &FieldBytes::<$c>::try_from(&digest[..]).unwrap(),
                                 &r,
                                 &s,

@@ -181,8 +181,8 @@ pub(crate) struct Jwk {
 #[derive(Clone)]
 enum Material {
     Rsa(PublicKey),
-    P256(ec::Table<p256::NistP256>),
-    P384(ec::Table<p384::NistP384>),
+    P256(ec::Key<p256::NistP256>),
+    P384(ec::Key<p384::NistP384>),
     Ed25519(ed25519_dalek::VerifyingKey),
     Hmac(Vec<u8>),
 }
@@ -245,7 +245,7 @@ impl Jwk {
                         .map_err(|_| SkipReason::InvalidKey)?;
                     (
                         Algorithm::Es256,
-                        Material::P256(ec::Table::new(&key.as_affine().into())),
+                        Material::P256(ec::Key::new(*key.as_affine())),
                     )
                 }
                 Some("P-384") => {
@@ -254,7 +254,7 @@ impl Jwk {
                         .map_err(|_| SkipReason::InvalidKey)?;
                     (
                         Algorithm::Es384,
-                        Material::P384(ec::Table::new(&key.as_affine().into())),
+                        Material::P384(ec::Key::new(*key.as_affine())),
                     )
                 }
                 Some(_) => return Err(SkipReason::UnsupportedCurve),
