@@ -158,6 +158,10 @@ fn main() {
         }
     });
 
+    // Loading a JWKS (configuration or refetch): each EC key's comb table is built here.
+    time("Jwks::parse (3 RSA, P-256, P-384, Ed25519)", 20, || {
+        black_box(Jwks::parse(black_box(jwt_fixtures::JWKS.as_bytes())).ok());
+    });
     // One uncached verification per algorithm: the whole `jwt::verify` (parse, signature,
     // claims), as the filter runs it on a verified-token cache miss.
     let jwks = Jwks::parse(jwt_fixtures::JWKS.as_bytes()).unwrap();
@@ -167,6 +171,15 @@ fn main() {
         vec!["bench-api".to_owned()],
     )
     .unwrap();
+    // An EC key's first verification also builds its table (once per key per JWKS load).
+    for (alg, token) in jwt_fixtures::TOKENS {
+        if alg.starts_with("ES") {
+            time(&format!("Jwks::parse + first {alg}"), 20, || {
+                let fresh = Jwks::parse(jwt_fixtures::JWKS.as_bytes()).unwrap();
+                black_box(jwt::verify(black_box(token), &fresh, &jwt_policy, NOW).ok());
+            });
+        }
+    }
     for (alg, token) in jwt_fixtures::TOKENS {
         jwt::verify(token, &jwks, &jwt_policy, NOW).unwrap();
         time(&format!("jwt::verify {alg}"), 200, || {

@@ -12,7 +12,6 @@
 use std::fmt;
 
 use hmac::{Hmac, Mac};
-use p256::ecdsa::signature::Verifier as _;
 // rsa's own sha2 (0.11) only names the digest (its OID and size); the hashing is sha2 0.10's.
 use rsa::sha2 as rsa_sha2;
 use rsa::traits::PublicKeyParts;
@@ -22,6 +21,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::alg::Algorithm;
 use super::b64;
+use super::ec;
 use super::json::{self, JsonError};
 use super::rsassa;
 
@@ -182,8 +182,8 @@ pub(crate) struct Jwk {
 #[derive(Clone)]
 enum Material {
     Rsa(PublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    P256(ec::Key<p256::NistP256>),
+    P384(ec::Key<p384::NistP384>),
     Ed25519(ed25519_dalek::VerifyingKey),
     Hmac(Vec<u8>),
 }
@@ -244,13 +244,19 @@ impl Jwk {
                     let point = sec1_point(entry, 32)?;
                     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
                         .map_err(|_| SkipReason::InvalidKey)?;
-                    (Algorithm::Es256, Material::P256(key))
+                    (
+                        Algorithm::Es256,
+                        Material::P256(ec::Key::new(*key.as_affine())),
+                    )
                 }
                 Some("P-384") => {
                     let point = sec1_point(entry, 48)?;
                     let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
                         .map_err(|_| SkipReason::InvalidKey)?;
-                    (Algorithm::Es384, Material::P384(key))
+                    (
+                        Algorithm::Es384,
+                        Material::P384(ec::Key::new(*key.as_affine())),
+                    )
                 }
                 Some(_) => return Err(SkipReason::UnsupportedCurve),
                 None => return Err(SkipReason::Malformed("crv")),
@@ -350,15 +356,12 @@ impl Jwk {
                     _ => false,
                 }
             }
-            // JWS ECDSA signatures are the fixed-width R || S (RFC 7518 section 3.4), never DER;
-            // `from_slice` takes exactly that width and rejects zero scalars.
+            // JWS ECDSA signatures are the fixed-width R || S (RFC 7518 section 3.4), never DER.
             (Material::P256(key), Algorithm::Es256) => {
-                p256::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok())
+                ec::verify_es256(key, signing_input, signature)
             }
             (Material::P384(key), Algorithm::Es384) => {
-                p384::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok())
+                ec::verify_es384(key, signing_input, signature)
             }
             // `verify_strict` also refuses small-order points and non-canonical encodings.
             (Material::Ed25519(key), Algorithm::EdDsa) => {

@@ -17,6 +17,7 @@
 mod alg;
 mod b64;
 mod claims;
+mod ec;
 mod error;
 mod json;
 pub mod jwk;
