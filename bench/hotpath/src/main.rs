@@ -19,7 +19,7 @@ use keygate_core::key::{ApiKey, KeyHash, KEY_RANDOM_BYTES};
 use keygate_core::local::{LocalCache, Tagger};
 use keygate_core::route::normalize_path;
 use keygate_core::usage::UsageBook;
-use keygate_core::wire::LookupResponse;
+use keygate_core::wire::{LookupRequest, LookupResponse};
 use std::hash::RandomState;
 
 const NOW: u64 = 1_800_000_000;
@@ -158,10 +158,49 @@ fn main() {
         }
     });
 
-    // Loading a JWKS (configuration or refetch): each EC key's comb table is built here.
+    // Loading a JWKS (configuration or refetch); EC keys' tables are built on first use, below.
     time("Jwks::parse (3 RSA, P-256, P-384, Ed25519)", 20, || {
         black_box(Jwks::parse(black_box(jwt_fixtures::JWKS.as_bytes())).ok());
     });
+
+    // The miss path's own work (a callout's request and answer), as `src/lookup.rs` does it.
+    let answer_json = serde_json::to_vec(&response).unwrap();
+    time("miss: LookupRequest to JSON", n, || {
+        black_box(
+            serde_json::to_vec(&LookupRequest {
+                key_hash: black_box(hash),
+            })
+            .ok(),
+        );
+    });
+    time("miss: LookupResponse from JSON", n, || {
+        black_box(serde_json::from_slice::<LookupResponse>(black_box(&answer_json)).ok());
+    });
+    time("miss: prepare + Entry::from_lookup", n, || {
+        let r: LookupResponse = response.clone();
+        black_box(Outcome::prepare(&cfg, cache::answer_of(&r, NOW)));
+        black_box(Entry::from_lookup(hash, &r, &policy, NOW));
+    });
+    let full = {
+        let mut b = None;
+        for i in 0..4u8 {
+            let e =
+                Entry::from_lookup(KeyHash::from_bytes([i; 32]), &response, &policy, NOW).unwrap();
+            b = cache::insert(b.as_deref(), &e, NOW);
+        }
+        b.unwrap()
+    };
+    time("miss: cache::insert into a full bucket", n, || {
+        black_box(cache::insert(Some(black_box(&full)), &entry, NOW));
+    });
+    let mut fresh = UsageBook::default();
+    let ids: Vec<String> = (0..n).map(|i| format!("key_{i:016x}")).collect();
+    let mut i = 0usize;
+    time("miss: UsageBook::record (a new key)", n, || {
+        fresh.record(&ids[i % ids.len()], NOW);
+        i += 1;
+    });
+
     // One uncached verification per algorithm: the whole `jwt::verify` (parse, signature,
     // claims), as the filter runs it on a verified-token cache miss.
     let jwks = Jwks::parse(jwt_fixtures::JWKS.as_bytes()).unwrap();
