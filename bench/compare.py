@@ -13,7 +13,9 @@ also be compared with itself under two settings. `--miss` adds, per build, the m
 `make bench` row 4 (every request a new valid key, each a callout) and Envoy's ext_authz asking
 the key service on every request (row 9). `--rotate N` adds, per build, hits cycling over N
 keys, each first looked up once through that build (so with N above the worker cache's size a
-hit reads shared data and replaces a worker-cache entry). `--probe` adds the no-op filter making only
+hit reads shared data and replaces a worker-cache entry). `--new-tokens ALGS` adds, per build and
+algorithm (EdDSA,ES256,...), the new-token-each-request row of `make bench` row 6, beside Envoy's
+jwt_authn without cache on the same tokens (row 8). `--probe` adds the no-op filter making only
 the listed host-call groups (bench/noop-filter: headers, clock, shared, remove, set, metrics), to
 price host calls one group at a time. Every row is checked as in `make bench` (no credential
 refused, the right one passes, keygate's counters show the named path). Then short windows
@@ -52,6 +54,8 @@ def main() -> int:
                     help="host-call groups for one more no-op row, e.g. headers,set")
     ap.add_argument("--no-jwt", action="store_true", help="API key rows only")
     ap.add_argument("--miss", action="store_true", help="add the miss path and ext_authz rows")
+    ap.add_argument("--new-tokens", default="",
+                    help="comma-separated algorithms for new-token rows, e.g. EdDSA,ES256,RS256")
     ap.add_argument("--rotate", type=int, default=0,
                     help="add hits cycling over this many keys (at most 50,000), warmed first")
     args = ap.parse_args()
@@ -61,7 +65,14 @@ def main() -> int:
         builds.append((Path(path), json.loads(extra) if extra else {}))
 
     s = B.Settings.from_env()
-    s.db_keys, s.cycle_keys, s.warm_keys, s.jwt_tokens, s.rsa_tokens = 60_000, 50_000, 1100, 10, 10
+    new_tokens = [a for a in args.new_tokens.split(",") if a]
+    unknown = sorted(set(new_tokens) - set(R.NEW_TOKEN_ALGORITHMS))
+    if unknown:
+        ap.error(f"--new-tokens: unknown {unknown}; one of {R.NEW_TOKEN_ALGORITHMS}")
+    # Tokens enough for every new-token row to outlast the verified-token cache (as in make bench).
+    tokens = 10_000 if new_tokens else 10
+    s.db_keys, s.cycle_keys, s.warm_keys, s.jwt_tokens, s.rsa_tokens = (
+        60_000, 50_000, 1100, tokens, tokens)
     work = Path(tempfile.mkdtemp(prefix="keygate-compare-"))
     fx = B.make_fixtures(s, work)
 
@@ -89,6 +100,16 @@ def main() -> int:
             rows.append(R.Row(f"miss {name}", "4", f"key miss (callout) {name}", f"miss {name}",
                               R.Cycle(fx.cycle_keys, "x-api-key", B._first(fx.cycle_keys)),
                               bad=fx.unknown_key, keyservice=True, expect=("callout", 0.97)))
+        for alg in new_tokens:
+            rows.append(R.Row(f"new-{alg} {name}", "6", f"JWT {alg} new token {name}",
+                              f"miss {name}",
+                              R.Cycle(fx.tokens[alg], "authorization", fx.hit_token[alg], "Bearer "),
+                              bad="Bearer " + fx.bad_token[alg], expect=("jwt_verified", 0.97)))
+    for alg in new_tokens:
+        rows.append(R.Row(f"jwt_authn-{alg}", "8", f"jwt_authn {alg} new token, no cache",
+                          "jwt_authn",
+                          R.Cycle(fx.tokens[alg], "authorization", fx.hit_token[alg], "Bearer "),
+                          bad="Bearer " + fx.bad_token[alg]))
     if args.miss:
         rows.append(R.Row("ext_authz", "9", "ext_authz -> key service", "ext_authz", key,
                           bad=fx.unknown_key, keyservice=True))
@@ -106,13 +127,15 @@ def main() -> int:
                 c.update(extra)
                 return json.dumps(c)
             out[name] = ([R.wasm_filter("keygate", wasm.resolve(), config()), R.ROUTER], ks)
-            if args.miss:
+            if args.miss or new_tokens:
                 small = config(cache_entries=R.MISS_CACHE_ENTRIES,
                                jwt_cache_entries=R.MISS_CACHE_ENTRIES, worker_cache_entries=0)
                 out[f"miss {name}"] = (
                     [R.wasm_filter("keygate", wasm.resolve(), small), R.ROUTER], ks)
         if args.miss:
             out["ext_authz"] = ([R.ext_authz_filter(ks_port), R.ROUTER], ks)
+        if new_tokens:
+            out["jwt_authn"] = ([R.jwt_authn_filter(json.dumps(fx.jwks), cache=False), R.ROUTER], [])
         return out
 
     B.envoy_filters = lambda _s, _fx, ks_port: filters(ks_port)
@@ -159,12 +182,12 @@ def main() -> int:
         print(f"| {by_key[k].label} | {d_cpu:+.2f} | {ratio:.3f} | {rps:,.0f} | {ks_us} |")
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            for kind in ("key", "jwt", "miss", "rotate"):
+            for kind in ("key", "jwt", "miss", "rotate", *(f"new-{a}" for a in new_tokens)):
                 if f"{kind} {a}" not in paired or f"{kind} {b}" not in paired:
                     continue
                 d = statistics.median(y["cpu_us"] - x["cpu_us"] for x, y in
                                       zip(paired[f"{kind} {a}"], paired[f"{kind} {b}"]))
-                print(f"\n{kind} hit, {b} minus {a}: {d:+.2f} µs Envoy CPU/req (median of pairs)")
+                print(f"\n{kind}, {b} minus {a}: {d:+.2f} µs Envoy CPU/req (median of pairs)")
     return 0
 
 
