@@ -5,9 +5,9 @@
 //! about 253 doublings per call. A JWKS key lives for days and only public data is involved, so
 //! here each key gets a comb table of multiples of −A the first time it verifies, and the base
 //! point B one per VM: `[s]B + [k](−A)` is then one addition per nonzero radix-16 digit of s and
-//! k and four doublings, and verification takes about half the time in V8. A table costs about
-//! two of these verifications to build and holds 256 points in extended coordinates (160 bytes
-//! each on 32-bit targets such as wasm32): 40 KiB per key.
+//! k and four doublings: 1.4x to 1.9x faster than `verify_strict` in V8 (bench/hotpath). A table
+//! costs about two of these verifications to build and holds 256 points in extended coordinates
+//! (160 bytes each): 40 KiB per key, and 40 KiB per VM for B.
 //!
 //! Every check of `verify_strict` is kept, and refuses what it refuses:
 //! - the signature is exactly 64 bytes (`Signature::from_slice`);
@@ -289,6 +289,15 @@ mod tests {
             self.checked += 1;
             self.accepted += usize::from(expected);
         }
+    }
+
+    #[test]
+    fn a_table_is_40_kib() {
+        let table = Table::new(&ED25519_BASEPOINT_POINT);
+        assert_eq!(
+            table.points.len() * std::mem::size_of::<EdwardsPoint>(),
+            40 * 1024
+        );
     }
 
     #[test]
