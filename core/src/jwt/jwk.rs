@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use super::alg::Algorithm;
 use super::b64;
 use super::ec;
+use super::eddsa;
 use super::json::{self, JsonError};
 use super::rsassa;
 
@@ -184,7 +185,7 @@ enum Material {
     Rsa(PublicKey),
     P256(ec::Key<p256::NistP256>),
     P384(ec::Key<p384::NistP384>),
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(eddsa::Key),
     Hmac(Vec<u8>),
 }
 
@@ -268,9 +269,8 @@ impl Jwk {
                         .map_err(|_| SkipReason::Malformed("x"))?;
                     let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
                         .map_err(|_| SkipReason::InvalidKey)?;
-                    if key.is_weak() {
-                        return Err(SkipReason::InvalidKey);
-                    }
+                    // A small-order (weak) key is refused here.
+                    let key = eddsa::Key::new(key).ok_or(SkipReason::InvalidKey)?;
                     (Algorithm::EdDsa, Material::Ed25519(key))
                 }
                 Some(_) => return Err(SkipReason::UnsupportedCurve),
@@ -363,10 +363,10 @@ impl Jwk {
             (Material::P384(key), Algorithm::Es384) => {
                 ec::verify_es384(key, signing_input, signature)
             }
-            // `verify_strict` also refuses small-order points and non-canonical encodings.
+            // As strict as ed25519-dalek's `verify_strict`: no small-order points, no
+            // non-canonical encodings.
             (Material::Ed25519(key), Algorithm::EdDsa) => {
-                ed25519_dalek::Signature::from_slice(signature)
-                    .is_ok_and(|sig| key.verify_strict(signing_input, &sig).is_ok())
+                eddsa::verify(key, signing_input, signature)
             }
             (Material::Hmac(secret), Algorithm::Hs256) => {
                 hmac_matches::<Hmac<Sha256>>(secret, signing_input, signature)

@@ -18,6 +18,7 @@ mod alg;
 mod b64;
 mod claims;
 mod ec;
+mod eddsa;
 mod error;
 mod json;
 pub mod jwk;
