@@ -5,9 +5,10 @@
 //! for days and only public data is involved, so here each key gets a fixed-base comb table the
 //! first time it verifies (the generator's once per VM): `u1·G + u2·Q` is then one mixed addition
 //! per nonzero signed radix-32 digit of u1 and u2 and five doublings. A table is 16 affine points
-//! per two digits: 27 KiB for P-256, 58.5 KiB for P-384, and costs about ten verifications to
-//! build (in V8: 2.2 ms for P-256, 9 ms for P-384). Radix 32 rather than 16 (primeorder's
-//! digits, half the table and build time) made verification 13% (P-256) and 18% (P-384) faster.
+//! per two digits: 27 KiB for P-256, 58.5 KiB for P-384, and costs about nine verifications to
+//! build (in V8: 2 ms for P-256, 8 to 9 ms for P-384). Radix 32 rather than 16 (primeorder's
+//! digits, 60% of the table and two thirds of the build time) made verification about 15%
+//! (P-256) and 17% (P-384) faster in V8.
 //!
 //! The tables are built with primeorder's (complete) arithmetic, but the sum is accumulated here
 //! in Jacobian coordinates with the curves' own field elements: mixed addition madd-2007-bl
@@ -19,7 +20,7 @@
 //! summed first and multiplied by 32 before the even ones are added, so no Jacobian + Jacobian
 //! addition is needed. Finally the x-coordinate is compared with r without inverting Z
 //! (`Jacobian::x_mod_n_is`). Against primeorder's complete formulas and `to_affine`, with the
-//! same radix-16 comb, this made verification 27% (P-256) and 22% (P-384) faster in V8.
+//! same radix-16 comb, this made verification about 32% (P-256) and 22% (P-384) faster in V8.
 //!
 //! Everything else is the `ecdsa` crate's `hazmat::verify_prehashed`, step for step: `r` and `s`
 //! come from `Signature::from_slice` (each in [1, n-1]), no low-s rule (neither curve sets
