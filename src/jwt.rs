@@ -257,7 +257,7 @@ impl Worker {
         required: &[Permission],
         now: u64,
     ) -> Verdict {
-        self.metrics.inc(self.metrics.jwt_verified);
+        self.metrics.jwt_verified.count();
         let identity = decision::jwt_identity(token);
         let outcome = Outcome::prepare(&self.config, Answer::Valid(identity.clone()));
         if let Some(entry) = Entry::verified(*hash, identity, now) {

@@ -1,12 +1,13 @@
 //! The filter's Envoy stats (proxy-wasm counters). Envoy shows them under `wasmcustom.keygate.*`.
 //!
-//! The counters a served request bumps (`allowed`, `public`, `cache_hit`, `jwt_cache_hit`, and
-//! `jwt_rejected_cache_hit`, which a flood of one forged token bumps on every request) are
+//! The counters a request can bump whatever it costs to send (`allowed`, `public`, `cache_hit`,
+//! `jwt_cache_hit`, `jwt_verified`, and the refusals: `denied.*`, `jwt_rejected.*` and
+//! `jwt_rejected_cache_hit`, which a flood of bad credentials bumps on every request) are
 //! [`Tally`]s: counted in the worker's memory and added to Envoy's counters by
-//! [`Metrics::flush`] on the root context's tick, one host call per counter per tick instead of
-//! one per request. Envoy's view of them lags by at most one tick (1 s; 250 ms with the
+//! [`Metrics::flush`] on the root context's tick, one host call per counter that moved per tick
+//! instead of one per request. Envoy's view of them lags by at most one tick (1 s; 250 ms with the
 //! revocation feed, 200 ms with a remote JWKS); counts not yet flushed when the VM stops are lost.
-//! Rarer events (denials, callouts, JWKS fetches, feed polls) cost far more than a host call and
+//! Events that cost far more than a host call (callouts, JWKS fetches, feed polls, usage reports)
 //! go to Envoy at once.
 
 use std::cell::Cell;
@@ -21,9 +22,9 @@ use crate::host::{self, HostResult};
 pub struct Metrics {
     allowed: Tally,
     public: Tally,
-    denied: Vec<(DenyReason, u32)>,
-    jwt_rejected: Vec<(&'static str, u32)>,
-    pub jwt_verified: u32,
+    denied: Vec<(DenyReason, Tally)>,
+    jwt_rejected: Vec<(&'static str, Tally)>,
+    pub jwt_verified: Tally,
     pub jwt_cache_hit: Tally,
     /// Tokens refused as this worker had refused them before, without verifying
     /// (`keygate_core::local::RejectedTokens`): a flood of one forged token shows here.
@@ -55,19 +56,19 @@ impl Metrics {
         for reason in DenyReason::ALL {
             denied.push((
                 reason,
-                host::define_counter(&format!("keygate.denied.{}", reason.as_str()))?,
+                Tally::define(&format!("keygate.denied.{}", reason.as_str()))?,
             ));
         }
         let mut jwt_rejected = Vec::with_capacity(JwtError::REASONS.len());
         for reason in JwtError::REASONS {
             jwt_rejected.push((
                 reason,
-                host::define_counter(&format!("keygate.jwt_rejected.{reason}"))?,
+                Tally::define(&format!("keygate.jwt_rejected.{reason}"))?,
             ));
         }
         Ok(Self {
             jwt_rejected,
-            jwt_verified: host::define_counter("keygate.jwt_verified")?,
+            jwt_verified: Tally::define("keygate.jwt_verified")?,
             jwt_cache_hit: Tally::define("keygate.jwt_cache_hit")?,
             jwt_rejected_cache_hit: Tally::define("keygate.jwt_rejected_cache_hit")?,
             jwks_fetch: host::define_counter("keygate.jwks_fetch")?,
@@ -114,37 +115,35 @@ impl Metrics {
 
     /// Adds the tallies counted since the last flush to Envoy's counters. Called on the tick.
     pub fn flush(&self) {
-        for tally in [
+        let named = [
             &self.allowed,
             &self.public,
             &self.cache_hit,
             &self.jwt_cache_hit,
             &self.jwt_rejected_cache_hit,
-        ] {
-            let n = tally.pending.take();
-            if n == 0 {
-                continue;
-            }
-            if let Err(e) = host::add_to_counter(tally.id, i64::try_from(n).unwrap_or(i64::MAX)) {
-                log::debug!("{e}");
-            }
+            &self.jwt_verified,
+        ];
+        let by_reason = self.denied.iter().map(|(_, t)| t);
+        let by_jwt_reason = self.jwt_rejected.iter().map(|(_, t)| t);
+        for tally in named.into_iter().chain(by_reason).chain(by_jwt_reason) {
+            tally.flush();
         }
     }
 
     pub fn jwt_rejected(&self, reason: &str) {
-        if let Some((_, id)) = self.jwt_rejected.iter().find(|(r, _)| *r == reason) {
-            self.inc(*id);
+        if let Some((_, tally)) = self.jwt_rejected.iter().find(|(r, _)| *r == reason) {
+            tally.count();
         }
     }
 
     pub fn denied(&self, reason: DenyReason) {
-        if let Some((_, id)) = self.denied.iter().find(|(r, _)| *r == reason) {
-            self.inc(*id);
+        if let Some((_, tally)) = self.denied.iter().find(|(r, _)| *r == reason) {
+            tally.count();
         }
     }
 }
 
-/// A counter bumped once per served request: counted here, added to Envoy's on the tick.
+/// A counter bumped per request: counted here, added to Envoy's on the tick.
 #[derive(Debug, Clone)]
 pub struct Tally {
     id: u32,
@@ -162,5 +161,16 @@ impl Tally {
     /// One more, without a host call.
     pub fn count(&self) {
         self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    /// Adds what was counted since the last flush to Envoy's counter (no host call if nothing).
+    fn flush(&self) {
+        let n = self.pending.take();
+        if n == 0 {
+            return;
+        }
+        if let Err(e) = host::add_to_counter(self.id, i64::try_from(n).unwrap_or(i64::MAX)) {
+            log::debug!("{e}");
+        }
     }
 }

@@ -528,7 +528,7 @@ async fn bad_tokens_are_rejected_with_401() -> anyhow::Result<()> {
         upstream_before,
         "a bad token reached the upstream"
     );
-    assert!(stack.counter("keygate.jwt_rejected.bad_signature").await? >= 2);
+    assert!(flushed_counter(&stack, "keygate.jwt_rejected.bad_signature").await? >= 2);
     assert!(stack.counter("keygate.jwt_rejected.expired").await? >= 1);
     Ok(())
 }
@@ -559,7 +559,7 @@ async fn forged_token_sent_again_is_refused_identically_without_a_second_verific
         flushed_counter(&stack, "keygate.jwt_rejected_cache_hit").await?,
         0
     );
-    let rejected = stack.counter("keygate.jwt_rejected.bad_signature").await?;
+    let rejected = flushed_counter(&stack, "keygate.jwt_rejected.bad_signature").await?;
 
     // The same forged token N times: verified once, then N - 1 lookups, each answered as the
     // first; the genuine token still passes in between.
@@ -585,7 +585,7 @@ async fn forged_token_sent_again_is_refused_identically_without_a_second_verific
         N - 1
     );
     assert_eq!(
-        stack.counter("keygate.jwt_rejected.bad_signature").await?,
+        flushed_counter(&stack, "keygate.jwt_rejected.bad_signature").await?,
         rejected + N - 1,
         "a remembered refusal is counted like a verified one"
     );
@@ -775,13 +775,13 @@ async fn reused_token_is_verified_once_and_then_served_from_the_cache() -> anyho
     let header = [("authorization", header.as_str())];
 
     let first = upstream_of(&stack.get("/orders/1", &header).await?);
-    let verified = stack.counter("keygate.jwt_verified").await?;
-    let hits = flushed_counter(&stack, "keygate.jwt_cache_hit").await?;
+    let verified = flushed_counter(&stack, "keygate.jwt_verified").await?;
+    let hits = stack.counter("keygate.jwt_cache_hit").await?;
     let second = upstream_of(&stack.get("/orders/1", &header).await?);
 
     assert!(verified >= 1, "the first request verified nothing");
     assert_eq!(
-        stack.counter("keygate.jwt_verified").await?,
+        flushed_counter(&stack, "keygate.jwt_verified").await?,
         verified,
         "the reused token was verified again"
     );
