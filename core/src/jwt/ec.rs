@@ -441,29 +441,7 @@ mod tests {
     use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
     use p256::ecdsa::signature::{Signer, Verifier};
 
-    /// Deterministic bytes: SHA-256 of (label, case, counter).
-    struct Bytes {
-        label: &'static str,
-        case: u32,
-        counter: u32,
-    }
-
-    impl Bytes {
-        fn next(&mut self, len: usize) -> Vec<u8> {
-            let mut out = Vec::with_capacity(len);
-            while out.len() < len {
-                let block = Sha256::new()
-                    .chain_update(self.label)
-                    .chain_update(self.case.to_be_bytes())
-                    .chain_update(self.counter.to_be_bytes())
-                    .finalize();
-                self.counter += 1;
-                out.extend_from_slice(&block);
-            }
-            out.truncate(len);
-            out
-        }
-    }
+    use crate::jwt::test_bytes::Bytes;
 
     macro_rules! agreement_tests {
         ($name:ident, $curve:ident, $c:ty, $width:expr, $verify:ident) => {

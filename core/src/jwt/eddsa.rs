@@ -230,34 +230,8 @@ mod tests {
     use super::*;
     use curve25519_dalek::constants::EIGHT_TORSION;
     use ed25519_dalek::{Signer, SigningKey};
-    use sha2::Sha256;
 
-    /// Deterministic bytes: SHA-256 of (label, case, counter).
-    struct Bytes {
-        case: u32,
-        counter: u32,
-    }
-
-    impl Bytes {
-        fn next(&mut self, len: usize) -> Vec<u8> {
-            let mut out = Vec::with_capacity(len);
-            while out.len() < len {
-                let block = Sha256::new()
-                    .chain_update("eddsa")
-                    .chain_update(self.case.to_be_bytes())
-                    .chain_update(self.counter.to_be_bytes())
-                    .finalize();
-                self.counter += 1;
-                out.extend_from_slice(&block);
-            }
-            out.truncate(len);
-            out
-        }
-
-        fn array<const N: usize>(&mut self) -> [u8; N] {
-            self.next(N).try_into().unwrap()
-        }
-    }
+    use crate::jwt::test_bytes::Bytes;
 
     /// `a + b` as 256-bit little-endian integers (wrapping).
     fn add_le(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
@@ -314,10 +288,7 @@ mod tests {
 
     #[test]
     fn radix_16_digits_and_lincomb_are_right() {
-        let mut rng = Bytes {
-            case: 0,
-            counter: 0,
-        };
+        let mut rng = Bytes::new("eddsa", 0);
         let minus_one = Scalar::ZERO - Scalar::ONE;
         for k in [Scalar::ZERO, Scalar::ONE, minus_one]
             .into_iter()
@@ -356,7 +327,7 @@ mod tests {
         one[0] = 1;
         let l = add_le(&(-Scalar::ONE).to_bytes(), &one);
         for case in 0..CASES {
-            let mut rng = Bytes { case, counter: 0 };
+            let mut rng = Bytes::new("eddsa", case);
             let signer = SigningKey::from_bytes(&rng.array());
             let theirs = signer.verifying_key();
             let ours = Key::new(theirs).unwrap();

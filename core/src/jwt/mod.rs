@@ -27,6 +27,8 @@ mod rsassa;
 mod verify;
 
 #[cfg(test)]
+mod test_bytes;
+#[cfg(test)]
 mod test_keys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
