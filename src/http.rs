@@ -182,9 +182,12 @@ impl RequestFilter {
         // A verification reads the clock afresh, so `nbf` and `exp` are judged on the time now
         // whatever `clock_skew_secs` is.
         let now = worker.read_clock()?;
-        let provider =
-            jwt::peek_issuer(&token).and_then(|iss| worker.config.jwt.provider_for(&iss));
-        let Some((index, provider)) = provider else {
+        // The payload is parsed once: for its issuer, which picks the provider, and then for
+        // the claims, once the signature verified.
+        let token = jwt::UnverifiedToken::parse(token).ok();
+        let issuer = token.as_ref().and_then(jwt::UnverifiedToken::issuer);
+        let provider = issuer.and_then(|iss| worker.config.jwt.provider_for(iss));
+        let (Some(token), Some((index, provider))) = (token, provider) else {
             return carry_out(worker, decision::unknown_issuer(), &strip, now);
         };
         // Verified, rejected, or parked until the provider's keys (re)arrive.

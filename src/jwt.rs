@@ -9,7 +9,7 @@ use keygate_core::config::{Provider, RemoteJwks};
 use keygate_core::credential::Strip;
 use keygate_core::decision::{self, Outcome, Verdict};
 use keygate_core::jwks::{self, FetchSchedule, ParkedToken};
-use keygate_core::jwt::{self, Jwks, JwtError, VerifiedToken};
+use keygate_core::jwt::{Jwks, JwtError, UnverifiedToken, VerifiedToken};
 use keygate_core::key::KeyHash;
 use keygate_core::local::TokenTag;
 use keygate_core::route::Permission;
@@ -83,13 +83,13 @@ impl Worker {
     }
 
     /// Verifies `token` with provider `index`'s keys as this worker has them.
-    pub fn verify_jwt(&self, index: usize, token: &str, now: u64) -> JwtCheck {
+    pub fn verify_jwt(&self, index: usize, token: &UnverifiedToken, now: u64) -> JwtCheck {
         let Some((provider, state)) = self.provider(index) else {
             return JwtCheck::NoKeys;
         };
         let keys = state.keys.borrow().clone();
         match keys {
-            Some(keys) => match jwt::verify(token, &keys, &provider.policy, now) {
+            Some(keys) => match token.verify(&keys, &provider.policy, now) {
                 Ok(v) => JwtCheck::Verified(v),
                 Err(e) => JwtCheck::Rejected(e),
             },

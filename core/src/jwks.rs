@@ -13,6 +13,7 @@
 
 use crate::config::{Fingerprint, Provider};
 use crate::credential::Strip;
+use crate::jwt::UnverifiedToken;
 use crate::key::KeyHash;
 use crate::local::TokenTag;
 use crate::route::Permission;
@@ -119,7 +120,8 @@ pub struct TokenRequest {
     pub context_id: u32,
     /// Index in `jwt.providers`.
     pub provider: usize,
-    pub token: String,
+    /// Parsed, so that its payload is not parsed again when it is verified.
+    pub token: UnverifiedToken,
     pub hash: KeyHash,
     pub tag: TokenTag,
     pub required: Vec<Permission>,
@@ -186,7 +188,9 @@ mod tests {
         let request = TokenRequest {
             context_id: 3,
             provider: 0,
-            token: "t".into(),
+            // {"alg":"none"} . {"iss":"i"} . (no signature)
+            token: UnverifiedToken::parse("eyJhbGciOiJub25lIn0.eyJpc3MiOiJpIn0.".to_owned())
+                .unwrap(),
             hash: KeyHash::of(b"t"),
             tag: crate::local::Tagger::new(Default::default(), Default::default()).tag("t"),
             required: Vec::new(),

@@ -1,4 +1,4 @@
-//! `jwt::verify` (and `peek_issuer`, `looks_like_jwt`) with a fixed JWKS and a fixed provider
+//! `jwt::verify` (and `UnverifiedToken`, `looks_like_jwt`) with a fixed JWKS and a fixed provider
 //! policy, at a fixed `now`.
 //!
 //! The JWKS holds two HMAC keys, whose secrets the target knows, and three public keys (RSA,
@@ -13,7 +13,9 @@
 //!   gets it rejected.
 //! - What an accepted token yields obeys the policy: the issuer is the provider's, the subject is
 //!   not empty, `now` is before expiry plus skew, permissions are non-empty and unique;
-//!   `peek_issuer` reads the same issuer and `looks_like_jwt` is true.
+//!   `UnverifiedToken` reads the same issuer and `looks_like_jwt` is true.
+//! - Whenever `UnverifiedToken::parse` takes a token, its `verify` answers exactly as
+//!   `jwt::verify` does, accepted or refused and why (the filter verifies that way).
 //!
 //! Input: first byte `S` (sign with the HS256 secret), `T` (HS512), `C` (HMAC with the RSA
 //! modulus, the classic key confusion), then `header JSON \n payload JSON`; any other first byte:
@@ -101,8 +103,12 @@ fuzz_target!(|data: &[u8]| {
 fn check(token: &str, data: &[u8]) {
     let Fixed { jwks, policy } = fixed();
     let _ = jwt::looks_like_jwt(token);
-    let peeked = jwt::peek_issuer(token);
-    let Ok(verified) = jwt::verify(token, jwks, policy, NOW) else {
+    let result = jwt::verify(token, jwks, policy, NOW);
+    let unverified = jwt::UnverifiedToken::parse(token.to_owned());
+    if let Ok(unverified) = &unverified {
+        assert_eq!(unverified.verify(jwks, policy, NOW), result, "{token:?}");
+    }
+    let Ok(verified) = result else {
         return;
     };
 
@@ -116,7 +122,8 @@ fn check(token: &str, data: &[u8]) {
         "accepted a token not signed by a key we hold: {token:?}"
     );
     assert!(jwt::looks_like_jwt(token), "{token:?}");
-    assert_eq!(peeked.as_deref(), Some(ISSUER));
+    let issuer = unverified.as_ref().ok().and_then(jwt::UnverifiedToken::issuer);
+    assert_eq!(issuer, Some(ISSUER));
     assert_eq!(verified.issuer, ISSUER);
     assert_eq!(verified.provider, "local");
     assert!(!verified.subject.is_empty());

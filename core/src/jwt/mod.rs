@@ -41,7 +41,7 @@ pub use alg::Algorithm;
 pub use error::JwtError;
 pub use jwk::{Jwks, JwksError, SkipReason, SkippedKey};
 pub use policy::{PermissionsClaim, PolicyError, ProviderPolicy};
-pub use verify::{verify, VerifiedToken};
+pub use verify::{verify, UnverifiedToken, VerifiedToken};
 
 /// True when `s` has the shape of a compact JWS: three dot-separated base64url parts, the first
 /// two non-empty. The signature part may be empty so that unsigned (`alg: none`) tokens still
@@ -60,27 +60,31 @@ pub fn looks_like_jwt(s: &str) -> bool {
     }
 }
 
-/// The `iss` claim of a token, read without verifying anything: only to pick which provider's
-/// keys and policy to verify it with. `verify` then checks `iss` again, under the signature.
-pub fn peek_issuer(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = b64::decode_token_part(payload).ok()?;
-    match json::parse_object(&bytes).ok()?.get("iss")? {
-        serde_json::Value::String(iss) => Some(iss.clone()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
-mod peek_tests {
+#[allow(clippy::unwrap_used)]
+mod unverified_tests {
     use super::*;
 
     #[test]
-    fn peek_issuer_reads_iss_without_verifying() {
+    fn an_unverified_token_reads_iss_without_verifying() {
         // {"alg":"none"} . {"iss":"https://idp.example","sub":"a"} . (no signature)
         let token = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIiwic3ViIjoiYSJ9.";
-        assert_eq!(peek_issuer(token).as_deref(), Some("https://idp.example"));
-        assert_eq!(peek_issuer("a.b.c"), None);
-        assert_eq!(peek_issuer("nodots"), None);
+        let parsed = UnverifiedToken::parse(token.to_owned()).unwrap();
+        assert_eq!(parsed.issuer(), Some("https://idp.example"));
+        // {"iss":1}: an issuer that is not a string is no issuer.
+        let token = "eyJhbGciOiJub25lIn0.eyJpc3MiOjF9.";
+        assert_eq!(
+            UnverifiedToken::parse(token.to_owned()).unwrap().issuer(),
+            None
+        );
+        assert_eq!(format!("{parsed:?}"), "UnverifiedToken { .. }");
+        for bad in [
+            "a.b.c",
+            "nodots",
+            "a.eyJpc3MiOiJ4In0",
+            "a.eyJpc3MiOiJ4In0.b.c",
+        ] {
+            assert!(UnverifiedToken::parse(bad.to_owned()).is_err(), "{bad}");
+        }
     }
 }

@@ -147,8 +147,15 @@ fn parts(token: &str) -> [String; 3] {
     v.try_into().unwrap()
 }
 
+/// [`verify()`], and the same answer from [`UnverifiedToken::verify`] whenever the token's
+/// payload parses (as the filter verifies: payload parsed first, to pick the provider).
 fn check(token: &str) -> Result<VerifiedToken, JwtError> {
-    verify(token, &every_key(), &policy(), NOW)
+    let (jwks, policy) = (every_key(), policy());
+    let result = verify(token, &jwks, &policy, NOW);
+    if let Ok(unverified) = UnverifiedToken::parse(token.to_owned()) {
+        assert_eq!(unverified.verify(&jwks, &policy, NOW), result, "{token}");
+    }
+    result
 }
 
 fn check_claims(claims: &Value) -> Result<VerifiedToken, JwtError> {

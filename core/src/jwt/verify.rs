@@ -1,6 +1,8 @@
 //! The verification pipeline for one compact JWS: size, shape, header, key, signature, claims.
 //!
-//! The payload is not parsed until its signature has verified.
+//! A payload that does not parse is refused only after its signature has verified.
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
@@ -39,34 +41,83 @@ pub fn verify(
     policy: &ProviderPolicy,
     now: u64,
 ) -> Result<VerifiedToken, JwtError> {
+    verify_parts(token, None, jwks, policy, now)
+}
+
+/// A compact JWS whose payload has been decoded and parsed, and nothing else checked: enough to
+/// read `iss` and so pick the provider whose keys and policy verify it, without decoding and
+/// parsing the payload a second time for [`UnverifiedToken::verify`]. `Debug` shows neither the
+/// token nor its claims.
+#[derive(Clone)]
+pub struct UnverifiedToken {
+    token: String,
+    payload: Map<String, Value>,
+}
+
+impl UnverifiedToken {
+    /// Fails when `token` is not three dot-separated parts or its payload is not a canonical
+    /// base64url, duplicate-free JSON object.
+    pub fn parse(token: String) -> Result<Self, JwtError> {
+        let parts = Parts::split(&token)?;
+        let payload = parse_payload(&decode_payload(parts.payload_b64)?)?;
+        Ok(Self { token, payload })
+    }
+
+    /// The `iss` claim, unverified: only to pick which provider's keys and policy to verify the
+    /// token with. [`UnverifiedToken::verify`] then checks `iss` again, under the signature.
+    pub fn issuer(&self) -> Option<&str> {
+        self.payload.get("iss").and_then(Value::as_str)
+    }
+
+    /// [`verify()`] of the same token, with the same result, reusing the parsed payload.
+    pub fn verify(
+        &self,
+        jwks: &Jwks,
+        policy: &ProviderPolicy,
+        now: u64,
+    ) -> Result<VerifiedToken, JwtError> {
+        verify_parts(&self.token, Some(&self.payload), jwks, policy, now)
+    }
+}
+
+impl std::fmt::Debug for UnverifiedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnverifiedToken").finish_non_exhaustive()
+    }
+}
+
+/// The one pipeline behind [`verify()`] and [`UnverifiedToken::verify`]. `parsed` is the
+/// token's payload when the caller has already parsed it; either way a payload that is not a
+/// JSON object is refused only once the signature verified, as RFC 7515 orders it.
+fn verify_parts(
+    token: &str,
+    parsed: Option<&Map<String, Value>>,
+    jwks: &Jwks,
+    policy: &ProviderPolicy,
+    now: u64,
+) -> Result<VerifiedToken, JwtError> {
     let limit = policy.max_token_bytes();
     if token.len() > limit {
         return Err(JwtError::TooLarge { limit });
     }
-    // The signing input is the token's own text up to the last dot (RFC 7515 section 5.2).
-    const NOT_THREE_PARTS: JwtError = JwtError::Malformed("not three dot-separated parts");
-    let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(NOT_THREE_PARTS)?;
-    let (header_b64, payload_b64) = signing_input.split_once('.').ok_or(NOT_THREE_PARTS)?;
-    if payload_b64.contains('.') {
-        return Err(NOT_THREE_PARTS);
-    }
-
-    let header = Header::parse(header_b64)?;
+    let parts = Parts::split(token)?;
+    let header = Header::parse(parts.header_b64)?;
     let key = select_key(jwks, header.alg, header.kid.as_deref())?;
 
-    let payload = b64::decode_token_part(payload_b64)
-        .map_err(|_| JwtError::Malformed("payload is not canonical base64url"))?;
-    let signature = b64::decode_token_part(signature_b64)
+    // Decoded before the signature is checked, as before a payload was ever parsed first.
+    let payload = match parsed {
+        Some(payload) => Payload::Parsed(payload),
+        None => Payload::Decoded(decode_payload(parts.payload_b64)?),
+    };
+    let signature = b64::decode_token_part(parts.signature_b64)
         .map_err(|_| JwtError::Malformed("signature is not canonical base64url"))?;
-    key.verify(signing_input.as_bytes(), &signature)
+    key.verify(parts.signing_input.as_bytes(), &signature)
         .map_err(|_| JwtError::BadSignature)?;
 
-    let payload = json::parse_object(&payload).map_err(|e| {
-        JwtError::Malformed(match e {
-            JsonError::DuplicateMember => "payload has a duplicate member name",
-            JsonError::Syntax(_) | JsonError::NotAnObject => "payload is not a JSON object",
-        })
-    })?;
+    let payload = match payload {
+        Payload::Parsed(payload) => Cow::Borrowed(payload),
+        Payload::Decoded(bytes) => Cow::Owned(parse_payload(&bytes)?),
+    };
     let claims = claims::check(&payload, policy, now)?;
     Ok(VerifiedToken {
         subject: claims.subject,
@@ -76,6 +127,52 @@ pub fn verify(
         issuer: claims.issuer,
         provider: policy.name().to_owned(),
         kid: key.kid.clone(),
+    })
+}
+
+/// A payload as far as the caller took it.
+enum Payload<'a> {
+    Parsed(&'a Map<String, Value>),
+    Decoded(Vec<u8>),
+}
+
+/// A token's three parts. The signing input is the token's own text up to the last dot
+/// (RFC 7515 section 5.2).
+struct Parts<'a> {
+    signing_input: &'a str,
+    header_b64: &'a str,
+    payload_b64: &'a str,
+    signature_b64: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    fn split(token: &'a str) -> Result<Self, JwtError> {
+        const NOT_THREE_PARTS: JwtError = JwtError::Malformed("not three dot-separated parts");
+        let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(NOT_THREE_PARTS)?;
+        let (header_b64, payload_b64) = signing_input.split_once('.').ok_or(NOT_THREE_PARTS)?;
+        if payload_b64.contains('.') {
+            return Err(NOT_THREE_PARTS);
+        }
+        Ok(Self {
+            signing_input,
+            header_b64,
+            payload_b64,
+            signature_b64,
+        })
+    }
+}
+
+fn decode_payload(payload_b64: &str) -> Result<Vec<u8>, JwtError> {
+    b64::decode_token_part(payload_b64)
+        .map_err(|_| JwtError::Malformed("payload is not canonical base64url"))
+}
+
+fn parse_payload(bytes: &[u8]) -> Result<Map<String, Value>, JwtError> {
+    json::parse_object(bytes).map_err(|e| {
+        JwtError::Malformed(match e {
+            JsonError::DuplicateMember => "payload has a duplicate member name",
+            JsonError::Syntax(_) | JsonError::NotAnObject => "payload is not a JSON object",
+        })
     })
 }
 
