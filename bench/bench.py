@@ -885,6 +885,13 @@ def main(only: str | None = None) -> int:
         log("single-connection latency")
         latency = bench.paired(by_key, ["baseline", "noop", "kg-key-hit"], s.latency_rounds,
                                s.latency_seconds, 1)
+        # Part 7's uncached-JWT targets, in windows alternating keygate, jwt_authn and Envoy
+        # alone on the same tokens: a new-token row's cost swings by a third from window to
+        # window on a shared machine, more than three unpaired rounds can settle.
+        new_keys = ["baseline"] + [k for alg in report.part7_uncached_targets()
+                                   for k in (f"kg-jwt-new-{alg}", f"jwt-authn-{alg}")]
+        log(f"new tokens, paired: {s.pair_rounds} x {s.pair_seconds} s over {len(new_keys)} rows")
+        paired_new = bench.paired(by_key, new_keys, s.pair_rounds, s.pair_seconds, s.connections)
         phase("paired windows", t0)
 
         t0 = time.monotonic()
@@ -927,7 +934,7 @@ def main(only: str | None = None) -> int:
            "rows": [{"key": r.key, "number": r.number, "label": r.label,
                      "keyservice": r.keyservice, "expect": r.expect, "runs": r.runs}
                     for r in rows],
-           "paired": paired, "latency": latency, "memory": memory, "keyservice_alone": alone,
+           "paired": paired, "paired_new_tokens": paired_new, "latency": latency, "memory": memory, "keyservice_alone": alone,
            "native_ns": natives, "keygate": usage, "usage_report_statuses": usage_statuses,
            "envoy_rss_kib": rss, "revocation": revoked, "flood": flooded}
     save(raw, time.strftime("%Y%m%d-%H%M%S"), latest=True)
@@ -1017,7 +1024,8 @@ def render_raw(raw: dict) -> str:
     return report.render(s, raw["machine"], rows, raw["paired"], raw["latency"], raw["memory"],
                          raw["keyservice_alone"], raw["native_ns"], raw["keygate"],
                          raw["phases"], raw["wall_seconds"], raw.get("usage_report_statuses", {}),
-                         raw.get("envoy_rss_kib", {})) + report.render_flood(
+                         raw.get("envoy_rss_kib", {}),
+                         raw.get("paired_new_tokens")) + report.render_flood(
                              raw.get("flood")) + revocation.render_section(raw.get("revocation"))
 
 

@@ -33,7 +33,9 @@
 # round), medians reported with the ratio to the baseline of the same run. CPU is Envoy's
 # utime+stime from /proc/<pid>/stat per completed request. Close rows (baseline, no-op, 2b,
 # keygate hit, 1,000 rules) are also compared in paired, alternating short windows (median of
-# the pairwise differences), and their latency at one connection (no queueing). On a shared
+# the pairwise differences), and their latency at one connection (no queueing); so are the
+# new-token rows with a part 7 bound (EdDSA, ES256, RS256) beside jwt_authn on the same tokens
+# and Envoy alone, whose per-window ratios decide those targets. On a shared
 # machine each window first waits (bounded) for both CPUs to be free of other processes, and a
 # window where others took over 10% of a CPU is run again (bounded); the report shows how much.
 # Then a forged-token flood: valid cached ES256 tokens alone and while a second client sends one
