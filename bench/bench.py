@@ -880,7 +880,8 @@ def main(only: str | None = None) -> int:
         t0 = time.monotonic()
         log(f"paired windows: {s.pair_rounds} x {s.pair_seconds} s, alternating")
         paired = bench.paired(by_key, ["baseline", "noop", "probe", "kg-key-hit", "kg-key-hit-1000",
-                                       "kg-key-hit-shared"],
+                                       "kg-key-hit-shared"]
+                              + [f"kg-jwt-hit-{alg}" for alg in R.ALGORITHMS],
                               s.pair_rounds, s.pair_seconds, s.connections)
         log("single-connection latency")
         latency = bench.paired(by_key, ["baseline", "noop", "kg-key-hit"], s.latency_rounds,

@@ -32,7 +32,7 @@
 # Fairness: all rows run in interleaved rounds (round-robin, a different starting row each
 # round), medians reported with the ratio to the baseline of the same run. CPU is Envoy's
 # utime+stime from /proc/<pid>/stat per completed request. Close rows (baseline, no-op, 2b,
-# keygate hit, 1,000 rules) are also compared in paired, alternating short windows (median of
+# keygate hit, 1,000 rules, the JWT hits) are also compared in paired, alternating short windows (median of
 # the pairwise differences), and their latency at one connection (no queueing); so are the
 # new-token rows with a part 7 bound (EdDSA, ES256, RS256) beside jwt_authn on the same tokens
 # and Envoy alone, whose per-window ratios decide those targets. On a shared
