@@ -104,7 +104,8 @@ fn verify_parts(
     let header = Header::parse(parts.header_b64)?;
     let key = select_key(jwks, header.alg, header.kid.as_deref())?;
 
-    // Decoded before the signature is checked, as before a payload was ever parsed first.
+    // The payload's base64url is refused before the signature is checked, as it always was; its
+    // JSON only after.
     let payload = match parsed {
         Some(payload) => Payload::Parsed(payload),
         None => Payload::Decoded(decode_payload(parts.payload_b64)?),
