@@ -27,6 +27,8 @@ pub struct RequestFilter {
     /// The key whose lookup this request waits on (or waited on): when the stream ends, it
     /// leaves that lookup, which then no longer counts on it.
     waiting_on: Option<KeyHash>,
+    /// Parked until its JWT provider's keys arrive: when the stream ends, its place goes.
+    parked: bool,
 }
 
 impl RequestFilter {
@@ -35,6 +37,7 @@ impl RequestFilter {
             worker,
             context_id,
             waiting_on: None,
+            parked: false,
         }
     }
 
@@ -127,7 +130,12 @@ impl RequestFilter {
                 Ok(Action::Pause)
             }
             Admit::Full => {
-                log::warn!("too many lookups in flight; answering unavailable");
+                if worker.metrics.overloaded.count_first() {
+                    log::warn!(
+                        "too many lookups in flight (key_service.max_pending_lookups); \
+                         answering unavailable"
+                    );
+                }
                 carry_out(
                     worker,
                     decision::unavailable(&worker.config),
@@ -163,6 +171,10 @@ impl RequestFilter {
         strip: Strip,
     ) -> HostResult<Action> {
         let now = worker.now()?;
+        // A token longer than any provider takes is refused before any work on it.
+        if let Err(e) = worker.config.jwt.check_token_size(&token) {
+            return carry_out(worker, worker.refuse_token(&e), &strip, now);
+        }
         // The worker's own copy first, by tag: a hit then never hashes the whole token.
         let tag = worker.tagger.tag(&token);
         if let Some(outcome) = worker.tokens.local(&tag, now) {
@@ -202,6 +214,11 @@ impl RequestFilter {
             }
             JwtCheck::NoKeys => {}
         }
+        // No keys to verify with yet: only what needs none is checked before it waits.
+        if let Err(e) = token.check_size(&provider.policy) {
+            return carry_out(worker, worker.refuse_token(&e), &strip, now);
+        }
+        let strip_if_full = strip.clone();
         let request = TokenRequest {
             context_id: self.context_id,
             provider: index,
@@ -212,7 +229,17 @@ impl RequestFilter {
             strip,
         };
         let parked = ParkedToken::park(request, provider, worker.keys_generation(index), now);
-        worker.parked.borrow_mut().push(parked);
+        if worker.parked.borrow_mut().park(parked).is_err() {
+            if worker.metrics.overloaded.count_first() {
+                log::warn!(
+                    "too many requests waiting for JWT keys (jwt.max_waiting_requests); \
+                     answering unavailable"
+                );
+            }
+            let unavailable = decision::unavailable(&worker.config);
+            return carry_out(worker, unavailable, &strip_if_full, now);
+        }
+        self.parked = true;
         Ok(Action::Pause)
     }
 }
@@ -262,6 +289,9 @@ impl Context for RequestFilter {
                 .lookups
                 .borrow_mut()
                 .gone(&hash, self.context_id);
+        }
+        if self.parked {
+            self.worker.parked.borrow_mut().gone(self.context_id);
         }
         true
     }

@@ -1,6 +1,7 @@
 //! JWT glue: each worker's copy of every provider's keys, kept in step with the shared JWKS that
 //! one worker at a time fetches (the schedule is in `keygate_core::jwks`), and the requests parked
-//! until keys arrive (`keygate_core::jwks::ParkedToken` says when they are ready).
+//! until keys arrive (`keygate_core::jwks::ParkedTokens` holds them, bounded, and says when they are
+//! ready).
 
 use std::rc::Rc;
 
@@ -8,7 +9,7 @@ use keygate_core::cache::{Answer, CacheLayout, Entry};
 use keygate_core::config::{Provider, RemoteJwks};
 use keygate_core::credential::Strip;
 use keygate_core::decision::{self, Outcome, Verdict};
-use keygate_core::jwks::{self, FetchSchedule, ParkedToken};
+use keygate_core::jwks::{self, FetchSchedule};
 use keygate_core::jwt::{Jwks, JwtError, UnverifiedToken, VerifiedToken};
 use keygate_core::key::KeyHash;
 use keygate_core::local::TokenTag;
@@ -226,14 +227,10 @@ impl Worker {
     /// Finishes the parked requests that are ready: keys arrived or changed, or their wait is
     /// over. The caller makes its own stream current again afterwards.
     pub fn settle_parked(&self, now: u64) {
-        let ready: Vec<ParkedToken> = {
-            let mut parked = self.parked.borrow_mut();
-            let (ready, waiting) = parked.drain(..).partition(|p: &ParkedToken| {
-                p.ready(self.keys_generation(p.request.provider), now)
-            });
-            *parked = waiting;
-            ready
-        };
+        let ready = self
+            .parked
+            .borrow_mut()
+            .take_ready(|provider| self.keys_generation(provider), now);
         for p in ready {
             let r = p.request;
             let verdict = match self.verify_jwt(r.provider, &r.token, now) {

@@ -1,8 +1,8 @@
 //! The filter's Envoy stats (proxy-wasm counters). Envoy shows them under `wasmcustom.keygate.*`.
 //!
 //! The counters a request can bump whatever it costs to send (`allowed`, `public`, `cache_hit`,
-//! `jwt_cache_hit`, `jwt_verified`, and the refusals: `denied.*`, `jwt_rejected.*` and
-//! `jwt_rejected_cache_hit`, which a flood of bad credentials bumps on every request) are
+//! `jwt_cache_hit`, `jwt_verified`, and the refusals: `denied.*`, `jwt_rejected.*`,
+//! `jwt_rejected_cache_hit` and `overloaded`, which a flood bumps on every request) are
 //! [`Tally`]s: counted in the worker's memory and added to Envoy's counters by
 //! [`Metrics::flush`] on the root context's tick, one host call per counter that moved per tick
 //! instead of one per request. Envoy's view of them lags by at most one tick (1 s; 250 ms with the
@@ -29,6 +29,10 @@ pub struct Metrics {
     /// Tokens refused as this worker had refused them before, without verifying
     /// (`keygate_core::local::RejectedTokens`): a flood of one forged token shows here.
     pub jwt_rejected_cache_hit: Tally,
+    /// Requests answered 503 at once because the worker's bound on waiting requests was
+    /// reached (`key_service.max_pending_lookups`, `jwt.max_waiting_requests`): a flood of new
+    /// keys, or of tokens while an identity provider is unreachable, shows here.
+    pub overloaded: Tally,
     pub jwks_fetch: u32,
     pub jwks_fetch_failure: u32,
     pub cache_hit: Tally,
@@ -71,6 +75,7 @@ impl Metrics {
             jwt_verified: Tally::define("keygate.jwt_verified")?,
             jwt_cache_hit: Tally::define("keygate.jwt_cache_hit")?,
             jwt_rejected_cache_hit: Tally::define("keygate.jwt_rejected_cache_hit")?,
+            overloaded: Tally::define("keygate.overloaded")?,
             jwks_fetch: host::define_counter("keygate.jwks_fetch")?,
             jwks_fetch_failure: host::define_counter("keygate.jwks_fetch_failure")?,
             allowed: Tally::define("keygate.allowed")?,
@@ -122,6 +127,7 @@ impl Metrics {
             &self.jwt_cache_hit,
             &self.jwt_rejected_cache_hit,
             &self.jwt_verified,
+            &self.overloaded,
         ];
         let by_reason = self.denied.iter().map(|(_, t)| t);
         let by_jwt_reason = self.jwt_rejected.iter().map(|(_, t)| t);
@@ -161,6 +167,14 @@ impl Tally {
     /// One more, without a host call.
     pub fn count(&self) {
         self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    /// One more; true when it is the first since the last flush, so that what a flood bumps on
+    /// every request is logged at most once per tick.
+    pub fn count_first(&self) -> bool {
+        let first = self.pending.get() == 0;
+        self.count();
+        first
     }
 
     /// Adds what was counted since the last flush to Envoy's counter (no host call if nothing).

@@ -16,7 +16,7 @@ use keygate_core::cache::{self, CacheLayout, Entry, KeysDigest};
 use keygate_core::config::{FilterConfig, KeySource, Provider};
 use keygate_core::decision::Outcome;
 use keygate_core::feed::Seen;
-use keygate_core::jwks::ParkedToken;
+use keygate_core::jwks::ParkedTokens;
 use keygate_core::jwt::Jwks;
 use keygate_core::key::KeyHash;
 use keygate_core::local::{LocalCache, RejectedTokens, Tagger, TokenTag};
@@ -41,7 +41,7 @@ pub struct Worker {
     /// Per JWT provider, in config order: this worker's copy of its keys.
     pub providers: Vec<ProviderKeys>,
     /// Requests waiting for a provider's keys.
-    pub parked: RefCell<Vec<ParkedToken>>,
+    pub parked: RefCell<ParkedTokens>,
     /// Key lookups in flight from this worker.
     pub lookups: RefCell<Lookups>,
     /// Shared-data key of the key service's circuit breaker.
@@ -155,7 +155,7 @@ impl Worker {
             tagger: Tagger::new(RandomState::new(), RandomState::new()),
             rejected: RefCell::new(RejectedTokens::new(config.worker_cache_entries)),
             providers,
-            parked: RefCell::new(Vec::new()),
+            parked: RefCell::new(ParkedTokens::new(config.jwt.max_waiting_requests)),
             lookups: RefCell::new(Lookups::new(
                 config.key_service.max_pending_lookups,
                 config.key_service.timeout.as_secs(),

@@ -101,6 +101,9 @@ pub struct RawJwt {
     /// Verified tokens cached at once (shared by all workers).
     #[serde(default = "default_max_entries")]
     pub cache_max_entries: u64,
+    /// Per worker: requests waiting at once for a provider's keys.
+    #[serde(default = "default_max_waiting_requests")]
+    pub max_waiting_requests: usize,
 }
 
 impl Default for RawJwt {
@@ -108,8 +111,13 @@ impl Default for RawJwt {
         Self {
             providers: Vec::new(),
             cache_max_entries: default_max_entries(),
+            max_waiting_requests: default_max_waiting_requests(),
         }
     }
+}
+
+fn default_max_waiting_requests() -> usize {
+    1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -460,11 +468,23 @@ pub struct JwtConfig {
     pub providers: Vec<Provider>,
     /// Layout of the verified-token cache (only `max_entries` is used).
     pub cache: CachePolicy,
+    /// Per worker: requests waiting at once for a provider's keys (its first fetch, or a
+    /// refetch for an unknown `kid`). Past it, such requests answer 503 at once.
+    pub max_waiting_requests: usize,
+    /// The largest of the providers' `max_token_bytes`: a longer token is refused before any
+    /// work on it, since no provider would take it.
+    pub max_token_bytes: usize,
 }
 
 impl JwtConfig {
     pub fn enabled(&self) -> bool {
         !self.providers.is_empty()
+    }
+
+    /// Refuses a token longer than any provider takes, before any work on it (a token is
+    /// parsed to read its `iss` before its provider, and so its own limit, is known).
+    pub fn check_token_size(&self, token: &str) -> Result<(), crate::jwt::JwtError> {
+        crate::jwt::check_size(token, self.max_token_bytes)
     }
 
     /// The provider whose issuer is `iss`.
@@ -785,6 +805,12 @@ fn compile_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
             "must be 1 to 10000000",
         ));
     }
+    if !(1..=1_000_000).contains(&raw.max_waiting_requests) {
+        return Err(ConfigError::new(
+            "jwt.max_waiting_requests",
+            "must be 1 to 1000000",
+        ));
+    }
     let mut providers: Vec<Provider> = Vec::with_capacity(raw.providers.len());
     for (i, p) in raw.providers.into_iter().enumerate() {
         let at = |field: &str| format!("jwt.providers[{i}].{field}");
@@ -803,6 +829,11 @@ fn compile_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
         }
         providers.push(provider);
     }
+    let max_token_bytes = providers
+        .iter()
+        .map(|p| p.policy.max_token_bytes())
+        .max()
+        .unwrap_or(0);
     Ok(JwtConfig {
         providers,
         cache: CachePolicy {
@@ -810,6 +841,8 @@ fn compile_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
             ttl_secs: 0,
             negative_ttl_secs: 0,
         },
+        max_waiting_requests: raw.max_waiting_requests,
+        max_token_bytes,
     })
 }
 
@@ -1090,6 +1123,14 @@ mod tests {
             (r#""cache":{"max_entries":0}"#, "cache.max_entries"),
             (r#""cache":{"ttl_secs":0}"#, "cache.ttl_secs"),
             (
+                r#""jwt":{"max_waiting_requests":0}"#,
+                "jwt.max_waiting_requests",
+            ),
+            (
+                r#""jwt":{"max_waiting_requests":1000001}"#,
+                "jwt.max_waiting_requests",
+            ),
+            (
                 r#""cache":{"worker_max_entries":1000001}"#,
                 "cache.worker_max_entries",
             ),
@@ -1172,10 +1213,26 @@ mod tests {
         };
         assert_eq!((r.refresh_secs, r.authority.as_str()), (300, "idp"));
         assert!(!c.jwt.providers[0].forward_token);
+        assert_eq!(c.jwt.max_waiting_requests, 1024);
+        assert_eq!(c.jwt.max_token_bytes, 8192);
         assert!(!FilterConfig::from_json(MINIMAL.as_bytes())
             .unwrap()
             .jwt
             .enabled());
+    }
+
+    #[test]
+    fn the_longest_token_any_provider_takes_is_the_largest_limit() {
+        let provider = |name: &str, max: usize| {
+            format!(
+                r#"{{"name":"{name}","issuer":"https://{name}","audiences":["api"],"max_token_bytes":{max},"jwks":{{"inline":{HS_JWKS}}}}}"#
+            )
+        };
+        let c =
+            with_provider(&format!("{},{}", provider("a", 300), provider("b", 20_000))).unwrap();
+        assert_eq!(c.jwt.max_token_bytes, 20_000);
+        let none = FilterConfig::from_json(MINIMAL.as_bytes()).unwrap();
+        assert_eq!(none.jwt.max_token_bytes, 0);
     }
 
     #[test]

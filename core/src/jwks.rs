@@ -162,6 +162,67 @@ impl ParkedToken {
     }
 }
 
+/// The requests of one worker parked until their providers' keys arrive, at most `max` of them.
+/// Each holds its token and parsed payload (up to its provider's `max_token_bytes`, twice over),
+/// so the bound is what keeps a flood of tokens sent while an identity provider is unreachable
+/// from exhausting the VM's memory, which would stop the filter for every later request.
+#[derive(Debug)]
+pub struct ParkedTokens {
+    entries: Vec<ParkedToken>,
+    max: usize,
+}
+
+/// [`ParkedTokens::park`] found `max` requests parked already: the request is to be answered
+/// "unavailable" at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkingFull;
+
+impl ParkedTokens {
+    pub fn new(max: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Parks `token` unless `max` requests are parked already (then it is dropped).
+    pub fn park(&mut self, token: ParkedToken) -> Result<(), ParkingFull> {
+        if self.entries.len() >= self.max {
+            return Err(ParkingFull);
+        }
+        self.entries.push(token);
+        Ok(())
+    }
+
+    /// Takes out the parked requests that are [`ParkedToken::ready`] at `now`; `generation`
+    /// gives the worker's current key generation of a provider, by index.
+    pub fn take_ready(
+        &mut self,
+        generation: impl Fn(usize) -> Option<u32>,
+        now: u64,
+    ) -> Vec<ParkedToken> {
+        let (ready, waiting) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|p: &ParkedToken| p.ready(generation(p.request.provider), now));
+        self.entries = waiting;
+        ready
+    }
+
+    /// Forgets the request of stream `context_id`, which ended while parked: its place and
+    /// its memory are free at once, not at its deadline.
+    pub fn gone(&mut self, context_id: u32) {
+        self.entries.retain(|p| p.request.context_id != context_id);
+    }
+}
+
 /// Shared-data key of a provider's schedule, under the configuration that names it (two
 /// listeners may give the same provider name different JWKS addresses).
 pub fn schedule_key(config: Fingerprint, provider: &str) -> String {
@@ -185,8 +246,12 @@ mod tests {
     }
 
     fn parked(generation: Option<u32>) -> ParkedToken {
+        parked_from(3, generation)
+    }
+
+    fn parked_from(context_id: u32, generation: Option<u32>) -> ParkedToken {
         let request = TokenRequest {
-            context_id: 3,
+            context_id,
             provider: 0,
             // {"alg":"none"} . {"iss":"i"} . (no signature)
             token: UnverifiedToken::parse("eyJhbGciOiJub25lIn0.eyJpc3MiOiJpIn0.".to_owned())
@@ -212,6 +277,34 @@ mod tests {
         let refetch = parked(Some(4));
         assert!(!refetch.ready(Some(4), NOW), "the same keys as when parked");
         assert!(refetch.ready(Some(5), NOW));
+    }
+
+    #[test]
+    fn parking_holds_at_most_max_requests_and_frees_places_as_they_leave() {
+        let mut parked = ParkedTokens::new(2);
+        assert_eq!(parked.park(parked_from(1, None)), Ok(()));
+        assert_eq!(parked.park(parked_from(2, Some(7))), Ok(()));
+        assert_eq!(parked.park(parked_from(3, None)), Err(ParkingFull));
+        assert_eq!(parked.len(), 2);
+
+        // A stream that ended frees its place at once.
+        parked.gone(1);
+        parked.gone(99);
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked.park(parked_from(3, None)), Ok(()));
+
+        // Provider 0's keys arrive: only the request parked on older keys is ready; the one
+        // parked on generation 7 waits for a change.
+        let ready = parked.take_ready(|_| Some(7), NOW);
+        let ids: Vec<u32> = ready.iter().map(|p| p.request.context_id).collect();
+        assert_eq!(ids, [3]);
+        assert_eq!(parked.len(), 1);
+        // Its deadline frees the last one; then a place is free again.
+        let deadline = NOW + 3 + WAIT_GRACE_SECS;
+        assert!(parked.take_ready(|_| Some(7), deadline - 1).is_empty());
+        assert_eq!(parked.take_ready(|_| Some(7), deadline).len(), 1);
+        assert!(parked.is_empty());
+        assert_eq!(parked.park(parked_from(4, None)), Ok(()));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub use alg::Algorithm;
 pub use error::JwtError;
 pub use jwk::{Jwks, JwksError, SkipReason, SkippedKey};
 pub use policy::{PermissionsClaim, PolicyError, ProviderPolicy};
-pub use verify::{verify, UnverifiedToken, VerifiedToken};
+pub use verify::{check_size, verify, UnverifiedToken, VerifiedToken};
 
 /// True when `s` has the shape of a compact JWS: three dot-separated base64url parts, the first
 /// two non-empty. The signature part may be empty so that unsigned (`alg: none`) tokens still
@@ -86,5 +86,20 @@ mod unverified_tests {
         ] {
             assert!(UnverifiedToken::parse(bad.to_owned()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn size_is_checked_against_the_providers_limit_before_its_keys_are_needed() {
+        let token = "eyJhbGciOiJub25lIn0.eyJpc3MiOjF9.";
+        let parsed = UnverifiedToken::parse(token.to_owned()).unwrap();
+        let at = ProviderPolicy::new("idp", "https://idp", vec!["api".to_owned()])
+            .unwrap()
+            .with_max_token_bytes(token.len());
+        assert_eq!(parsed.check_size(&at), Ok(()));
+        let below = at.clone().with_max_token_bytes(token.len() - 1);
+        let limit = token.len() - 1;
+        assert_eq!(parsed.check_size(&below), Err(JwtError::TooLarge { limit }));
+        assert_eq!(check_size(token, limit), Err(JwtError::TooLarge { limit }));
+        assert_eq!(check_size(token, token.len()), Ok(()));
     }
 }

@@ -44,6 +44,15 @@ pub fn verify(
     verify_parts(token, None, jwks, policy, now)
 }
 
+/// Refuses a `token` longer than `limit` bytes: the first check of every verification, and one
+/// that needs no key, so it also runs before a token waits for its provider's keys.
+pub fn check_size(token: &str, limit: usize) -> Result<(), JwtError> {
+    if token.len() > limit {
+        return Err(JwtError::TooLarge { limit });
+    }
+    Ok(())
+}
+
 /// A compact JWS whose payload has been decoded and parsed, and nothing else checked: enough to
 /// read `iss` and so pick the provider whose keys and policy verify it, without decoding and
 /// parsing the payload a second time for [`UnverifiedToken::verify`]. `Debug` shows neither the
@@ -61,6 +70,11 @@ impl UnverifiedToken {
         let parts = Parts::split(&token)?;
         let payload = parse_payload(&decode_payload(parts.payload_b64)?)?;
         Ok(Self { token, payload })
+    }
+
+    /// [`check_size`] against `policy`'s limit, before waiting for its keys.
+    pub fn check_size(&self, policy: &ProviderPolicy) -> Result<(), JwtError> {
+        check_size(&self.token, policy.max_token_bytes())
     }
 
     /// The `iss` claim, unverified: only to pick which provider's keys and policy to verify the
@@ -96,10 +110,7 @@ fn verify_parts(
     policy: &ProviderPolicy,
     now: u64,
 ) -> Result<VerifiedToken, JwtError> {
-    let limit = policy.max_token_bytes();
-    if token.len() > limit {
-        return Err(JwtError::TooLarge { limit });
-    }
+    check_size(token, policy.max_token_bytes())?;
     let parts = Parts::split(token)?;
     let header = Header::parse(parts.header_b64)?;
     let key = select_key(jwks, header.alg, header.kid.as_deref())?;

@@ -10,8 +10,8 @@ use base64::Engine as _;
 use keygate_e2e::idp::{self, IdpKey};
 use keygate_e2e::stack::{IDP_PROVIDER, KEYSERVICE_PROVIDER};
 use keygate_e2e::{
-    base_filter_config, idp_provider, jwt_filter_config, keyservice_provider, EchoedRequest,
-    Listener, Reply, Stack, StackOptions,
+    base_filter_config, idp_provider, jwt_filter_config, keyservice_provider, raw_http,
+    EchoedRequest, Listener, Reply, Stack, StackOptions,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -271,6 +271,95 @@ async fn request_sent_before_any_keys_are_loaded_waits_for_the_first_fetch() -> 
 
     let upstream = upstream_of(&reply?);
     assert_eq!(upstream.header("x-keygate-subject"), Some("svc"));
+    Ok(())
+}
+
+/// The requests waiting for a provider's keys are bounded per worker: each holds its token, so
+/// without a bound a flood of tokens sent while the IdP cannot answer would fill the VM's memory
+/// and stop the filter. Past `jwt.max_waiting_requests` a request gets 503 at once; a token
+/// longer than its provider's `max_token_bytes` gets 401 at once rather than waiting; and a
+/// waiting client that goes away frees its place.
+#[tokio::test]
+async fn requests_waiting_for_keys_are_bounded_and_the_rest_are_answered_at_once(
+) -> anyhow::Result<()> {
+    let mut provider = idp_provider();
+    // Requests wait for the held first fetch up to this plus 2 s: far longer than the test's
+    // steps before it releases the IdP.
+    provider["jwks"]["remote"]["timeout_ms"] = json!(12_000);
+    provider["max_token_bytes"] = json!(2_048);
+    // The key service's provider takes tokens up to 8 KiB.
+    let mut config = config_with(&[provider, keyservice_provider()]);
+    config["jwt"]["max_waiting_requests"] = json!(2);
+    // The bound is per worker: one worker takes every request.
+    let options = StackOptions {
+        hold_idp_jwks: true,
+        workers: 1,
+        ..StackOptions::new(config)
+    };
+    let stack = Stack::start_with(options).await?;
+    let token = stack.idp_key().token("svc", "acme", &["orders:read"])?;
+    let addr = stack.addr(Listener::Main)?;
+    let wait = |token: &str| {
+        let header = bearer(token);
+        tokio::spawn(async move {
+            raw_http::send(addr, "GET", "/orders/1", &[("authorization", &header)]).await
+        })
+    };
+    let stack = &stack;
+    let waiting = |n: u64| async move {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{n} requests waiting for the first JWKS fetch"),
+            || async move {
+                let active = stack.counter("main.downstream_rq_active").await.ok()?;
+                (active == n && stack.idp().jwks_requests() >= 1).then_some(())
+            },
+        )
+        .await;
+    };
+
+    let first = wait(&token);
+    let second = wait(&token);
+    waiting(2).await;
+
+    // The bound is reached: a third request is answered 503 at once, not at the deadline.
+    let header = bearer(&token);
+    let started = Instant::now();
+    let third = stack
+        .get("/orders/1", &[("authorization", &header)])
+        .await?;
+    let took = started.elapsed();
+    assert_eq!(third.status, 503, "{}", third.summary());
+    assert_eq!(third.json()["error"], "unavailable", "{}", third.summary());
+    assert!(!third.body.contains(&token), "the 503 echoes the token");
+    assert!(
+        took < Duration::from_secs(7),
+        "the request past the bound waited {took:?}, as if parked"
+    );
+    assert!(flushed_counter(stack, "keygate.overloaded").await? >= 1);
+
+    // A token longer than its provider takes is refused at once, by its size alone, rather
+    // than waiting for keys (or, here, being turned away as one too many): whether no provider
+    // takes it (over 8 KiB) or only its own does not (over 2 KiB).
+    for pad in [9_000, 3_000] {
+        let long = with_payload(&token, |p| p["pad"] = json!("x".repeat(pad)));
+        let reply = stack
+            .get("/orders/1", &[("authorization", &bearer(&long))])
+            .await?;
+        assert_invalid_token(&reply, "too_large", &long);
+    }
+
+    // The first client goes away: its place is free, and the next request waits in it.
+    first.abort();
+    waiting(1).await;
+    let fourth = wait(&token);
+    waiting(2).await;
+
+    stack.idp().release();
+    for reply in [second.await??, fourth.await??] {
+        assert_eq!(upstream_of(&reply).header("x-keygate-subject"), Some("svc"));
+    }
+    assert!(stack.envoy_ready().await, "Envoy is not ready any more");
     Ok(())
 }
 
