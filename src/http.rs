@@ -114,6 +114,9 @@ impl RequestFilter {
         worker.metrics.inc(worker.metrics.cache_miss);
         // A miss reads the clock afresh: the lookup's deadline and the breaker count from now.
         let now = worker.read_clock()?;
+        if !worker.room_to_wait() {
+            return overloaded(worker, "max_waiting_requests", &strip, now);
+        }
 
         let me = Waiter {
             context_id: self.context_id,
@@ -129,20 +132,7 @@ impl RequestFilter {
                 self.waiting_on = Some(hash);
                 Ok(Action::Pause)
             }
-            Admit::Full => {
-                if worker.metrics.overloaded.count_first() {
-                    log::warn!(
-                        "too many lookups in flight (key_service.max_pending_lookups); \
-                         answering unavailable"
-                    );
-                }
-                carry_out(
-                    worker,
-                    decision::unavailable(&worker.config),
-                    &me.strip,
-                    now,
-                )
-            }
+            Admit::Full => overloaded(worker, "key_service.max_pending_lookups", &me.strip, now),
             Admit::Send => match lookup::send(worker, &hash, self.context_id, now) {
                 Ok(()) => {
                     self.waiting_on = Some(hash);
@@ -218,7 +208,9 @@ impl RequestFilter {
         if let Err(e) = token.check_size(&provider.policy) {
             return carry_out(worker, worker.refuse_token(&e), &strip, now);
         }
-        let strip_if_full = strip.clone();
+        if !worker.room_to_wait() {
+            return overloaded(worker, "max_waiting_requests", &strip, now);
+        }
         let request = TokenRequest {
             context_id: self.context_id,
             provider: index,
@@ -229,19 +221,20 @@ impl RequestFilter {
             strip,
         };
         let parked = ParkedToken::park(request, provider, worker.keys_generation(index), now);
-        if worker.parked.borrow_mut().park(parked).is_err() {
-            if worker.metrics.overloaded.count_first() {
-                log::warn!(
-                    "too many requests waiting for JWT keys (jwt.max_waiting_requests); \
-                     answering unavailable"
-                );
-            }
-            let unavailable = decision::unavailable(&worker.config);
-            return carry_out(worker, unavailable, &strip_if_full, now);
-        }
+        worker.parked.borrow_mut().park(parked);
         self.parked = true;
         Ok(Action::Pause)
     }
+}
+
+/// A request that would wait, turned away at once because the worker's bound `setting` is
+/// reached: 503 (or through, under `failure_mode: open`), counted, and logged at most once per
+/// tick, since a flood reaches this on every request.
+fn overloaded(worker: &Worker, setting: &str, strip: &Strip, now: u64) -> HostResult<Action> {
+    if worker.metrics.overloaded.count_first() {
+        log::warn!("{setting} reached: answering unavailable rather than waiting");
+    }
+    carry_out(worker, decision::unavailable(&worker.config), strip, now)
 }
 
 /// A token found in the verified-token cache.

@@ -155,7 +155,7 @@ impl Worker {
             tagger: Tagger::new(RandomState::new(), RandomState::new()),
             rejected: RefCell::new(RejectedTokens::new(config.worker_cache_entries)),
             providers,
-            parked: RefCell::new(ParkedTokens::new(config.jwt.max_waiting_requests)),
+            parked: RefCell::new(ParkedTokens::default()),
             lookups: RefCell::new(Lookups::new(
                 config.key_service.max_pending_lookups,
                 config.key_service.timeout.as_secs(),
@@ -243,6 +243,13 @@ impl Worker {
             body,
             ks.timeout,
         )
+    }
+
+    /// Whether one more request may pause here, waiting for a key lookup or for a JWT
+    /// provider's keys: `max_waiting_requests` bounds both together.
+    pub fn room_to_wait(&self) -> bool {
+        let waiting = self.lookups.borrow().waiting() + self.parked.borrow().len();
+        waiting < self.config.max_waiting_requests
     }
 
     /// `GET`s `path` from the key service with the filter's token, with callout `timeout`.

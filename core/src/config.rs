@@ -54,6 +54,9 @@ pub struct RawConfig {
     pub jwt: RawJwt,
     #[serde(default)]
     pub revocation: RawRevocation,
+    /// Per worker: requests paused at once, waiting for a key lookup or a provider's keys.
+    #[serde(default = "default_max_waiting_requests")]
+    pub max_waiting_requests: usize,
 }
 
 /// The key service's revocation feed (`keygate_core::feed`).
@@ -101,9 +104,6 @@ pub struct RawJwt {
     /// Verified tokens cached at once (shared by all workers).
     #[serde(default = "default_max_entries")]
     pub cache_max_entries: u64,
-    /// Per worker: requests waiting at once for a provider's keys.
-    #[serde(default = "default_max_waiting_requests")]
-    pub max_waiting_requests: usize,
 }
 
 impl Default for RawJwt {
@@ -111,13 +111,12 @@ impl Default for RawJwt {
         Self {
             providers: Vec::new(),
             cache_max_entries: default_max_entries(),
-            max_waiting_requests: default_max_waiting_requests(),
         }
     }
 }
 
 fn default_max_waiting_requests() -> usize {
-    1024
+    4096
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -435,6 +434,10 @@ pub struct FilterConfig {
     pub jwt: JwtConfig,
     /// The revocation feed; `None` when it is off.
     pub revocation: Option<Revocation>,
+    /// Per worker: requests paused at once, waiting for a key lookup or for a JWT provider's
+    /// keys. Each holds what it needs to be finished (a token, a rewritten path), so this bounds
+    /// what a flood can make the VM hold; past it, a request that would wait answers 503 at once.
+    pub max_waiting_requests: usize,
     /// Names this configuration's state in shared data (caches, JWKS, breaker). Shared data
     /// belongs to the `vm_id`, so it outlives a configuration change and is common to every
     /// listener with that `vm_id`: an answer cached under one configuration must not be read
@@ -468,9 +471,6 @@ pub struct JwtConfig {
     pub providers: Vec<Provider>,
     /// Layout of the verified-token cache (only `max_entries` is used).
     pub cache: CachePolicy,
-    /// Per worker: requests waiting at once for a provider's keys (its first fetch, or a
-    /// refetch for an unknown `kid`). Past it, such requests answer 503 at once.
-    pub max_waiting_requests: usize,
     /// The largest of the providers' `max_token_bytes`: a longer token is refused before any
     /// work on it, since no provider would take it.
     pub max_token_bytes: usize,
@@ -672,6 +672,12 @@ impl TryFrom<RawConfig> for FilterConfig {
             .map_err(|e| ConfigError::new(e.field(), e.message()))?;
         let jwt = compile_jwt(raw.jwt)?;
         let revocation = compile_revocation(&raw.revocation, ks.timeout_ms)?;
+        if !(1..=1_000_000).contains(&raw.max_waiting_requests) {
+            return Err(ConfigError::new(
+                "max_waiting_requests",
+                "must be 1 to 1000000",
+            ));
+        }
 
         Ok(Self {
             key_service: KeyServiceConfig {
@@ -702,6 +708,7 @@ impl TryFrom<RawConfig> for FilterConfig {
             routes,
             jwt,
             revocation,
+            max_waiting_requests: raw.max_waiting_requests,
             fingerprint: Fingerprint::default(),
         })
     }
@@ -805,12 +812,6 @@ fn compile_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
             "must be 1 to 10000000",
         ));
     }
-    if !(1..=1_000_000).contains(&raw.max_waiting_requests) {
-        return Err(ConfigError::new(
-            "jwt.max_waiting_requests",
-            "must be 1 to 1000000",
-        ));
-    }
     let mut providers: Vec<Provider> = Vec::with_capacity(raw.providers.len());
     for (i, p) in raw.providers.into_iter().enumerate() {
         let at = |field: &str| format!("jwt.providers[{i}].{field}");
@@ -841,7 +842,6 @@ fn compile_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
             ttl_secs: 0,
             negative_ttl_secs: 0,
         },
-        max_waiting_requests: raw.max_waiting_requests,
         max_token_bytes,
     })
 }
@@ -1067,6 +1067,7 @@ mod tests {
         );
         assert_eq!(DEFAULT_TTL_SECS, 300);
         assert_eq!(c.worker_cache_entries, 4096);
+        assert_eq!(c.max_waiting_requests, 4096);
         assert_eq!(c.failure_mode, FailureMode::Closed);
         assert_eq!(c.forwarding.header_prefix, "x-keygate-");
         assert!(c.forwarding.strip_credentials);
@@ -1122,14 +1123,8 @@ mod tests {
         let cases = [
             (r#""cache":{"max_entries":0}"#, "cache.max_entries"),
             (r#""cache":{"ttl_secs":0}"#, "cache.ttl_secs"),
-            (
-                r#""jwt":{"max_waiting_requests":0}"#,
-                "jwt.max_waiting_requests",
-            ),
-            (
-                r#""jwt":{"max_waiting_requests":1000001}"#,
-                "jwt.max_waiting_requests",
-            ),
+            (r#""max_waiting_requests":0"#, "max_waiting_requests"),
+            (r#""max_waiting_requests":1000001"#, "max_waiting_requests"),
             (
                 r#""cache":{"worker_max_entries":1000001}"#,
                 "cache.worker_max_entries",
@@ -1213,7 +1208,6 @@ mod tests {
         };
         assert_eq!((r.refresh_secs, r.authority.as_str()), (300, "idp"));
         assert!(!c.jwt.providers[0].forward_token);
-        assert_eq!(c.jwt.max_waiting_requests, 1024);
         assert_eq!(c.jwt.max_token_bytes, 8192);
         assert!(!FilterConfig::from_json(MINIMAL.as_bytes())
             .unwrap()

@@ -162,29 +162,15 @@ impl ParkedToken {
     }
 }
 
-/// The requests of one worker parked until their providers' keys arrive, at most `max` of them.
-/// Each holds its token and parsed payload (up to its provider's `max_token_bytes`, twice over),
-/// so the bound is what keeps a flood of tokens sent while an identity provider is unreachable
-/// from exhausting the VM's memory, which would stop the filter for every later request.
-#[derive(Debug)]
+/// The requests of one worker parked until their providers' keys arrive. Each holds its token
+/// and parsed payload; how many may wait at once is the worker's bound on waiting requests
+/// (`FilterConfig::max_waiting_requests`), shared with the key lookups.
+#[derive(Debug, Default)]
 pub struct ParkedTokens {
     entries: Vec<ParkedToken>,
-    max: usize,
 }
 
-/// [`ParkedTokens::park`] found `max` requests parked already: the request is to be answered
-/// "unavailable" at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParkingFull;
-
 impl ParkedTokens {
-    pub fn new(max: usize) -> Self {
-        Self {
-            entries: Vec::new(),
-            max,
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -193,13 +179,8 @@ impl ParkedTokens {
         self.entries.is_empty()
     }
 
-    /// Parks `token` unless `max` requests are parked already (then it is dropped).
-    pub fn park(&mut self, token: ParkedToken) -> Result<(), ParkingFull> {
-        if self.entries.len() >= self.max {
-            return Err(ParkingFull);
-        }
+    pub fn park(&mut self, token: ParkedToken) {
         self.entries.push(token);
-        Ok(())
     }
 
     /// Takes out the parked requests that are [`ParkedToken::ready`] at `now`; `generation`
@@ -280,18 +261,17 @@ mod tests {
     }
 
     #[test]
-    fn parking_holds_at_most_max_requests_and_frees_places_as_they_leave() {
-        let mut parked = ParkedTokens::new(2);
-        assert_eq!(parked.park(parked_from(1, None)), Ok(()));
-        assert_eq!(parked.park(parked_from(2, Some(7))), Ok(()));
-        assert_eq!(parked.park(parked_from(3, None)), Err(ParkingFull));
-        assert_eq!(parked.len(), 2);
+    fn parked_requests_leave_when_ready_or_gone() {
+        let mut parked = ParkedTokens::default();
+        parked.park(parked_from(1, None));
+        parked.park(parked_from(2, Some(7)));
+        parked.park(parked_from(3, None));
+        assert_eq!(parked.len(), 3);
 
-        // A stream that ended frees its place at once.
+        // A stream that ended leaves at once.
         parked.gone(1);
         parked.gone(99);
-        assert_eq!(parked.len(), 1);
-        assert_eq!(parked.park(parked_from(3, None)), Ok(()));
+        assert_eq!(parked.len(), 2);
 
         // Provider 0's keys arrive: only the request parked on older keys is ready; the one
         // parked on generation 7 waits for a change.
@@ -299,12 +279,11 @@ mod tests {
         let ids: Vec<u32> = ready.iter().map(|p| p.request.context_id).collect();
         assert_eq!(ids, [3]);
         assert_eq!(parked.len(), 1);
-        // Its deadline frees the last one; then a place is free again.
+        // Its deadline frees the last one.
         let deadline = NOW + 3 + WAIT_GRACE_SECS;
         assert!(parked.take_ready(|_| Some(7), deadline - 1).is_empty());
         assert_eq!(parked.take_ready(|_| Some(7), deadline).len(), 1);
         assert!(parked.is_empty());
-        assert_eq!(parked.park(parked_from(4, None)), Ok(()));
     }
 
     #[test]

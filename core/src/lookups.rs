@@ -69,6 +69,8 @@ pub enum Admit {
 #[derive(Debug)]
 pub struct Lookups {
     entries: HashMap<KeyHash, Pending>,
+    /// The waiters of all entries together.
+    waiting: usize,
     /// At most this many keys looked up at once.
     max: usize,
     /// The callout timeout, seconds.
@@ -79,6 +81,7 @@ impl Lookups {
     pub fn new(max: usize, timeout_secs: u64) -> Self {
         Self {
             entries: HashMap::new(),
+            waiting: 0,
             max,
             timeout_secs,
         }
@@ -92,11 +95,25 @@ impl Lookups {
         self.entries.is_empty()
     }
 
+    /// Requests waiting on all lookups together (the worker bounds them with the requests
+    /// parked for JWT keys).
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Removes `hash`'s entry and its waiters from the count.
+    fn take(&mut self, hash: &KeyHash) -> Option<Pending> {
+        let p = self.entries.remove(hash)?;
+        self.waiting = self.waiting.saturating_sub(p.waiters.len());
+        Some(p)
+    }
+
     /// A request missed the caches for `hash`. `Joined` and `Send` keep `waiter` until the
     /// lookup is answered; `Full` drops it.
     pub fn admit(&mut self, hash: KeyHash, waiter: Waiter) -> Admit {
         if let Some(p) = self.entries.get_mut(&hash) {
             p.waiters.push(waiter);
+            self.waiting = self.waiting.saturating_add(1);
             return match p.state {
                 State::Sent { .. } | State::Unsent => Admit::Joined,
                 State::Orphaned => {
@@ -116,6 +133,7 @@ impl Lookups {
                 retried: false,
             },
         );
+        self.waiting = self.waiting.saturating_add(1);
         Admit::Send
     }
 
@@ -137,10 +155,7 @@ impl Lookups {
 
     /// The lookup of `hash` could not be sent: its waiters are answered now.
     pub fn send_failed(&mut self, hash: &KeyHash) -> Vec<Waiter> {
-        self.entries
-            .remove(hash)
-            .map(|p| p.waiters)
-            .unwrap_or_default()
+        self.take(hash).map(|p| p.waiters).unwrap_or_default()
     }
 
     /// Callout `token` answered: the key and the requests to finish with that answer. `None`
@@ -151,7 +166,7 @@ impl Lookups {
             .iter()
             .find(|(_, p)| matches!(p.state, State::Sent { token: t, .. } if t == token))?
             .0;
-        let p = self.entries.remove(&hash)?;
+        let p = self.take(&hash)?;
         Some((hash, p.waiters))
     }
 
@@ -180,12 +195,14 @@ impl Lookups {
         let Some(p) = self.entries.get_mut(hash) else {
             return;
         };
+        let before = p.waiters.len();
         p.waiters.retain(|w| w.context_id != context_id);
+        self.waiting = self.waiting.saturating_sub(before - p.waiters.len());
         if matches!(p.state, State::Sent { sender, .. } if sender == context_id) {
             p.state = State::Orphaned;
         }
         if p.waiters.is_empty() && !matches!(p.state, State::Sent { .. }) {
-            self.entries.remove(hash);
+            self.take(hash);
         }
     }
 
@@ -214,7 +231,7 @@ impl Lookups {
             .collect();
         stale
             .iter()
-            .filter_map(|h| self.entries.remove(h))
+            .filter_map(|h| self.take(h))
             .flat_map(|p| p.waiters)
             .collect()
     }
@@ -393,5 +410,61 @@ mod tests {
         assert_eq!(l.expire(last_patient), []);
         assert_eq!(ids(&l.expire(last_patient + 1)), [10]);
         assert!(l.is_empty());
+    }
+
+    /// `waiting()` is kept as a count; it must always be the waiters of every entry together,
+    /// whatever sequence of requests, answers, retries, departures and expiries leads there.
+    #[test]
+    fn the_count_of_waiting_requests_follows_every_operation() {
+        let mut l = Lookups::new(4, TIMEOUT);
+        // A small deterministic generator (xorshift), so a failure replays.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut tokens = 0u32;
+        let mut now = 100;
+        for step in 0..20_000u32 {
+            let key = hash(u8::try_from(next(6)).unwrap());
+            let context = 10 + u32::try_from(next(12)).unwrap();
+            match next(8) {
+                0 | 1 => {
+                    if l.admit(key, waiter(context)) == Admit::Send {
+                        tokens += 1;
+                        if next(5) == 0 {
+                            l.send_failed(&key);
+                        } else {
+                            l.sent(&key, tokens, context, now);
+                        }
+                    }
+                }
+                2 => {
+                    let token = u32::try_from(next(u64::from(tokens) + 1)).unwrap();
+                    if l.retry(token).is_none() {
+                        l.answered(token);
+                    }
+                }
+                3 => {
+                    let token = u32::try_from(next(u64::from(tokens) + 1)).unwrap();
+                    l.answered(token);
+                }
+                4 | 5 => l.gone(&key, context),
+                6 => {
+                    for orphan in l.take_orphans() {
+                        tokens += 1;
+                        l.sent(&orphan, tokens, ROOT, now);
+                    }
+                }
+                _ => {
+                    now += next(3);
+                    l.expire(now);
+                }
+            }
+            let counted: usize = l.entries.values().map(|p| p.waiters.len()).sum();
+            assert_eq!(l.waiting(), counted, "after step {step}");
+        }
     }
 }

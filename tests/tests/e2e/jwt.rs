@@ -276,7 +276,7 @@ async fn request_sent_before_any_keys_are_loaded_waits_for_the_first_fetch() -> 
 
 /// The requests waiting for a provider's keys are bounded per worker: each holds its token, so
 /// without a bound a flood of tokens sent while the IdP cannot answer would fill the VM's memory
-/// and stop the filter. Past `jwt.max_waiting_requests` a request gets 503 at once; a token
+/// and stop the filter. Past `max_waiting_requests` a request gets 503 at once; a token
 /// longer than its provider's `max_token_bytes` gets 401 at once rather than waiting; and a
 /// waiting client that goes away frees its place.
 #[tokio::test]
@@ -289,7 +289,7 @@ async fn requests_waiting_for_keys_are_bounded_and_the_rest_are_answered_at_once
     provider["max_token_bytes"] = json!(2_048);
     // The key service's provider takes tokens up to 8 KiB.
     let mut config = config_with(&[provider, keyservice_provider()]);
-    config["jwt"]["max_waiting_requests"] = json!(2);
+    config["max_waiting_requests"] = json!(2);
     // The bound is per worker: one worker takes every request.
     let options = StackOptions {
         hold_idp_jwks: true,

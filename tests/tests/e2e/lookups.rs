@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::sleep;
 
-use crate::eventually;
+use crate::{eventually, flushed_counter};
 
 /// Long enough for a request to reach the filter and its lookup to go out.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -138,5 +138,53 @@ async fn with_the_key_service_down_the_breaker_bounds_the_callouts() -> anyhow::
         },
     )
     .await;
+    Ok(())
+}
+
+/// Requests waiting on lookups count under `max_waiting_requests` (with those waiting for JWT
+/// keys): requests joining one lookup of a stalled key service are not capped by
+/// `max_pending_lookups`, and each holds what it needs to be finished (a rewritten path may be
+/// tens of KiB). Past the bound a request gets 503 at once, and one that went away frees its
+/// place.
+#[tokio::test]
+async fn requests_joining_lookups_are_bounded_by_max_waiting_requests() -> anyhow::Result<()> {
+    let mut config = base_filter_config();
+    config["max_waiting_requests"] = json!(2);
+    // The frozen key service's lookup stays out far longer than the test's steps.
+    config["key_service"]["timeout_ms"] = json!(8_000);
+    let stack = one_worker(config).await?;
+    let (_, key) = stack.create_key("acme", &["orders:read"]).await?;
+    let headers = [("x-api-key", key.as_str())];
+
+    stack.keyservice().freeze()?;
+    let _first = request_and_hold(&stack, &key).await?;
+    let second = request_and_hold(&stack, &key).await?;
+    sleep(SETTLE).await;
+
+    let started = Instant::now();
+    let reply = stack.get("/orders/1", &headers).await?;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 503, "{}", reply.summary());
+    assert_eq!(reply.json()["error"], "unavailable", "{}", reply.summary());
+    assert!(!reply.body.contains(&key), "the 503 echoes the key");
+    assert!(
+        took < Duration::from_secs(5),
+        "the request past the bound waited {took:?}, as if it had joined the lookup"
+    );
+    assert!(flushed_counter(&stack, "keygate.overloaded").await? >= 1);
+
+    // The second client goes away: its place is free, and the next request waits in it and
+    // gets the answer once the key service answers.
+    drop(second);
+    sleep(SETTLE).await;
+    let waiting = stack.get("/orders/1", &headers);
+    let meanwhile = async {
+        sleep(SETTLE).await;
+        stack.keyservice().thaw()
+    };
+    let (reply, thawed) = tokio::join!(waiting, meanwhile);
+    thawed?;
+    let reply = reply?;
+    assert_eq!(reply.status, 200, "{}", reply.summary());
     Ok(())
 }
