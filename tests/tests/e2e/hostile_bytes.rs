@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use keygate_e2e::idp::IDP_ISSUER;
 use keygate_e2e::raw_h2::{self, H2Outcome};
 use keygate_e2e::{jwt_filter_config, raw_http, Listener, Reply, Stack};
 use tokio::sync::Semaphore;
@@ -165,6 +166,29 @@ fn jwt_decoding_to(segment: usize, inject: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A JWT of the IdP's issuer whose header (`segment` 0) or payload (1) holds a JSON array nested
+/// `depth` levels deep. serde_json refuses JSON nested more than 128 levels; a parser without
+/// such a bound would recurse until the Wasm stack ran out, a trap as fatal to the VM as a panic.
+fn jwt_nested(segment: usize, depth: usize) -> Vec<u8> {
+    let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let mut header = r#"{"alg":"RS256","kid":"idp-key-1"}"#.to_owned();
+    let mut payload = format!(r#"{{"iss":"{IDP_ISSUER}","sub":"y","exp":4102444800}}"#);
+    let target = if segment == 0 {
+        &mut header
+    } else {
+        &mut payload
+    };
+    target.pop();
+    target.push_str(&format!(r#","n":{nested}}}"#));
+    [
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload),
+        "c2ln".to_owned(),
+    ]
+    .join(".")
+    .into_bytes()
+}
+
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     let header_case = |what: String, path: &str, protected, name: &[u8], value: Vec<u8>| Case {
@@ -246,6 +270,22 @@ fn cases() -> Vec<Case> {
                     encoded,
                 ));
             }
+        }
+    }
+
+    // JSON nested around serde_json's depth bound (128) and far past it (the deepest that fits
+    // under the providers' 8 KiB token limit), in the header and the payload.
+    for depth in [127, 128, 129, 2_500] {
+        for segment in 0..2 {
+            let mut bearer = b"Bearer ".to_vec();
+            bearer.extend_from_slice(&jwt_nested(segment, depth));
+            cases.push(header_case(
+                format!("Bearer JWT, segment {segment} nests JSON {depth} deep on /orders/1"),
+                "/orders/1",
+                true,
+                b"authorization",
+                bearer,
+            ));
         }
     }
 
