@@ -64,6 +64,34 @@ fn assert_unauthorized(reply: &Reply, reason: &str, credential: Option<&str>) {
     );
 }
 
+/// Sends `GET path` with `headers` to a filter whose `max_waiting_requests` is reached, and
+/// asserts that it is turned away at once: a 503 `unavailable` that does not echo `credential`,
+/// well before `wait` (how long it would have waited had it been let in), counted in
+/// `keygate.overloaded`.
+async fn assert_turned_away_at_once(
+    stack: &Stack,
+    path: &str,
+    headers: &[(&str, &str)],
+    credential: &str,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let reply = stack.get(path, headers).await?;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 503, "{}", reply.summary());
+    assert_eq!(reply.json()["error"], "unavailable", "{}", reply.summary());
+    assert!(
+        !reply.body.contains(credential),
+        "the 503 echoes the credential"
+    );
+    assert!(
+        took < wait / 2,
+        "the request past the bound took {took:?}, as if it waited (up to {wait:?})"
+    );
+    assert!(flushed_counter(stack, "keygate.overloaded").await? >= 1);
+    Ok(())
+}
+
 /// The filter adds its per-request counters (`allowed`, `public`, `cache_hit`, `jwt_cache_hit`,
 /// `jwt_rejected_cache_hit`) to Envoy's on each worker's tick, which is at most 1 s apart.
 const COUNTER_FLUSH: Duration = Duration::from_millis(1200);
