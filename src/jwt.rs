@@ -1,7 +1,7 @@
 //! JWT glue: each worker's copy of every provider's keys, kept in step with the shared JWKS that
 //! one worker at a time fetches (the schedule is in `keygate_core::jwks`), and the requests parked
-//! until keys arrive (`keygate_core::jwks::ParkedTokens` holds them, bounded, and says when they are
-//! ready).
+//! until keys arrive (`keygate_core::jwks::ParkedTokens` holds them and says when they are ready;
+//! `Worker::room_to_wait` bounds them).
 
 use std::rc::Rc;
 

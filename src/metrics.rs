@@ -29,9 +29,9 @@ pub struct Metrics {
     /// Tokens refused as this worker had refused them before, without verifying
     /// (`keygate_core::local::RejectedTokens`): a flood of one forged token shows here.
     pub jwt_rejected_cache_hit: Tally,
-    /// Requests answered 503 at once because the worker's bound on waiting requests was
-    /// reached (`key_service.max_pending_lookups`, `jwt.max_waiting_requests`): a flood of new
-    /// keys, or of tokens while an identity provider is unreachable, shows here.
+    /// Requests answered 503 at once because one of the worker's bounds on waiting was reached
+    /// (`key_service.max_pending_lookups`, `max_waiting_requests`): a flood of new keys, or of
+    /// tokens while an identity provider is unreachable, shows here.
     pub overloaded: Tally,
     pub jwks_fetch: u32,
     pub jwks_fetch_failure: u32,
