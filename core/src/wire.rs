@@ -10,6 +10,11 @@ use crate::key::KeyHash;
 
 /// `POST`: is this key hash valid, and for whom?
 pub const LOOKUP_PATH: &str = "/v1/lookup";
+/// `POST`: several key hashes at once ([`LookupBatchRequest`]), answered in order. The filter
+/// sends the lookups that missed within one turn of its worker's event loop together.
+pub const LOOKUP_BATCH_PATH: &str = "/v1/lookups";
+/// The most key hashes one [`LookupBatchRequest`] carries.
+pub const MAX_LOOKUP_BATCH: usize = 64;
 /// `POST`: a batch of per-key request counts from the filter.
 pub const USAGE_PATH: &str = "/v1/usage";
 /// `GET`: the key hashes whose lookup answer changed since a cursor (the revocation feed).
@@ -28,6 +33,23 @@ pub const MAX_CHANGES_WAIT_MS: u64 = 25_000;
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
     pub key_hash: KeyHash,
+}
+
+/// Body of a batch lookup: 1 to [`MAX_LOOKUP_BATCH`] hashes. A hash may appear more than once;
+/// each place gets its answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupBatchRequest {
+    pub key_hashes: Vec<KeyHash>,
+}
+
+/// Answer to a batch lookup: `answers[i]` answers `key_hashes[i]`, exactly as a single lookup of
+/// it would.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupBatchResponse {
+    pub answers: Vec<LookupResponse>,
 }
 
 /// Answer to a lookup. `cache_ttl_secs` is the longest the filter may cache this answer; the filter

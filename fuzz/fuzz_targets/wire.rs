@@ -4,7 +4,8 @@
 //!
 //! Invariants, beyond "never panics":
 //! - Round trip: a message that decodes, encoded and decoded again, is the same message, for
-//!   `LookupRequest`, `LookupResponse` and `UsageReport`.
+//!   `LookupRequest`, `LookupResponse`, `LookupBatchRequest`, `LookupBatchResponse` and
+//!   `UsageReport`.
 //! - `answer_of` never calls an answer valid past its `expires_at`; a cache entry made from it is
 //!   fresh now, never outlives the configured or served TTL, nor a valid key's expiry.
 //! - `UsageBook`: a report restored into an empty book and drained comes back summed per key
@@ -19,7 +20,9 @@ use keygate_core::cache::{answer_of, Answer, Entry};
 use keygate_core::config::CachePolicy;
 use keygate_core::key::KeyHash;
 use keygate_core::usage::{UsageBook, MAX_REPORT_ENTRIES};
-use keygate_core::wire::{LookupRequest, LookupResponse, UsageReport};
+use keygate_core::wire::{
+    LookupBatchRequest, LookupBatchResponse, LookupRequest, LookupResponse, UsageReport,
+};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: u64 = 1_800_000_000;
@@ -47,6 +50,27 @@ fuzz_target!(|data: &[u8]| {
             Some(&response)
         );
         check_answer(&response);
+    }
+
+    if let Ok(request) = serde_json::from_slice::<LookupBatchRequest>(data) {
+        let bytes = serde_json::to_vec(&request).expect("a batch request serializes");
+        assert_eq!(
+            serde_json::from_slice::<LookupBatchRequest>(&bytes).ok(),
+            Some(request)
+        );
+    }
+
+    if let Ok(batch) = serde_json::from_slice::<LookupBatchResponse>(data) {
+        let bytes = serde_json::to_vec(&batch).expect("a batch answer serializes");
+        assert_eq!(
+            serde_json::from_slice::<LookupBatchResponse>(&bytes)
+                .ok()
+                .as_ref(),
+            Some(&batch)
+        );
+        for response in &batch.answers {
+            check_answer(response);
+        }
     }
 
     if let Ok(report) = serde_json::from_slice::<UsageReport>(data) {

@@ -19,6 +19,7 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -355,6 +356,14 @@ struct SecretRow {
     #[sqlx(flatten)]
     credential: CredentialRow,
     retires_at: Option<i64>,
+}
+
+/// A [`SecretRow`] with the hash it was found by, for lookups of several hashes at once.
+#[derive(sqlx::FromRow)]
+struct HashedSecretRow {
+    hash: Vec<u8>,
+    #[sqlx(flatten)]
+    secret: SecretRow,
 }
 
 fn credential<I: CredentialId>(row: CredentialRow) -> Result<Credential<I>, StoreError> {
@@ -930,6 +939,27 @@ impl KeyStore {
         dispatch!(self.find_secret(Tables::of(I::KIND), hash))?
             .map(secret_match)
             .transpose()
+    }
+
+    /// [`KeyStore::find_secret`] for several hashes in one query: the filter's batch lookup.
+    /// `answers[i]` is the match of `hashes[i]`, so a hash given twice is answered twice.
+    pub async fn find_secrets<I: CredentialId>(
+        &self,
+        hashes: &[KeyHash],
+    ) -> Result<Vec<Option<SecretMatch<I>>>, StoreError> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = dispatch!(self.find_secrets(Tables::of(I::KIND), hashes))?
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    key_hash(row.hash, "secret hash")?,
+                    secret_match(row.secret)?,
+                ))
+            })
+            .collect::<Result<HashMap<KeyHash, SecretMatch<I>>, StoreError>>()?;
+        Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
     }
 
     /// Tells the long-polls of this process about a committed change up to `logged`.

@@ -38,8 +38,8 @@ use tokio::sync::watch;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, sql, stored_seq, unix, AuditRow, Change,
-    CredentialRow, DatabaseUrl, HolderRow, KeyTally, NewCredential, NewSigningKey, PerKind,
-    RoleInsert, RoleRow, RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
+    CredentialRow, DatabaseUrl, HashedSecretRow, HolderRow, KeyTally, NewCredential, NewSigningKey,
+    PerKind, RoleInsert, RoleRow, RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
 };
 use crate::audit;
 use crate::credentials::Kind;
@@ -461,6 +461,31 @@ impl PgStore {
         Ok(sqlx::query_as(statement)
             .bind(hash_blob(hash))
             .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The hashes travel as one `bytea[]`: one statement whatever the batch size, answered
+    /// through the primary-key index.
+    pub(super) async fn find_secrets(
+        &self,
+        t: Tables,
+        hashes: &[KeyHash],
+    ) -> Result<Vec<HashedSecretRow>, StoreError> {
+        static FIND_SECRETS: PerKind = PerKind::new();
+        let statement = FIND_SECRETS.get(t, |t| {
+            format!(
+                "SELECT s.hash, {}, s.retires_at FROM {} s JOIN {} c ON c.id = s.{} \
+                 WHERE s.hash = ANY($1)",
+                t.columns(ROLES_SQL),
+                t.secrets,
+                t.credentials,
+                t.owner
+            )
+        });
+        let hashes: Vec<Vec<u8>> = hashes.iter().map(hash_blob).collect();
+        Ok(sqlx::query_as(statement)
+            .bind(hashes)
+            .fetch_all(&self.pool)
             .await?)
     }
 

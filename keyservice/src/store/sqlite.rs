@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 
 use super::{
     change_seq, hash_blob, key_hash, log_head, page, sql, stored_seq, unix, AuditRow, Change,
-    CredentialRow, HolderRow, KeyTally, NewCredential, NewSigningKey, PerKind, RoleInsert, RoleRow,
-    RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
+    CredentialRow, HashedSecretRow, HolderRow, KeyTally, NewCredential, NewSigningKey, PerKind,
+    RoleInsert, RoleRow, RotationWrite, SecretRow, SigningKeyRow, StoreError, Tables,
 };
 use crate::audit;
 use crate::credentials::Kind;
@@ -375,6 +375,35 @@ impl SqliteStore {
         Ok(sqlx::query_as(statement)
             .bind(hash_blob(hash))
             .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The hashes travel as one JSON array of hex strings that `json_each` turns into rows and
+    /// `unhex` (SQLite 3.41; the bundled one is newer) back into BLOBs: one statement whatever the
+    /// batch size, prepared once per connection like [`SqliteStore::find_secret`]'s (an
+    /// `IN (?, ?, …)` list would be a new statement for every size), and still one primary-key
+    /// probe per hash.
+    pub(super) async fn find_secrets(
+        &self,
+        t: Tables,
+        hashes: &[KeyHash],
+    ) -> Result<Vec<HashedSecretRow>, StoreError> {
+        static FIND_SECRETS: PerKind = PerKind::new();
+        let statement = FIND_SECRETS.get(t, |t| {
+            format!(
+                "SELECT s.hash, {}, s.retires_at FROM {} s JOIN {} c ON c.id = s.{} \
+                 WHERE s.hash IN (SELECT unhex(value) FROM json_each(?))",
+                t.columns(ROLES_SQL),
+                t.secrets,
+                t.credentials,
+                t.owner
+            )
+        });
+        // KeyHash serialises as its hex.
+        let hashes = serde_json::to_string(hashes).map_err(StoreError::Encode)?;
+        Ok(sqlx::query_as(statement)
+            .bind(hashes)
+            .fetch_all(&self.pool)
             .await?)
     }
 

@@ -458,6 +458,30 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `POST /v1/lookups` with `token` and this `key_hashes` value, as it is (hex strings, or
+    /// whatever a test wants to send).
+    pub async fn lookup_batch_raw(&self, token: &str, key_hashes: Value) -> Response {
+        self.client
+            .post(self.url("/v1/lookups"))
+            .bearer_auth(token)
+            .json(&json!({ "key_hashes": key_hashes }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Looks the key secrets up at once as the filter does and returns the 200 body's answers.
+    pub async fn lookup_batch(&self, key_secrets: &[&str]) -> Vec<Value> {
+        let hashes: Vec<String> = key_secrets
+            .iter()
+            .map(|s| KeyHash::of(s.as_bytes()).to_hex())
+            .collect();
+        let response = self.lookup_batch_raw(FILTER_TOKEN, json!(hashes)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["answers"].as_array().unwrap().clone()
+    }
+
     pub async fn report_usage(&self, entries: Value) -> Response {
         self.client
             .post(self.url("/v1/usage"))

@@ -367,9 +367,41 @@ async fn a_scrape_counts_requests_lookups_grants_keys_and_database_errors(backen
     );
 }
 
+async fn a_batch_lookup_counts_each_answer(backend: Backend) {
+    let app = spawn_with_metrics(backend).await;
+    let key = app.create_default_key().await;
+    let secret = key["secret"].as_str().unwrap();
+    let answers = app
+        .lookup_batch(&[secret, "kg_unknown", secret, "kg_unknown", "kg_other"])
+        .await;
+    assert_eq!(answers.len(), 5);
+
+    let (m, _) = scrape(&app).await;
+    for (outcome, count) in [
+        ("valid", 2.0),
+        ("unknown", 3.0),
+        ("revoked", 0.0),
+        ("expired", 0.0),
+    ] {
+        assert_eq!(
+            m.value("keygate_lookups_total", &[("outcome", outcome)]),
+            count,
+            "{outcome}"
+        );
+    }
+    assert_eq!(
+        m.value(
+            "keygate_http_requests_total",
+            &[("route", "/v1/lookups"), ("status", "200")]
+        ),
+        1.0
+    );
+}
+
 backend_tests!(
     metrics_need_their_own_token,
     metrics_token_equal_to_another_secret_is_refused_at_start,
     metrics_are_off_without_a_token,
     a_scrape_counts_requests_lookups_grants_keys_and_database_errors,
+    a_batch_lookup_counts_each_answer,
 );

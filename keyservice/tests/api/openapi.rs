@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use keygate_core::wire::{CHANGES_PATH, LOOKUP_PATH, USAGE_PATH};
+use keygate_core::wire::{CHANGES_PATH, LOOKUP_BATCH_PATH, LOOKUP_PATH, USAGE_PATH};
 use keygate_keyservice::http::discovery::JWKS_PATH;
 use keygate_keyservice::http::oauth::TOKEN_PATH;
 use keygate_keyservice::http::openapi::DOCS_CSP;
@@ -158,6 +158,7 @@ async fn every_documented_operation_is_served_and_the_wire_paths_are_documented(
     let paths: BTreeSet<&str> = operations.iter().map(|(_, p, _)| p.as_str()).collect();
     for wire in [
         LOOKUP_PATH,
+        LOOKUP_BATCH_PATH,
         USAGE_PATH,
         CHANGES_PATH,
         TOKEN_PATH,
