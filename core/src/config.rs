@@ -214,6 +214,10 @@ pub struct RawKeyService {
     pub usage_path: String,
     #[serde(default = "default_max_pending_lookups")]
     pub max_pending_lookups: usize,
+    #[serde(default = "default_lookup_batch_path")]
+    pub lookup_batch_path: String,
+    #[serde(default = "default_unbatched_lookups")]
+    pub unbatched_lookups: usize,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -228,6 +232,17 @@ fn default_usage_path() -> String {
 fn default_max_pending_lookups() -> usize {
     1024
 }
+fn default_lookup_batch_path() -> String {
+    wire::LOOKUP_BATCH_PATH.to_owned()
+}
+fn default_unbatched_lookups() -> usize {
+    UNBATCHED_LOOKUPS
+}
+
+/// Per worker, lookup callouts out at once before new misses are batched: a miss on a quiet
+/// worker goes out at once on its own, and under load the misses of one event-loop turn share
+/// one callout.
+pub const UNBATCHED_LOOKUPS: usize = 2;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -560,6 +575,12 @@ pub struct KeyServiceConfig {
     pub usage_path: String,
     /// Per worker: lookups in flight at once. Past it, new misses answer 503 instead of piling up.
     pub max_pending_lookups: usize,
+    /// `POST` path of batch lookups ([`wire::LookupBatchRequest`]).
+    pub lookup_batch_path: String,
+    /// Per worker: while fewer lookup callouts than this are out, a new miss is looked up at once
+    /// on its own; beyond, misses wait for the end of the worker's event-loop turn and go out
+    /// together, up to [`wire::MAX_LOOKUP_BATCH`] keys per callout. 0 batches every lookup.
+    pub unbatched_lookups: usize,
 }
 
 /// Where API keys are looked for. Header names are lowercase, as Envoy presents them.
@@ -642,6 +663,7 @@ impl TryFrom<RawConfig> for FilterConfig {
         for (field, path) in [
             ("key_service.lookup_path", &ks.lookup_path),
             ("key_service.usage_path", &ks.usage_path),
+            ("key_service.lookup_batch_path", &ks.lookup_batch_path),
         ] {
             if !path.starts_with('/') || path.bytes().any(|b| !b.is_ascii_graphic()) {
                 return Err(ConfigError::new(field, "must be an absolute path"));
@@ -651,6 +673,12 @@ impl TryFrom<RawConfig> for FilterConfig {
             return Err(ConfigError::new(
                 "key_service.max_pending_lookups",
                 "must be at least 1",
+            ));
+        }
+        if ks.unbatched_lookups > 1_000_000 {
+            return Err(ConfigError::new(
+                "key_service.unbatched_lookups",
+                "must be 0 (batch every lookup) to 1000000",
             ));
         }
         let authority = ks.authority.unwrap_or_else(|| ks.cluster.clone());
@@ -688,6 +716,8 @@ impl TryFrom<RawConfig> for FilterConfig {
                 lookup_path: ks.lookup_path,
                 usage_path: ks.usage_path,
                 max_pending_lookups: ks.max_pending_lookups,
+                lookup_batch_path: ks.lookup_batch_path,
+                unbatched_lookups: ks.unbatched_lookups,
             },
             api_keys,
             cache,
@@ -1068,6 +1098,8 @@ mod tests {
         assert_eq!(DEFAULT_TTL_SECS, 300);
         assert_eq!(c.worker_cache_entries, 4096);
         assert_eq!(c.max_waiting_requests, 4096);
+        assert_eq!(c.key_service.lookup_batch_path, "/v1/lookups");
+        assert_eq!(c.key_service.unbatched_lookups, 2);
         assert_eq!(c.failure_mode, FailureMode::Closed);
         assert_eq!(c.forwarding.header_prefix, "x-keygate-");
         assert!(c.forwarding.strip_credentials);
@@ -1116,6 +1148,18 @@ mod tests {
     fn wrong_type_is_named_with_its_path() {
         let e = err(r#"{"key_service":{"cluster":"ks","token":"t"},"cache":{"ttl_secs":"60"}}"#);
         assert_eq!(e.field, "cache.ttl_secs");
+    }
+
+    #[test]
+    fn lookup_batching_settings_are_checked_by_field() {
+        let with =
+            |extra: &str| format!(r#"{{"key_service":{{"cluster":"ks","token":"t",{extra}}}}}"#);
+        let c = FilterConfig::from_json(with(r#""unbatched_lookups":0"#).as_bytes()).unwrap();
+        assert_eq!(c.key_service.unbatched_lookups, 0, "0 batches every lookup");
+        let e = err(&with(r#""unbatched_lookups":1000001"#));
+        assert_eq!(e.field, "key_service.unbatched_lookups");
+        let e = err(&with(r#""lookup_batch_path":"v1/lookups""#));
+        assert_eq!(e.field, "key_service.lookup_batch_path");
     }
 
     #[test]
