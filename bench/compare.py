@@ -99,7 +99,7 @@ def main() -> int:
         if args.miss:
             rows.append(R.Row(f"miss {name}", "4", f"key miss (callout) {name}", f"miss {name}",
                               R.Cycle(fx.cycle_keys, "x-api-key", B._first(fx.cycle_keys)),
-                              bad=fx.unknown_key, keyservice=True, expect=("callout", 0.97)))
+                              bad=fx.unknown_key, keyservice=True, expect=("looked_up", 0.97)))
         for alg in new_tokens:
             rows.append(R.Row(f"new-{alg} {name}", "6", f"JWT {alg} new token {name}",
                               f"miss {name}",

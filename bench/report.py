@@ -299,7 +299,7 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
     w("## Cache memory and hit cost by cache size\n")
     w(f"A separate keygate Envoy (cache.max_entries {mem['cache_entries']:,}, usage reports "
       f"off) warmed through the filter: 1,000 then {mem['warm_keys']:,} distinct valid keys, each "
-      f"one callout ({mem['callouts']:,} callouts, {mem['warm_seconds']:.0f} s). Hits then cycle "
+      f"one lookup ({mem['callouts']:,} lookups, {mem['warm_seconds']:.0f} s). Hits then cycle "
       "through the warm keys. The cache is 4-way set-associative (buckets of 4 entries), so it "
       "is sized at 8x the keys: at max_entries = keys, about 57% of keys share a bucket with 4 or "
       "more others (Poisson, mean 4 per bucket) and a round-robin over them misses every time.\n")

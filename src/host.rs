@@ -115,6 +115,23 @@ pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> HostResult<()> {
     abi::set_shared_data(key, value, cas.unwrap_or(0))
 }
 
+/// Registers this VM's shared queue `name`; the host then calls the registering root context's
+/// `on_queue_ready` (on this worker's thread) after each [`enqueue`] to it.
+pub fn register_queue(name: &str) -> HostResult<u32> {
+    abi::register_shared_queue(name)
+}
+
+/// Puts `value` on queue `id`; its root context hears of it once this event-loop turn's other
+/// ready events have run.
+pub fn enqueue(id: u32, value: &[u8]) -> HostResult<()> {
+    abi::enqueue_shared_queue(id, value)
+}
+
+/// Takes the oldest value off queue `id`; `None` when it is empty.
+pub fn dequeue(id: u32) -> HostResult<Option<Vec<u8>>> {
+    abi::dequeue_shared_queue(id)
+}
+
 /// An HTTP call to `cluster`; the answer arrives in `on_http_call_response` of the calling context.
 ///
 /// The one call left on the SDK. Its dispatcher records which context made the call (the
@@ -257,6 +274,7 @@ mod abi {
 
     const OK: u32 = 0;
     const NOT_FOUND: u32 = 1;
+    const EMPTY: u32 = 7;
 
     /// `MapType` codes.
     const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
@@ -343,6 +361,21 @@ mod abi {
             cas: u32,
         ) -> u32;
         fn proxy_continue_stream(stream_type: u32) -> u32;
+        fn proxy_register_shared_queue(
+            name_data: *const u8,
+            name_size: usize,
+            return_id: *mut u32,
+        ) -> u32;
+        fn proxy_enqueue_shared_queue(
+            queue_id: u32,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_dequeue_shared_queue(
+            queue_id: u32,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
         #[allow(clippy::too_many_arguments)]
         fn proxy_send_local_response(
             status_code: u32,
@@ -448,6 +481,15 @@ mod abi {
             INTERNAL_FAILURE
         }
         pub unsafe fn proxy_continue_stream(_: u32) -> u32 {
+            INTERNAL_FAILURE
+        }
+        pub unsafe fn proxy_register_shared_queue(_: *const u8, _: usize, _: *mut u32) -> u32 {
+            INTERNAL_FAILURE
+        }
+        pub unsafe fn proxy_enqueue_shared_queue(_: u32, _: *const u8, _: usize) -> u32 {
+            INTERNAL_FAILURE
+        }
+        pub unsafe fn proxy_dequeue_shared_queue(_: u32, _: *mut *mut u8, _: *mut usize) -> u32 {
             INTERNAL_FAILURE
         }
         #[allow(clippy::too_many_arguments)]
@@ -667,6 +709,38 @@ mod abi {
         check("proxy_set_shared_data", status)
     }
 
+    pub fn register_shared_queue(name: &str) -> HostResult<u32> {
+        let mut id: u32 = 0;
+        // SAFETY: `name` is a live slice the host only reads; it writes an id to a live local.
+        let status = unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) };
+        check("proxy_register_shared_queue", status)?;
+        Ok(id)
+    }
+
+    pub fn enqueue_shared_queue(id: u32, value: &[u8]) -> HostResult<()> {
+        // SAFETY: `value` is a live slice the host only reads (it copies it).
+        let status = unsafe { proxy_enqueue_shared_queue(id, value.as_ptr(), value.len()) };
+        check("proxy_enqueue_shared_queue", status)
+    }
+
+    pub fn dequeue_shared_queue(id: u32) -> HostResult<Option<Vec<u8>>> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer and a size to live locals.
+        let status = unsafe { proxy_dequeue_shared_queue(id, &mut data, &mut size) };
+        match status {
+            // SAFETY: as in `buffer`. An empty value comes back as a null pointer.
+            OK => Ok(Some(
+                unsafe { take_host_buffer(data, size) }.unwrap_or_default(),
+            )),
+            EMPTY => Ok(None),
+            status => Err(HostError {
+                call: "proxy_dequeue_shared_queue",
+                status,
+            }),
+        }
+    }
+
     /// `headers` in the ABI's map serialization.
     pub fn send_local_response(status_code: u32, headers: &[u8], body: &[u8]) -> HostResult<()> {
         // SAFETY: `headers` and `body` are live slices the host only reads; no details string.
@@ -790,6 +864,9 @@ mod tests {
         assert_eq!(failed(increment_counter(1)), 10);
         assert_eq!(failed(shared_set("k", b"v", None)), 10);
         assert_eq!(failed(set_tick_period(Duration::MAX)), 10);
+        assert_eq!(failed(enqueue(1, b"")), 10);
+        assert_eq!(register_queue("q").unwrap_err().status, 10);
+        assert_eq!(dequeue(1).unwrap_err().call, "proxy_dequeue_shared_queue");
         assert!(plugin_configuration().is_err());
         assert!(route_name().is_err());
         assert!(shared_get("k").is_err());

@@ -132,6 +132,13 @@ impl RequestFilter {
                 self.waiting_on = Some(hash);
                 Ok(Action::Pause)
             }
+            Admit::Batch { wake } => {
+                if wake {
+                    worker.wake_batch_sender();
+                }
+                self.waiting_on = Some(hash);
+                Ok(Action::Pause)
+            }
             Admit::Full => overloaded(worker, "key_service.max_pending_lookups", &me.strip, now),
             Admit::Send => match lookup::send(worker, &hash, self.context_id, now) {
                 Ok(()) => {

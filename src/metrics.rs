@@ -43,6 +43,9 @@ pub struct Metrics {
     pub callout_retry: u32,
     /// Lookups not sent because the circuit breaker was open.
     pub callout_skipped: u32,
+    /// Lookup callouts sent as batches (`key_service.unbatched_lookups`), and the keys in them.
+    pub lookup_batch: u32,
+    pub lookup_batch_keys: u32,
     pub coalesced: u32,
     pub failure_open: u32,
     pub usage_report_failure: u32,
@@ -87,6 +90,8 @@ impl Metrics {
             callout_failure: host::define_counter("keygate.callout_failure")?,
             callout_retry: host::define_counter("keygate.callout_retry")?,
             callout_skipped: host::define_counter("keygate.callout_skipped")?,
+            lookup_batch: host::define_counter("keygate.lookup_batch")?,
+            lookup_batch_keys: host::define_counter("keygate.lookup_batch_keys")?,
             coalesced: host::define_counter("keygate.coalesced")?,
             failure_open: host::define_counter("keygate.failure_open")?,
             usage_report_failure: host::define_counter("keygate.usage_report_failure")?,

@@ -2,6 +2,7 @@
 //! lookups whose sender went away, answers those never answered, keeps JWKS fresh, reads the
 //! revocation feed (and drops what it says changed), and sends the batched usage counts.
 
+use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -52,11 +53,24 @@ impl FilterRoot {
         }
     }
 
+    /// Sends the lookups queued for a batch, and answers "unavailable" those that cannot go.
+    fn send_batches(&self, worker: &Worker, now: u64) {
+        let unsent = lookup::send_batches(worker, self.context_id, now);
+        if unsent.is_empty() {
+            return;
+        }
+        let unavailable = decision::unavailable(&worker.config);
+        act::finish_waiters(worker, unsent, |_| unavailable.clone(), now);
+        self.restore_context();
+    }
+
     /// Lookups whose sender's stream ended are sent again from here, for the requests still
     /// waiting on them; lookups never answered are answered "unavailable".
     fn tend_lookups(&self, worker: &Worker, now: u64) {
         let unavailable = decision::unavailable(&worker.config);
         let mut unanswered = worker.lookups.borrow_mut().expire(now);
+        // A wake that never came (the host refused the enqueue) still sends within a tick.
+        unanswered.extend(lookup::send_batches(worker, self.context_id, now));
         let orphans = worker.lookups.borrow_mut().take_orphans();
         for hash in orphans {
             if let Err(waiters) = lookup::send(worker, &hash, self.context_id, now) {
@@ -112,6 +126,15 @@ impl FilterRoot {
             }
         }
     }
+}
+
+/// A shared queue's name is global to the Envoy process and the last VM to register a name gets
+/// its wakes, so each worker's VM registers a name of its own.
+fn batch_queue_name(context_id: u32) -> String {
+    format!(
+        "keygate.lookup_batch.{:016x}",
+        RandomState::new().hash_one(context_id)
+    )
 }
 
 impl Context for FilterRoot {
@@ -187,7 +210,14 @@ impl RootContext for FilterRoot {
             config.key_service.cluster,
             config.fingerprint
         );
-        let worker = Rc::new(Worker::new(config, metrics));
+        let batch_queue = match host::register_queue(&batch_queue_name(self.context_id)) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                log::warn!("lookups will not be batched: {e}");
+                None
+            }
+        };
+        let worker = Rc::new(Worker::new(config, metrics, batch_queue));
         // Before any request: the key cache's table is the feed's current epoch.
         if let Ok(now) = host::now_secs() {
             worker.set_clock(now);
@@ -225,6 +255,23 @@ impl RootContext for FilterRoot {
         }
         if let Some(interval) = worker.config.usage_interval {
             self.report_usage(&worker, interval, now);
+        }
+    }
+
+    /// A request queued a lookup for the next batch and woke this root: the worker's other
+    /// ready events of this event-loop turn have run, so their misses go out together.
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        if worker.batch_queue != Some(queue_id) {
+            return;
+        }
+        // Each wake put one value on the queue; none is worth keeping.
+        while let Ok(Some(_)) = host::dequeue(queue_id) {}
+        match host::now_secs() {
+            Ok(now) => self.send_batches(&worker, now),
+            Err(e) => log::warn!("{e}"),
         }
     }
 

@@ -44,6 +44,9 @@ pub struct Worker {
     pub parked: RefCell<ParkedTokens>,
     /// Key lookups in flight from this worker.
     pub lookups: RefCell<Lookups>,
+    /// This worker's shared queue, whose root context sends batched lookups when woken through
+    /// it (`None`: the host refused it, and every lookup goes out on its own).
+    pub batch_queue: Option<u32>,
     /// Shared-data key of the key service's circuit breaker.
     pub breaker_key: String,
     pub usage: RefCell<UsageBook>,
@@ -138,7 +141,7 @@ impl ProviderKeys {
 }
 
 impl Worker {
-    pub fn new(config: FilterConfig, metrics: Metrics) -> Self {
+    pub fn new(config: FilterConfig, metrics: Metrics, batch_queue: Option<u32>) -> Self {
         let providers: Vec<ProviderKeys> =
             config.jwt.providers.iter().map(ProviderKeys::new).collect();
         let fingerprint = config.fingerprint;
@@ -158,8 +161,13 @@ impl Worker {
             parked: RefCell::new(ParkedTokens::default()),
             lookups: RefCell::new(Lookups::new(
                 config.key_service.max_pending_lookups,
+                match batch_queue {
+                    Some(_) => config.key_service.unbatched_lookups,
+                    None => usize::MAX,
+                },
                 config.key_service.timeout.as_secs(),
             )),
+            batch_queue,
             breaker_key: breaker::breaker_key(fingerprint),
             config,
             metrics,
@@ -229,6 +237,16 @@ impl Worker {
 
     /// `POST`s a JSON body to the key service at `path`, with the filter's token. The answer
     /// arrives in `on_http_call_response` of the calling context.
+    /// Tells the root context that lookups wait for a batch; it sends them once this event-loop
+    /// turn's other ready events have run. If the host refuses, the next tick sends them.
+    pub fn wake_batch_sender(&self) {
+        if let Some(queue) = self.batch_queue {
+            if let Err(e) = host::enqueue(queue, &[]) {
+                log::warn!("batched lookups wait for the next tick: {e}");
+            }
+        }
+    }
+
     pub fn post_to_key_service(&self, path: &str, body: &[u8]) -> host::HostResult<u32> {
         let ks = &self.config.key_service;
         host::dispatch_http_call(

@@ -1,9 +1,11 @@
-//! Lookups whose client went away, and the circuit breaker in front of a key service that is down.
+//! Lookups whose client went away, batched lookups, and the circuit breaker in front of a key
+//! service that is down.
 //! One Envoy worker, so that every request shares one Wasm VM and its table of lookups in flight.
 
 use std::time::{Duration, Instant};
 
-use keygate_e2e::{base_filter_config, Listener, Stack, StackOptions};
+use keygate_core::key::{ApiKey, KEY_RANDOM_BYTES};
+use keygate_e2e::{base_filter_config, raw_http, Listener, Stack, StackOptions};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -178,5 +180,86 @@ async fn requests_joining_lookups_are_bounded_by_max_waiting_requests() -> anyho
     thawed?;
     let reply = reply?;
     assert_eq!(reply.status, 200, "{}", reply.summary());
+    Ok(())
+}
+
+/// Past `key_service.unbatched_lookups` callouts out, the misses of one event-loop turn go out
+/// together as one `POST /v1/lookups` from the root context. Each request must still get its own
+/// key's answer: its identity at the upstream, its permissions, its refusal. Every answer is
+/// cached, and a client that goes away cancels nobody else's lookup.
+#[tokio::test]
+async fn batched_lookups_answer_each_request_with_its_own_key() -> anyhow::Result<()> {
+    let mut config = base_filter_config();
+    config["key_service"]["unbatched_lookups"] = json!(1);
+    // The frozen key service's lookups stay out far longer than the test's steps.
+    config["key_service"]["timeout_ms"] = json!(8_000);
+    let stack = one_worker(config).await?;
+    let addr = stack.addr(Listener::Main)?;
+
+    // (key, the status it must get, the key id the upstream must see)
+    let mut cases: Vec<(String, u16, Option<String>)> = Vec::new();
+    for tenant in ["acme", "globex", "initech", "umbrella", "hooli", "stark"] {
+        let (id, key) = stack.create_key(tenant, &["orders:read"]).await?;
+        cases.push((key, 200, Some(id)));
+    }
+    let (_, elsewhere) = stack.create_key("acme", &["billing:read"]).await?;
+    cases.push((elsewhere, 403, None));
+    let (revoked_id, revoked) = stack.create_key("acme", &["orders:read"]).await?;
+    stack.revoke(&revoked_id).await?;
+    cases.push((revoked, 401, None));
+    let never_issued = ApiKey::from_random([0x6b; KEY_RANDOM_BYTES]);
+    cases.push((never_issued.expose_secret().to_owned(), 401, None));
+    let (_, quitter) = stack.create_key("acme", &["orders:read"]).await?;
+    let (_, holder) = stack.create_key("acme", &["orders:read"]).await?;
+
+    // One lookup alone, held out by the frozen key service: every miss after it is batched.
+    stack.keyservice().freeze()?;
+    let _held = request_and_hold(&stack, &holder).await?;
+    sleep(SETTLE).await;
+    let gone = request_and_hold(&stack, &quitter).await?;
+    let replies: Vec<_> = cases
+        .iter()
+        .map(|(key, _, _)| {
+            let key = key.clone();
+            tokio::spawn(async move {
+                raw_http::send(addr, "GET", "/orders/1", &[("x-api-key", &key)]).await
+            })
+        })
+        .collect();
+    sleep(SETTLE).await;
+    // A batched request's client goes away before the answer: the batch is the root's, so
+    // nobody else's lookup is cancelled with it.
+    drop(gone);
+    sleep(SETTLE).await;
+    stack.keyservice().thaw()?;
+
+    for ((key, status, id), reply) in cases.iter().zip(replies) {
+        let reply = reply.await??;
+        let shown = &key[..10];
+        assert_eq!(reply.status, *status, "{shown}…: {}", reply.summary());
+        let seen = reply
+            .upstream()
+            .and_then(|u| u.header("x-keygate-key-id").map(str::to_owned));
+        assert_eq!(&seen, id, "{shown}… reached the upstream as someone else");
+    }
+    let batched = stack.counter("keygate.lookup_batch_keys").await?;
+    let batches = stack.counter("keygate.lookup_batch").await?;
+    let callouts = stack.counter("keygate.callout").await?;
+    println!("{batched} keys in {batches} batches, {callouts} callouts in all");
+    assert_eq!(
+        batched,
+        u64::try_from(cases.len() + 1)?,
+        "every miss after the held one went in a batch"
+    );
+    assert_eq!(callouts, 1 + batches, "one callout alone, the rest batched");
+
+    // Every answer of the batches was cached, the quitter's included: nothing is looked up again.
+    for (key, status, _) in &cases {
+        let reply = stack.get("/orders/1", &[("x-api-key", key)]).await?;
+        assert_eq!(reply.status, *status, "{}", reply.summary());
+    }
+    let reply = stack.get("/orders/1", &[("x-api-key", &quitter)]).await?;
+    assert_eq!(reply.status, 200, "{}", reply.summary());
+    assert_eq!(stack.counter("keygate.callout").await?, callouts);
     Ok(())
 }
