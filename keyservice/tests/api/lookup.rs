@@ -93,16 +93,22 @@ async fn unknown_key_lookup_is_invalid_with_reason_unknown(backend: Backend) {
 
 async fn malformed_lookup_gets_json_400(backend: Backend) {
     let app = spawn_app(backend).await;
-    for body in [
+    let bodies = [
         json!({"key_hash": "abc"}),
         json!({}),
         json!({"key_hash": "0".repeat(64), "extra": 1}),
-    ] {
+    ];
+    assert_each_is_a_400(&app, "/v1/lookup", &bodies).await;
+}
+
+/// Each of `bodies`, posted to `path` with the filter token, gets a JSON 400 `bad_request`.
+async fn assert_each_is_a_400(app: &crate::helpers::TestApp, path: &str, bodies: &[Value]) {
+    for body in bodies {
         let response = app
             .client
-            .post(app.url("/v1/lookup"))
+            .post(app.url(path))
             .bearer_auth(FILTER_TOKEN)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .unwrap();
@@ -216,27 +222,14 @@ async fn a_batch_of_no_hashes_or_more_than_the_most_is_a_400_naming_key_hashes(b
     assert_eq!(body["answers"].as_array().unwrap().len(), MAX_LOOKUP_BATCH);
 
     // Malformed bodies are refused like on /v1/lookup.
-    for body in [
+    let bodies = [
         json!({"key_hashes": ["abc"]}),
         json!({"key_hashes": "0".repeat(64)}),
         json!({}),
         json!({"key_hash": "0".repeat(64)}),
         json!({"key_hashes": ["0".repeat(64)], "extra": 1}),
-    ] {
-        let response = app
-            .client
-            .post(app.url("/v1/lookups"))
-            .bearer_auth(FILTER_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            error_code(response, StatusCode::BAD_REQUEST).await,
-            "bad_request",
-            "{body}"
-        );
-    }
+    ];
+    assert_each_is_a_400(&app, "/v1/lookups", &bodies).await;
 }
 
 async fn a_batch_needs_the_filter_token_and_refuses_the_admin_secret(backend: Backend) {

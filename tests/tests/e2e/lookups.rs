@@ -263,3 +263,38 @@ async fn batched_lookups_answer_each_request_with_its_own_key() -> anyhow::Resul
     assert_eq!(stack.counter("keygate.callout").await?, callouts);
     Ok(())
 }
+
+/// The root context sends a batch as soon as the worker's event-loop turn ends (woken through the
+/// worker's shared queue), not at its next tick. With every lookup batched and the tick at 1 s,
+/// 20 new keys one after another would wait about 10 s for ticks; woken, they take a few
+/// milliseconds each.
+#[tokio::test]
+async fn a_batch_goes_out_when_its_turn_ends_not_at_the_next_tick() -> anyhow::Result<()> {
+    const KEYS: u64 = 20;
+    let mut config = base_filter_config();
+    config["key_service"]["unbatched_lookups"] = json!(0);
+    // Without the revocation feed (or a remote JWKS) the tick is 1 s.
+    config["revocation"] = json!({"enabled": false});
+    let stack = one_worker(config).await?;
+    let mut keys = Vec::new();
+    for _ in 0..KEYS {
+        keys.push(stack.create_key("acme", &["orders:read"]).await?.1);
+    }
+
+    let started = Instant::now();
+    for key in &keys {
+        let reply = stack.get("/orders/1", &[("x-api-key", key)]).await?;
+        assert_eq!(reply.status, 200, "{}", reply.summary());
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        stack.counter("keygate.lookup_batch").await?,
+        KEYS,
+        "each lookup went out as a batch of its own"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "{KEYS} batched lookups took {elapsed:?}: they waited for ticks"
+    );
+    Ok(())
+}
