@@ -27,6 +27,9 @@ const FAST_TICK: Duration = Duration::from_millis(200);
 /// answer within one tick of the poller learning of it.
 const FEED_TICK: Duration = Duration::from_millis(250);
 
+/// Values taken off the batch queue per `on_queue_ready`.
+const MAX_DEQUEUED_PER_WAKE: usize = 64;
+
 pub struct FilterRoot {
     context_id: u32,
     worker: Option<Rc<Worker>>,
@@ -267,8 +270,13 @@ impl RootContext for FilterRoot {
         if worker.batch_queue != Some(queue_id) {
             return;
         }
-        // Each wake put one value on the queue; none is worth keeping.
-        while let Ok(Some(_)) = host::dequeue(queue_id) {}
+        // Each wake put one value on the queue; none is worth keeping. Bounded, whatever else
+        // might enqueue: values left over are taken at the next call.
+        for _ in 0..MAX_DEQUEUED_PER_WAKE {
+            if !matches!(host::dequeue(queue_id), Ok(Some(_))) {
+                break;
+            }
+        }
         match host::now_secs() {
             Ok(now) => self.send_batches(&worker, now),
             Err(e) => log::warn!("{e}"),
