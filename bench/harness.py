@@ -113,12 +113,16 @@ class Proc:
 
 
 def cpu_busy_seconds(cpu: str) -> float:
-    """Time CPU `cpu` spent busy (anything but idle and iowait), from /proc/stat."""
+    """Time CPU `cpu` spent on processes or taken by the hypervisor (user, nice, system, steal),
+    from /proc/stat. Interrupt and softirq time is left out: it is mostly the loopback traffic
+    under test (about 5-10% of a CPU at 10,000 req/s through two hops), which no process's
+    rusage includes, so counting it would flag every busy row as disturbed by other work."""
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith(f"cpu{cpu} "):
-                v = [int(x) for x in line.split()[1:9]]
-                return (sum(v) - v[3] - v[4]) / CLK_TCK
+                user, nice, system, _idle, _iowait, _irq, _softirq, steal = (
+                    int(x) for x in line.split()[1:9])
+                return (user + nice + system + steal) / CLK_TCK
     raise BenchError(f"no cpu{cpu} in /proc/stat")
 
 

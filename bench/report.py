@@ -385,7 +385,8 @@ def render(s, info, rows, paired, latency, memory, alone, natives, usage, phases
       "(EdDSA, ES256, ES384, RS256, RS512, PS256); the key service answers with "
       "cache_ttl_secs 3600")
     w(f"- noise guards: a window waits up to 10 s for both CPUs to be free of other work (at most "
-      f"{s.quiet_budget:.0f} s per run); a window where other work took over 10% of a CPU is "
+      f"{s.quiet_budget:.0f} s per run); a window where other work (process and steal time in /proc/stat "
+      f"beyond what is measured, so not the traffic's softirqs) took over 10% of a CPU is "
       f"run again (at most {s.retry_budget} reruns per run)")
     w("- phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
     w("")
@@ -430,8 +431,9 @@ def render_keyservice(s, alone: dict) -> list[str]:
       "(bench/tools `seed-keys`) after the key service's own migrations made the schema; on "
       "PostgreSQL the load is followed by `VACUUM ANALYZE`. Creations: `POST /v1/keys` (one "
       "durable transaction each: SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`, "
-      "fsync on), 16 connections, on the large database. \"Other work\" is CPU 0's busy time "
-      "(/proc/stat) not used by the key service or PostgreSQL: other processes on a shared "
+      "fsync on), 16 connections, on the large database. \"Other work\" is CPU 0's process and "
+      "steal time (/proc/stat, without interrupts and softirqs, which are mostly the traffic "
+      "under test) not used by the key service or PostgreSQL: other processes on a shared "
       "machine, which these runs do not wait out.\n")
     w("| backend | keys | lookups/s | p50 ms | p99 ms | errors | key service CPU µs/req "
       "| PostgreSQL CPU µs/req | CPU 0 used by them | other work on CPU 0 |")
