@@ -7,21 +7,22 @@ cheaper", in a few minutes.
                              A.wasm[@JSON] [B.wasm[@JSON] ...]
 
 Each .wasm gets its own Envoy with keygate's bench configuration (10 rules, an inline EdDSA
-JWKS), beside Envoy alone and the no-op Wasm filter; `@JSON` merges top-level members into that
-build's configuration (`keygate.wasm@{"usage":{"report_interval_secs":0}}`), so one build can
-also be compared with itself under two settings. `--miss` adds, per build, the miss path of
+JWKS), beside Envoy alone and the no-op Wasm filter; `@JSON` merges members into that build's
+configuration, objects member by member (`keygate.wasm@{"key_service":{"unbatched_lookups":0}}`
+keeps the bench's cluster and token), so one build can also be compared with itself under two
+settings. `--miss` adds, per build, the miss path of
 `make bench` row 4 (every request a new valid key, each a callout) and Envoy's ext_authz asking
 the key service on every request (row 9). `--rotate N` adds, per build, hits cycling over N
 keys, each first looked up once through that build (so with N above the worker cache's size a
 hit reads shared data and replaces a worker-cache entry). `--new-tokens ALGS` adds, per build and
 algorithm (EdDSA,ES256,...), the new-token-each-request row of `make bench` row 6, beside Envoy's
 jwt_authn without cache on the same tokens (row 8). `--probe` adds the no-op filter making only
-the listed host-call groups (bench/noop-filter: headers, clock, shared, remove, set, metrics), to
-price host calls one group at a time. Every row is checked as in `make bench` (no credential
-refused, the right one passes, keygate's counters show the named path). Then short windows
-alternate over all rows (order reversed every round) and the report gives, per row, the median
-over rounds of its difference to the baseline in the same round: Envoy CPU µs per request, and
-the req/s ratio. Same CPU layout as bench/run.sh (Envoy on CPU 0, wrk on CPU 1).
+the listed host-call groups (bench/noop-filter: headers, header, clock, shared, remove, set,
+metrics), to price host calls one group at a time. Every row is checked as in `make bench` (no
+credential refused, the right one passes, keygate's counters show the named path). Then short
+windows alternate over all rows (order reversed every round) and the report gives, per row, the
+median over rounds of its difference to the baseline in the same round: Envoy CPU µs per
+request, and the req/s ratio. Same CPU layout as bench/run.sh (Envoy on CPU 0, wrk on CPU 1).
 
 Needs what `make bench` builds (run it, or `make wasm` and the bench crates in release, once).
 """
@@ -41,6 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench as B  # noqa: E402
 import rows as R  # noqa: E402
+
+
+def merged(base: dict, extra: dict) -> dict:
+    """`base` with `extra`'s members: an object merged into an object member by member,
+    anything else replacing what `base` has."""
+    out = dict(base)
+    for name, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(name), dict):
+            out[name] = merged(out[name], value)
+        else:
+            out[name] = value
+    return out
 
 
 def main() -> int:
@@ -124,8 +137,7 @@ def main() -> int:
         for name, (wasm, extra) in zip(names, builds):
             def config(**kw) -> str:
                 c = json.loads(R.keygate_config(fx.filter_token, fx.jwks, **kw))
-                c.update(extra)
-                return json.dumps(c)
+                return json.dumps(merged(c, extra))
             out[name] = ([R.wasm_filter("keygate", wasm.resolve(), config()), R.ROUTER], ks)
             if args.miss or new_tokens:
                 small = config(cache_entries=R.MISS_CACHE_ENTRIES,
