@@ -10,7 +10,8 @@
 //!   difference to this is its own Wasm work (parsing, hashing, matching, allocating).
 //!   `hostcalls:headers,clock,shared,remove,set,metrics` makes only the listed groups, to price
 //!   them one by one (`shared`, one shared-data read, is what a hit costs when the worker's
-//!   cache does not have the key).
+//!   cache does not have the key; `header`, one read of the key header alone, is the least any
+//!   filter reading a credential could do, where keygate reads every header once).
 //!
 //! Host call results are ignored on purpose: this filter decides nothing and lets every
 //! request through.
@@ -39,6 +40,7 @@ struct FloorRoot {
 struct Probe {
     counters: [u32; 2],
     headers: bool,
+    header: bool,
     clock: bool,
     shared: bool,
     remove: bool,
@@ -59,6 +61,7 @@ impl Probe {
         Some(Self {
             counters,
             headers: has("headers"),
+            header: has("header"),
             clock: has("clock"),
             shared: has("shared"),
             remove: has("remove"),
@@ -116,6 +119,9 @@ impl HttpContext for FloorRequest {
         let headers = MapType::HttpRequestHeaders;
         if probe.headers {
             let _ = hostcalls::get_map(headers);
+        }
+        if probe.header {
+            let _ = hostcalls::get_map_value(headers, "x-api-key");
         }
         if probe.clock {
             let _ = hostcalls::get_current_time();
